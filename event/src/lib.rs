@@ -1,0 +1,17 @@
+//! The Thoth event model: the four event types of the product contract (SPEC §4), their
+//! validation, and the JSON forms the gateway reads and writes.
+//!
+//! An [`Event`] keeps every field of its input as the exact bytes it arrived with
+//! ([`serde_json::value::RawValue`]), so unknown fields are forwarded byte for byte and the
+//! enriched form is written without re-serializing what did not change.
+
+mod decode;
+mod depth;
+mod model;
+pub mod record;
+mod timefmt;
+
+pub use decode::{decode_batch, BatchError, BodyFormat, IndexedError, Limits};
+pub use depth::max_nesting_depth;
+pub use model::{Event, EventError, EventType, Risk, Verdict};
+pub use timefmt::{format_rfc3339_millis, now_rfc3339, parse_rfc3339};
