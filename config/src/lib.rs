@@ -1,1 +1,242 @@
-//! config
+//! The gateway's configuration (SPEC §6): the TOML schema, defaults, durations and sizes,
+//! secrets, and validation that reports every error with its key path.
+//!
+//! Relative paths in a config file are resolved against the directory of that file.
+
+mod schema;
+mod secret;
+pub mod units;
+mod walker;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use secret::Secret;
+
+/// One configuration mistake: where (`sinks.archive.batch.max_events`) and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub api: ApiConfig,
+    pub wal: WalConfig,
+    pub tenants: Vec<Tenant>,
+    pub mdm: MdmConfig,
+    pub checkins: CheckinsConfig,
+    /// Sinks by name.
+    pub sinks: BTreeMap<String, SinkConfig>,
+}
+
+/// `[api]`: the HTTP listener and who may use it.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+    pub max_body_bytes: u64,
+    pub max_event_bytes: u64,
+    pub max_depth: u64,
+    pub max_batch_events: u64,
+    pub max_connections: u64,
+    pub tokens: Vec<TokenConfig>,
+}
+
+/// One `[[api.tokens]]` entry. Only the SHA-256 of the token is kept.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenConfig {
+    /// The tenant this token may submit for; `None` for admin tokens.
+    pub tenant_id: Option<String>,
+    pub admin: bool,
+    pub sha256: [u8; 32],
+}
+
+impl std::fmt::Debug for TokenConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenConfig")
+            .field("tenant_id", &self.tenant_id)
+            .field("admin", &self.admin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// When the WAL calls `fdatasync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncMode {
+    Always,
+    Interval(Duration),
+}
+
+/// `[wal]`.
+#[derive(Debug, Clone)]
+pub struct WalConfig {
+    pub max_bytes: u64,
+    pub fsync: FsyncMode,
+    /// Segment size; by default 64 MiB or a sixteenth of `max_bytes`, whichever is smaller.
+    pub segment_bytes: Option<u64>,
+}
+
+/// `[[tenants]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    pub id: String,
+    pub name: String,
+    pub compliance_profile: Option<String>,
+}
+
+/// `[mdm]`.
+#[derive(Debug, Clone)]
+pub struct MdmConfig {
+    pub refresh_interval: Duration,
+    pub providers: Vec<MdmProvider>,
+    pub fleet_rules: Vec<FleetRule>,
+}
+
+/// `kind` of an MDM provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MdmKind {
+    Jamf,
+    Intune,
+}
+
+impl MdmKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MdmKind::Jamf => "jamf",
+            MdmKind::Intune => "intune",
+        }
+    }
+}
+
+/// `[[mdm.providers]]`.
+#[derive(Debug, Clone)]
+pub struct MdmProvider {
+    pub name: String,
+    pub tenant_id: String,
+    pub kind: MdmKind,
+    /// A snapshot in the provider's native list-response format.
+    pub file: PathBuf,
+    /// Jamf extension attribute holding the Thoth endpoint id.
+    pub endpoint_id_attribute: Option<String>,
+}
+
+/// The normalized endpoint fields a fleet rule may compare (SPEC §4).
+pub const ENDPOINT_FIELDS: [&str; 13] = [
+    "mdm_device_id",
+    "serial",
+    "hostname",
+    "os",
+    "os_version",
+    "owner",
+    "department",
+    "site",
+    "category",
+    "model",
+    "managed",
+    "compliant",
+    "endpoint_id",
+];
+
+/// `[[mdm.fleet_rules]]`: first match wins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetRule {
+    pub tenant_id: Option<String>,
+    /// Field → pattern (exact, `*` glob).
+    pub when: Vec<(String, String)>,
+    pub fleet_id: String,
+    pub fleet_name: String,
+}
+
+/// `[checkins]`.
+#[derive(Debug, Clone)]
+pub struct CheckinsConfig {
+    pub stale_after: Duration,
+}
+
+/// `when_full` of a sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenFull {
+    Block,
+}
+
+/// `[sinks.NAME.batch]`.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchConfig {
+    pub max_events: u64,
+    pub max_bytes: u64,
+    pub timeout: Duration,
+}
+
+/// `[sinks.NAME.retry]`.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryConfig {
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    pub max_duration: Duration,
+}
+
+/// `[sinks.NAME]`.
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    pub name: String,
+    /// Only these tenants' events; `None` = all.
+    pub tenants: Option<Vec<String>>,
+    pub when_full: WhenFull,
+    pub batch: BatchConfig,
+    pub retry: RetryConfig,
+    pub kind: SinkKind,
+}
+
+/// The destination of a sink.
+#[derive(Debug, Clone)]
+pub enum SinkKind {
+    /// Appends enriched NDJSON to a file.
+    File { path: PathBuf },
+}
+
+impl SinkKind {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SinkKind::File { .. } => "file",
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file. Relative paths resolve against its directory.
+    pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            vec![ConfigError {
+                path: path.display().to_string(),
+                message: format!("cannot read the config file: {e}"),
+            }]
+        })?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        Config::from_toml(&text, base)
+    }
+
+    /// Parses and validates config text; relative paths resolve against `base`.
+    /// Returns every error found, each with its key path.
+    pub fn from_toml(text: &str, base: &Path) -> Result<Config, Vec<ConfigError>> {
+        schema::parse(text, base)
+    }
+
+    /// Looks up a tenant.
+    pub fn tenant(&self, id: &str) -> Option<&Tenant> {
+        self.tenants.iter().find(|t| t.id == id)
+    }
+
+    /// Where the WAL lives.
+    pub fn wal_dir(&self) -> PathBuf {
+        self.data_dir.join("wal")
+    }
+}

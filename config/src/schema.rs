@@ -1,0 +1,604 @@
+//! The TOML schema: reads every section, applies defaults and cross-checks references.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::walker::{resolve_path, Errors, Obj};
+use crate::*;
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
+const GIB: u64 = 1024 * MIB;
+
+/// Sink types described by SPEC §7 that later versions add.
+const FUTURE_SINK_TYPES: [&str; 5] = ["splunk_hec", "sentinel", "elasticsearch", "webhook", "kafka"];
+
+pub(crate) fn parse(text: &str, base: &Path) -> Result<Config, Vec<ConfigError>> {
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        let mut message = e.message().to_string();
+        if let Some(span) = e.span() {
+            let line = text[..span.start].matches('\n').count() + 1;
+            let col = span.start - text[..span.start].rfind('\n').map_or(0, |i| i + 1) + 1;
+            message = format!("TOML syntax error at line {line}, column {col}: {message}");
+        }
+        vec![ConfigError {
+            path: String::new(),
+            message,
+        }]
+    })?;
+    let mut errs = Errors::default();
+    let mut root = Obj::new("", &table);
+
+    let data_dir = root
+        .path_value("data_dir", base, &mut errs)
+        .unwrap_or_else(|| resolve_path(base, "thoth-data"));
+    let tenants = read_tenants(&mut root, &mut errs);
+    let tenant_ids: HashSet<&str> = tenants.iter().map(|t| t.id.as_str()).collect();
+    let api = read_api(&mut root, base, &tenant_ids, &mut errs);
+    let wal = read_wal(&mut root, &mut errs);
+    let mdm = read_mdm(&mut root, base, &tenant_ids, &mut errs);
+    let checkins = read_checkins(&mut root, &mut errs);
+    let sinks = read_sinks(&mut root, base, &tenant_ids, &mut errs);
+
+    root.not_supported_yet("sources", "Kafka and inbound webhooks arrive with their issues", &mut errs);
+    root.not_supported_yet("transform", "VRL transforms arrive with the VRL issue", &mut errs);
+    root.not_supported_yet("tests", "config unit tests arrive with the VRL issue", &mut errs);
+    root.finish(&mut errs);
+
+    if let Some(api) = &api {
+        if api.max_body_bytes > wal.max_bytes {
+            errs.push(
+                "api.max_body_bytes",
+                format!(
+                    "larger than wal.max_bytes ({}): such a request could never be accepted",
+                    wal.max_bytes
+                ),
+            );
+        }
+    }
+
+    if !errs.0.is_empty() {
+        return Err(errs.0);
+    }
+    Ok(Config {
+        data_dir,
+        api: api.expect("no errors means the api section was read"),
+        wal,
+        tenants,
+        mdm,
+        checkins,
+        sinks,
+    })
+}
+
+/// Names used as file names (cursors, snapshots) and in metrics labels.
+fn check_name(path: &str, name: &str, errs: &mut Errors) -> bool {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && !name.starts_with('-');
+    if !ok {
+        errs.push(
+            path,
+            format!("{name:?} is not a valid name: use 1 to 64 letters, digits, '_' or '-'"),
+        );
+    }
+    ok
+}
+
+fn check_tenant(path: &str, id: &str, tenants: &HashSet<&str>, errs: &mut Errors) {
+    if !tenants.contains(id) {
+        errs.push(path, format!("tenant {id:?} is not listed in [[tenants]]"));
+    }
+}
+
+fn read_tenants(root: &mut Obj, errs: &mut Errors) -> Vec<Tenant> {
+    let mut tenants = Vec::new();
+    let mut seen = HashSet::new();
+    for mut t in root.tables("tenants", errs) {
+        let id = t.req_string("id", errs);
+        let name = t.string("name", errs);
+        let compliance_profile = t.string("compliance_profile", errs);
+        if let Some(id) = id {
+            if id.len() > 256 {
+                errs.push(&t.key_path("id"), "longer than 256 bytes");
+            } else if !seen.insert(id.clone()) {
+                errs.push(&t.key_path("id"), format!("tenant {id:?} is listed twice"));
+            } else {
+                tenants.push(Tenant {
+                    name: name.unwrap_or_else(|| id.clone()),
+                    id,
+                    compliance_profile,
+                });
+            }
+        }
+        t.finish(errs);
+    }
+    if tenants.is_empty() && !root.has("tenants") {
+        errs.push("tenants", "at least one [[tenants]] entry is required");
+    }
+    tenants
+}
+
+fn read_api(
+    root: &mut Obj,
+    base: &Path,
+    tenants: &HashSet<&str>,
+    errs: &mut Errors,
+) -> Option<ApiConfig> {
+    let empty = toml::Table::new();
+    let mut api = root.table("api", errs).unwrap_or_else(|| Obj::new("api", &empty));
+    let listen = match api.string("listen", errs) {
+        Some(s) => match s.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                errs.push(
+                    &api.key_path("listen"),
+                    format!("{s:?} is not an address such as \"0.0.0.0:8686\""),
+                );
+                None
+            }
+        },
+        None => Some("127.0.0.1:8686".parse().unwrap()),
+    };
+    let max_body_bytes = api
+        .size("max_body_bytes", 1024, 1024 * MIB, errs)
+        .unwrap_or(10 * MIB);
+    let max_event_bytes = api
+        .size("max_event_bytes", 256, 64 * MIB, errs)
+        .unwrap_or(MIB);
+    let max_depth = api.int("max_depth", 2, 512, errs).unwrap_or(32);
+    let max_batch_events = api
+        .int("max_batch_events", 1, 1_000_000, errs)
+        .unwrap_or(10_000);
+    let max_connections = api
+        .int("max_connections", 1, 1_000_000, errs)
+        .unwrap_or(4096);
+    let mut tokens = Vec::new();
+    for mut t in api.tables("tokens", errs) {
+        if let Some(tok) = read_token(&mut t, base, tenants, errs) {
+            tokens.push(tok);
+        }
+        t.finish(errs);
+    }
+    if tokens.is_empty() && errs.0.iter().all(|e| !e.path.starts_with("api.tokens")) {
+        errs.push(
+            "api.tokens",
+            "at least one [[api.tokens]] entry is required: nothing could be ingested without one",
+        );
+    }
+    api.finish(errs);
+    Some(ApiConfig {
+        listen: listen?,
+        max_body_bytes,
+        max_event_bytes,
+        max_depth,
+        max_batch_events,
+        max_connections,
+        tokens,
+    })
+}
+
+fn read_token(
+    t: &mut Obj,
+    base: &Path,
+    tenants: &HashSet<&str>,
+    errs: &mut Errors,
+) -> Option<TokenConfig> {
+    let admin = t.bool("admin", errs).unwrap_or(false);
+    let tenant_id = t.string("tenant_id", errs);
+    match (&tenant_id, admin) {
+        (Some(id), false) => check_tenant(&t.key_path("tenant_id"), id, tenants, errs),
+        (Some(_), true) => errs.push(
+            &t.key_path("tenant_id"),
+            "an admin token may submit for every tenant: remove tenant_id or admin",
+        ),
+        (None, false) => errs.push(
+            &t.path,
+            "a token needs either `tenant_id` (a tenant's ingest token) or `admin = true`",
+        ),
+        (None, true) => {}
+    }
+    let secret = t.secret("token", base, errs);
+    let digest = t.string("token_sha256", errs);
+    let sha256 = match (secret, digest) {
+        (Some(s), None) => Some(Sha256::digest(s.expose().as_bytes()).into()),
+        (None, Some(hex_digest)) => {
+            let mut out = [0u8; 32];
+            match hex::decode_to_slice(hex_digest.trim(), &mut out) {
+                Ok(()) => Some(out),
+                Err(_) => {
+                    errs.push(
+                        &t.key_path("token_sha256"),
+                        "must be the 64 hex digits of the token's SHA-256",
+                    );
+                    None
+                }
+            }
+        }
+        (Some(_), Some(_)) => {
+            errs.push(
+                &t.key_path("token_sha256"),
+                "give one of `token`, `token_file` or `token_sha256`",
+            );
+            None
+        }
+        (None, None) => {
+            if !t.has("token") && !t.has("token_file") {
+                errs.push(
+                    &t.path,
+                    "one of `token`, `token_file` or `token_sha256` is required",
+                );
+            }
+            None
+        }
+    }?;
+    Some(TokenConfig {
+        tenant_id: if admin { None } else { tenant_id },
+        admin,
+        sha256,
+    })
+}
+
+fn read_wal(root: &mut Obj, errs: &mut Errors) -> WalConfig {
+    let empty = toml::Table::new();
+    let mut wal = root.table("wal", errs).unwrap_or_else(|| Obj::new("wal", &empty));
+    let max_bytes = wal.size("max_bytes", 64 * KIB, 1 << 50, errs).unwrap_or(4 * GIB);
+    let interval = wal.duration("fsync_interval", errs);
+    let fsync = match wal.string("fsync", errs).as_deref() {
+        None | Some("always") => {
+            if interval.is_some() {
+                errs.push(&wal.key_path("fsync_interval"), "only used with fsync = \"interval\"");
+            }
+            FsyncMode::Always
+        }
+        Some("interval") => FsyncMode::Interval(interval.unwrap_or(Duration::from_secs(1))),
+        Some(other) => {
+            errs.push(
+                &wal.key_path("fsync"),
+                format!("must be \"always\" or \"interval\" (got {other:?})"),
+            );
+            FsyncMode::Always
+        }
+    };
+    let segment_bytes = wal.size("segment_bytes", 4 * KIB, 1 << 40, errs);
+    wal.finish(errs);
+    WalConfig {
+        max_bytes,
+        fsync,
+        segment_bytes,
+    }
+}
+
+fn read_mdm(root: &mut Obj, base: &Path, tenants: &HashSet<&str>, errs: &mut Errors) -> MdmConfig {
+    let empty = toml::Table::new();
+    let mut mdm = root.table("mdm", errs).unwrap_or_else(|| Obj::new("mdm", &empty));
+    let refresh_interval = mdm
+        .duration("refresh_interval", errs)
+        .unwrap_or(Duration::from_secs(300));
+    let mut providers = Vec::new();
+    let mut names = HashSet::new();
+    for mut p in mdm.tables("providers", errs) {
+        if let Some(provider) = read_provider(&mut p, base, tenants, errs) {
+            if !names.insert(provider.name.clone()) {
+                errs.push(&p.key_path("name"), format!("provider {:?} is listed twice", provider.name));
+            }
+            providers.push(provider);
+        }
+        p.finish(errs);
+    }
+    let mut fleet_rules = Vec::new();
+    for mut r in mdm.tables("fleet_rules", errs) {
+        if let Some(rule) = read_fleet_rule(&mut r, tenants, errs) {
+            fleet_rules.push(rule);
+        }
+        r.finish(errs);
+    }
+    mdm.finish(errs);
+    MdmConfig {
+        refresh_interval,
+        providers,
+        fleet_rules,
+    }
+}
+
+fn read_provider(
+    p: &mut Obj,
+    base: &Path,
+    tenants: &HashSet<&str>,
+    errs: &mut Errors,
+) -> Option<MdmProvider> {
+    let name = p.req_string("name", errs);
+    if let Some(n) = &name {
+        check_name(&p.key_path("name"), n, errs);
+    }
+    let tenant_id = p.req_string("tenant_id", errs);
+    if let Some(t) = &tenant_id {
+        check_tenant(&p.key_path("tenant_id"), t, tenants, errs);
+    }
+    let kind = match p.req_string("kind", errs).as_deref() {
+        Some("jamf") => Some(MdmKind::Jamf),
+        Some("intune") => Some(MdmKind::Intune),
+        Some(other) => {
+            errs.push(
+                &p.key_path("kind"),
+                format!("must be \"jamf\" or \"intune\" (got {other:?})"),
+            );
+            None
+        }
+        None => None,
+    };
+    let live = "live MDM APIs arrive with the MDM sync issue; use `file` with a snapshot for now";
+    for key in [
+        "url",
+        "client_id",
+        "client_secret",
+        "client_secret_file",
+        "azure_tenant_id",
+        "authority",
+        "inventory_path",
+    ] {
+        p.not_supported_yet(key, live, errs);
+    }
+    let file = if p.has("file") {
+        p.path_value("file", base, errs)
+    } else {
+        if !p.has("url") {
+            errs.push(&p.key_path("file"), "is required (a snapshot in the provider's native format)");
+        }
+        None
+    };
+    let endpoint_id_attribute = p.string("endpoint_id_attribute", errs);
+    if endpoint_id_attribute.is_some() && kind == Some(MdmKind::Intune) {
+        errs.push(
+            &p.key_path("endpoint_id_attribute"),
+            "only Jamf Pro providers have extension attributes; Intune devices match by serial or hostname",
+        );
+    }
+    Some(MdmProvider {
+        name: name?,
+        tenant_id: tenant_id?,
+        kind: kind?,
+        file: file?,
+        endpoint_id_attribute,
+    })
+}
+
+fn read_fleet_rule(r: &mut Obj, tenants: &HashSet<&str>, errs: &mut Errors) -> Option<FleetRule> {
+    let tenant_id = r.string("tenant_id", errs);
+    if let Some(t) = &tenant_id {
+        check_tenant(&r.key_path("tenant_id"), t, tenants, errs);
+    }
+    let mut when = Vec::new();
+    match r.table("when", errs) {
+        Some(mut w) => {
+            let keys: Vec<String> = ENDPOINT_FIELDS.iter().map(|s| s.to_string()).collect();
+            for key in &keys {
+                if let Some(v) = w.get(key) {
+                    match v {
+                        toml::Value::String(s) => when.push((key.clone(), s.clone())),
+                        toml::Value::Boolean(b) => when.push((key.clone(), b.to_string())),
+                        _ => errs.push(&w.key_path(key), "expected a string (or a boolean)"),
+                    }
+                }
+            }
+            let unknown: Vec<&str> = w.keys().filter(|k| !keys.iter().any(|n| n == k)).collect();
+            for extra in unknown {
+                errs.push(
+                    &w.key_path(extra),
+                    format!("unknown endpoint field; use one of {}", ENDPOINT_FIELDS.join(", ")),
+                );
+            }
+            w.mark_all_seen();
+            w.finish(errs);
+        }
+        None => {
+            if !r.has("when") {
+                errs.push(&r.key_path("when"), "is required (e.g. when = { department = \"Engineering\" })");
+            }
+        }
+    }
+    let fleet = r.table("fleet", errs);
+    let (fleet_id, fleet_name) = match fleet {
+        Some(mut f) => {
+            let id = f.req_string("id", errs);
+            let name = f.string("name", errs);
+            f.finish(errs);
+            let name = name.or_else(|| id.clone());
+            (id, name)
+        }
+        None => {
+            if !r.has("fleet") {
+                errs.push(&r.key_path("fleet"), "is required (e.g. fleet = { id = \"eng-macs\", name = \"Engineering Macs\" })");
+            }
+            (None, None)
+        }
+    };
+    Some(FleetRule {
+        tenant_id,
+        when,
+        fleet_id: fleet_id?,
+        fleet_name: fleet_name?,
+    })
+}
+
+fn read_checkins(root: &mut Obj, errs: &mut Errors) -> CheckinsConfig {
+    let empty = toml::Table::new();
+    let mut c = root
+        .table("checkins", errs)
+        .unwrap_or_else(|| Obj::new("checkins", &empty));
+    let stale_after = c
+        .duration("stale_after", errs)
+        .unwrap_or(Duration::from_secs(15 * 60));
+    c.finish(errs);
+    CheckinsConfig { stale_after }
+}
+
+fn read_sinks(
+    root: &mut Obj,
+    base: &Path,
+    tenants: &HashSet<&str>,
+    errs: &mut Errors,
+) -> BTreeMap<String, SinkConfig> {
+    let mut sinks = BTreeMap::new();
+    let Some(table) = root.table("sinks", errs) else {
+        if !root.has("sinks") {
+            errs.push("sinks", "at least one sink is required (e.g. [sinks.archive] type = \"file\")");
+        }
+        return sinks;
+    };
+    let names: Vec<String> = table.keys().map(|k| k.to_string()).collect();
+    let mut table = table;
+    for name in names {
+        let Some(mut s) = table.table(&name, errs) else {
+            continue;
+        };
+        if check_name(&s.path, &name, errs) {
+            if let Some(sink) = read_sink(&name, &mut s, base, tenants, errs) {
+                sinks.insert(name.clone(), sink);
+            }
+        }
+        s.finish(errs);
+    }
+    table.finish(errs);
+    if sinks.is_empty() && names_is_empty(&sinks, errs) {
+        errs.push("sinks", "at least one sink is required");
+    }
+    sinks
+}
+
+fn names_is_empty(sinks: &BTreeMap<String, SinkConfig>, errs: &Errors) -> bool {
+    sinks.is_empty() && errs.0.iter().all(|e| !e.path.starts_with("sinks."))
+}
+
+fn read_sink(
+    name: &str,
+    s: &mut Obj,
+    base: &Path,
+    tenants: &HashSet<&str>,
+    errs: &mut Errors,
+) -> Option<SinkConfig> {
+    let sink_tenants = s.strings("tenants", errs);
+    if let Some(list) = &sink_tenants {
+        for (i, t) in list.iter().enumerate() {
+            check_tenant(&format!("{}[{i}]", s.key_path("tenants")), t, tenants, errs);
+        }
+    }
+    let when_full = match s.string("when_full", errs).as_deref() {
+        None | Some("block") => WhenFull::Block,
+        Some("drop_oldest") => {
+            errs.push(
+                &s.key_path("when_full"),
+                "\"drop_oldest\" is not supported yet by this version of thoth-gateway; use \"block\"",
+            );
+            WhenFull::Block
+        }
+        Some(other) => {
+            errs.push(
+                &s.key_path("when_full"),
+                format!("must be \"block\" or \"drop_oldest\" (got {other:?})"),
+            );
+            WhenFull::Block
+        }
+    };
+    let batch = read_batch(s, errs);
+    let retry = read_retry(s, errs);
+    for key in ["condition", "remap"] {
+        s.not_supported_yet(key, "VRL arrives with the VRL issue", errs);
+    }
+    let kind = match s.req_string("type", errs).as_deref() {
+        Some("file") => {
+            for key in ["concurrency", "compression", "tls", "timeout"] {
+                if s.get(key).is_some() {
+                    errs.push(&s.key_path(key), "does not apply to a sink of type \"file\"");
+                }
+            }
+            let path = if s.has("path") {
+                s.path_value("path", base, errs)
+            } else {
+                errs.push(&s.key_path("path"), "is required for a sink of type \"file\"");
+                None
+            };
+            path.map(|path| SinkKind::File { path })
+        }
+        Some(t) if FUTURE_SINK_TYPES.contains(&t) => {
+            errs.push(
+                &s.key_path("type"),
+                format!("sink type {t:?} is not supported yet by this version of thoth-gateway"),
+            );
+            // Its keys belong to that future type; do not report them as unknown as well.
+            s.mark_all_seen();
+            None
+        }
+        Some(t) => {
+            errs.push(
+                &s.key_path("type"),
+                format!(
+                    "unknown sink type {t:?}; expected one of file, {}",
+                    FUTURE_SINK_TYPES.join(", ")
+                ),
+            );
+            s.mark_all_seen();
+            None
+        }
+        None => None,
+    };
+    Some(SinkConfig {
+        name: name.to_string(),
+        tenants: sink_tenants,
+        when_full,
+        batch,
+        retry,
+        kind: kind?,
+    })
+}
+
+fn read_batch(s: &mut Obj, errs: &mut Errors) -> BatchConfig {
+    let mut batch = BatchConfig {
+        max_events: 500,
+        max_bytes: MIB,
+        timeout: Duration::from_secs(1),
+    };
+    if let Some(mut b) = s.table("batch", errs) {
+        if let Some(n) = b.int("max_events", 1, 100_000, errs) {
+            batch.max_events = n;
+        }
+        if let Some(n) = b.size("max_bytes", 1024, 256 * MIB, errs) {
+            batch.max_bytes = n;
+        }
+        if let Some(d) = b.duration("timeout", errs) {
+            batch.timeout = d;
+        }
+        b.finish(errs);
+    }
+    batch
+}
+
+fn read_retry(s: &mut Obj, errs: &mut Errors) -> RetryConfig {
+    let mut retry = RetryConfig {
+        initial_backoff: Duration::from_millis(500),
+        max_backoff: Duration::from_secs(60),
+        max_duration: Duration::from_secs(24 * 3600),
+    };
+    if let Some(mut r) = s.table("retry", errs) {
+        if let Some(d) = r.duration("initial_backoff", errs) {
+            retry.initial_backoff = d;
+        }
+        if let Some(d) = r.duration("max_backoff", errs) {
+            retry.max_backoff = d;
+        }
+        if let Some(d) = r.duration("max_duration", errs) {
+            retry.max_duration = d;
+        }
+        if retry.initial_backoff > retry.max_backoff {
+            errs.push(&r.key_path("initial_backoff"), "must not exceed max_backoff");
+        }
+        r.finish(errs);
+    }
+    retry
+}

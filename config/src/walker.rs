@@ -1,0 +1,288 @@
+//! Reading a TOML table key by key while collecting every error with its key path, so that
+//! `validate` can report all mistakes at once instead of stopping at the first.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::{Table, Value};
+
+use crate::secret::{self, Secret};
+use crate::units;
+use crate::ConfigError;
+
+/// Collected errors.
+#[derive(Debug, Default)]
+pub(crate) struct Errors(pub Vec<ConfigError>);
+
+impl Errors {
+    pub fn push(&mut self, path: &str, message: impl Into<String>) {
+        self.0.push(ConfigError {
+            path: path.to_string(),
+            message: message.into(),
+        });
+    }
+}
+
+/// A table being read. Every key read is remembered; [`Obj::finish`] reports the rest as
+/// unknown.
+pub(crate) struct Obj<'a> {
+    pub path: String,
+    table: &'a Table,
+    seen: Vec<&'a str>,
+}
+
+pub(crate) fn join(path: &str, key: &str) -> String {
+    let key = if key
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        key.to_string()
+    } else {
+        format!("{key:?}")
+    };
+    if path.is_empty() {
+        key
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::String(_) => "a string",
+        Value::Integer(_) => "an integer",
+        Value::Float(_) => "a float",
+        Value::Boolean(_) => "a boolean",
+        Value::Datetime(_) => "a datetime",
+        Value::Array(_) => "an array",
+        Value::Table(_) => "a table",
+    }
+}
+
+impl<'a> Obj<'a> {
+    pub fn new(path: impl Into<String>, table: &'a Table) -> Self {
+        Obj {
+            path: path.into(),
+            table,
+            seen: Vec::new(),
+        }
+    }
+
+    pub fn key_path(&self, key: &str) -> String {
+        join(&self.path, key)
+    }
+
+    pub fn has(&self, key: &str) -> bool {
+        self.table.contains_key(key)
+    }
+
+    pub fn get(&mut self, key: &str) -> Option<&'a Value> {
+        let (k, v) = self.table.get_key_value(key)?;
+        self.seen.push(k.as_str());
+        Some(v)
+    }
+
+    /// Marks a key as handled elsewhere and reports it as not available yet.
+    pub fn not_supported_yet(&mut self, key: &str, when: &str, errs: &mut Errors) {
+        if self.get(key).is_some() {
+            errs.push(
+                &self.key_path(key),
+                format!("not supported yet by this version of thoth-gateway ({when})"),
+            );
+        }
+    }
+
+    fn typed<T>(
+        &mut self,
+        key: &str,
+        errs: &mut Errors,
+        want: &str,
+        f: impl FnOnce(&'a Value) -> Option<T>,
+    ) -> Option<T> {
+        let v = self.get(key)?;
+        let r = f(v);
+        if r.is_none() {
+            errs.push(
+                &self.key_path(key),
+                format!("expected {want}, found {}", type_name(v)),
+            );
+        }
+        r
+    }
+
+    pub fn string(&mut self, key: &str, errs: &mut Errors) -> Option<String> {
+        self.typed(key, errs, "a string", |v| v.as_str().map(str::to_string))
+    }
+
+    pub fn req_string(&mut self, key: &str, errs: &mut Errors) -> Option<String> {
+        if !self.has(key) {
+            errs.push(&self.key_path(key), "is required");
+            return None;
+        }
+        let s = self.string(key, errs)?;
+        if s.is_empty() {
+            errs.push(&self.key_path(key), "must not be empty");
+            return None;
+        }
+        Some(s)
+    }
+
+    pub fn bool(&mut self, key: &str, errs: &mut Errors) -> Option<bool> {
+        self.typed(key, errs, "a boolean", Value::as_bool)
+    }
+
+    /// A positive integer within `min..=max`.
+    pub fn int(&mut self, key: &str, min: u64, max: u64, errs: &mut Errors) -> Option<u64> {
+        let n = self.typed(key, errs, "an integer", Value::as_integer)?;
+        if n < 0 || (n as u64) < min || (n as u64) > max {
+            errs.push(
+                &self.key_path(key),
+                format!("must be between {min} and {max} (got {n})"),
+            );
+            return None;
+        }
+        Some(n as u64)
+    }
+
+    pub fn duration(&mut self, key: &str, errs: &mut Errors) -> Option<Duration> {
+        let s = self.typed(key, errs, "a duration string such as \"5m\"", Value::as_str)?;
+        units::parse_duration(s)
+            .map_err(|e| errs.push(&self.key_path(key), e))
+            .ok()
+    }
+
+    /// A size given as a number of bytes or a string such as `"4GiB"`, within `min..=max`.
+    pub fn size(&mut self, key: &str, min: u64, max: u64, errs: &mut Errors) -> Option<u64> {
+        let path = self.key_path(key);
+        let v = self.get(key)?;
+        let n = match v {
+            Value::Integer(n) if *n >= 0 => *n as u64,
+            Value::String(s) => match units::parse_size(s) {
+                Ok(n) => n,
+                Err(e) => {
+                    errs.push(&path, e);
+                    return None;
+                }
+            },
+            other => {
+                errs.push(
+                    &path,
+                    format!("expected a size such as \"1MiB\", found {}", type_name(other)),
+                );
+                return None;
+            }
+        };
+        if n < min || n > max {
+            errs.push(&path, format!("must be between {min} and {max} bytes (got {n})"));
+            return None;
+        }
+        Some(n)
+    }
+
+    pub fn table(&mut self, key: &str, errs: &mut Errors) -> Option<Obj<'a>> {
+        let path = self.key_path(key);
+        self.typed(key, errs, "a table", Value::as_table)
+            .map(|t| Obj::new(path, t))
+    }
+
+    /// An array of tables (`[[key]]`), each with its indexed path (`key[0]`).
+    pub fn tables(&mut self, key: &str, errs: &mut Errors) -> Vec<Obj<'a>> {
+        let path = self.key_path(key);
+        let Some(arr) = self.typed(key, errs, "an array of tables", Value::as_array) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, v) in arr.iter().enumerate() {
+            let p = format!("{path}[{i}]");
+            match v.as_table() {
+                Some(t) => out.push(Obj::new(p, t)),
+                None => errs.push(&p, format!("expected a table, found {}", type_name(v))),
+            }
+        }
+        out
+    }
+
+    pub fn strings(&mut self, key: &str, errs: &mut Errors) -> Option<Vec<String>> {
+        let path = self.key_path(key);
+        let arr = self.typed(key, errs, "an array of strings", Value::as_array)?;
+        let mut out = Vec::new();
+        for (i, v) in arr.iter().enumerate() {
+            match v.as_str() {
+                Some(s) => out.push(s.to_string()),
+                None => errs.push(
+                    &format!("{path}[{i}]"),
+                    format!("expected a string, found {}", type_name(v)),
+                ),
+            }
+        }
+        Some(out)
+    }
+
+    /// A secret given as `key = "..."`, `key = "${ENV}"` or `key_file = "..."`.
+    /// `Ok(None)` when neither key is present.
+    pub fn secret(&mut self, key: &str, base: &Path, errs: &mut Errors) -> Option<Secret> {
+        let file_key = format!("{key}_file");
+        match (self.has(key), self.has(&file_key)) {
+            (true, true) => {
+                errs.push(
+                    &self.key_path(key),
+                    format!("give either `{key}` or `{file_key}`, not both"),
+                );
+                self.get(key);
+                self.get(&file_key);
+                None
+            }
+            (true, false) => {
+                let v = self.string(key, errs)?;
+                secret::resolve_inline(&v)
+                    .map_err(|e| errs.push(&self.key_path(key), e))
+                    .ok()
+            }
+            (false, true) => {
+                let p = self.path_value(&file_key, base, errs)?;
+                secret::read_file(&p)
+                    .map_err(|e| errs.push(&self.key_path(&file_key), e))
+                    .ok()
+            }
+            (false, false) => None,
+        }
+    }
+
+    /// A path, resolved against `base` when relative.
+    pub fn path_value(&mut self, key: &str, base: &Path, errs: &mut Errors) -> Option<PathBuf> {
+        let s = self.string(key, errs)?;
+        if s.is_empty() {
+            errs.push(&self.key_path(key), "must not be empty");
+            return None;
+        }
+        Some(resolve_path(base, &s))
+    }
+
+    /// The keys of the table.
+    pub fn keys(&self) -> impl Iterator<Item = &'a str> + 'a {
+        self.table.keys().map(String::as_str)
+    }
+
+    /// Treats every key as handled (its errors were reported another way).
+    pub fn mark_all_seen(&mut self) {
+        self.seen = self.table.keys().map(String::as_str).collect();
+    }
+
+    /// Reports every key that was not read as unknown.
+    pub fn finish(self, errs: &mut Errors) {
+        for key in self.table.keys() {
+            if !self.seen.contains(&key.as_str()) {
+                errs.push(&join(&self.path, key), "unknown key");
+            }
+        }
+    }
+}
+
+pub(crate) fn resolve_path(base: &Path, s: &str) -> PathBuf {
+    let p = Path::new(s);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}

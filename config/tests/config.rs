@@ -1,0 +1,155 @@
+use std::path::Path;
+
+use thoth_config::{Config, ConfigError, FsyncMode, MdmKind, SinkKind};
+
+const GOOD: &str = r#"
+data_dir = "data"
+
+[api]
+listen = "127.0.0.1:0"
+max_body_bytes = "2MiB"
+[[api.tokens]]
+tenant_id = "acme"
+token = "acme-token"
+[[api.tokens]]
+admin = true
+token_sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+
+[wal]
+max_bytes = "64MiB"
+fsync = "always"
+
+[[tenants]]
+id = "acme"
+name = "Acme Corp"
+compliance_profile = "soc2"
+[[tenants]]
+id = "globex"
+
+[mdm]
+refresh_interval = "5m"
+[[mdm.providers]]
+name = "acme-jamf"
+tenant_id = "acme"
+kind = "jamf"
+file = "mdm/acme-jamf.json"
+endpoint_id_attribute = "Thoth Endpoint ID"
+[[mdm.fleet_rules]]
+tenant_id = "acme"
+when = { department = "Engineering", os = "mac*" }
+fleet = { id = "eng-macs", name = "Engineering Macs" }
+
+[checkins]
+stale_after = "15m"
+
+[sinks.archive]
+type = "file"
+path = "/tmp/archive.ndjson"
+tenants = ["acme"]
+[sinks.archive.batch]
+max_events = 100
+timeout = "200ms"
+"#;
+
+fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
+    Config::from_toml(text, Path::new("/etc/thoth"))
+}
+
+fn paths(errs: &[ConfigError]) -> Vec<&str> {
+    errs.iter().map(|e| e.path.as_str()).collect()
+}
+
+#[test]
+fn a_full_config_parses_with_defaults_and_resolved_paths() {
+    let c = parse(GOOD).unwrap();
+    assert_eq!(c.data_dir, Path::new("/etc/thoth/data"));
+    assert_eq!(c.api.max_body_bytes, 2 << 20);
+    assert_eq!(c.api.max_connections, 4096);
+    assert_eq!(c.api.tokens.len(), 2);
+    assert!(c.api.tokens[1].admin);
+    assert_eq!(c.wal.fsync, FsyncMode::Always);
+    assert_eq!(c.tenant("globex").unwrap().name, "globex");
+    let p = &c.mdm.providers[0];
+    assert_eq!(p.kind, MdmKind::Jamf);
+    assert_eq!(p.file, Path::new("/etc/thoth/mdm/acme-jamf.json"));
+    assert_eq!(c.mdm.fleet_rules[0].when.len(), 2);
+    let sink = &c.sinks["archive"];
+    assert_eq!(sink.batch.max_events, 100);
+    assert_eq!(sink.batch.max_bytes, 1 << 20);
+    assert!(matches!(&sink.kind, SinkKind::File { path } if path == Path::new("/tmp/archive.ndjson")));
+    // Secrets never show in Debug output.
+    assert!(!format!("{c:?}").contains("acme-token"));
+}
+
+#[test]
+fn every_mistake_is_reported_with_its_key_path() {
+    let bad = GOOD
+        .replace("max_events = 100", "max_events = 0")
+        .replace("stale_after = \"15m\"", "stale_after = \"15 minutes\"")
+        .replace("compliance_profile = \"soc2\"", "compliance_profile = \"soc2\"\ncolour = \"red\"");
+    let errs = parse(&bad).unwrap_err();
+    assert_eq!(
+        paths(&errs),
+        vec!["tenants[0].colour", "checkins.stale_after", "sinks.archive.batch.max_events"],
+        "{errs:#?}"
+    );
+    assert!(errs[0].message.contains("unknown key"));
+    assert!(errs[1].message.contains("unknown unit"));
+    assert!(errs[2].message.contains("between 1 and 100000"));
+}
+
+#[test]
+fn references_and_types_are_checked() {
+    let bad = GOOD
+        .replace("tenants = [\"acme\"]", "tenants = [\"initech\"]")
+        .replace("kind = \"jamf\"", "kind = \"mobileiron\"")
+        .replace("listen = \"127.0.0.1:0\"", "listen = 8686")
+        .replace("tenant_id = \"acme\"\ntoken = \"acme-token\"", "token = \"x\"");
+    let errs = parse(&bad).unwrap_err();
+    let p = paths(&errs);
+    assert!(p.contains(&"sinks.archive.tenants[0]"), "{errs:#?}");
+    assert!(p.contains(&"mdm.providers[0].kind"), "{errs:#?}");
+    assert!(p.contains(&"api.listen"), "{errs:#?}");
+    assert!(p.contains(&"api.tokens[0]"), "{errs:#?}");
+}
+
+#[test]
+fn later_features_are_refused_not_ignored() {
+    let more = format!(
+        "{GOOD}\n[transform]\nsource = '.a = 1'\n[sinks.splunk]\ntype = \"splunk_hec\"\nendpoint = \"https://x\"\n"
+    )
+    .replace("type = \"file\"\npath = \"/tmp/archive.ndjson\"", "type = \"file\"\npath = \"/tmp/archive.ndjson\"\ncondition = '.risk == \"high\"'");
+    let errs = parse(&more).unwrap_err();
+    let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+    assert!(text.iter().any(|e| e.starts_with("transform: not supported yet")), "{text:#?}");
+    assert!(text.iter().any(|e| e.starts_with("sinks.splunk.type: sink type \"splunk_hec\" is not supported yet")), "{text:#?}");
+    assert!(text.iter().any(|e| e.starts_with("sinks.archive.condition: not supported yet")), "{text:#?}");
+    assert!(!text.iter().any(|e| e.contains("sinks.splunk.endpoint")), "{text:#?}");
+}
+
+#[test]
+fn secrets_come_from_files_and_env_and_never_show_in_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tok"), "file-token\n").unwrap();
+    std::env::set_var("THOTH_CFG_TEST_TOKEN", "env-token");
+    let text = GOOD.replace(
+        "token = \"acme-token\"",
+        "token_file = \"tok\"\n[[api.tokens]]\ntenant_id = \"globex\"\ntoken = \"${THOTH_CFG_TEST_TOKEN}\"",
+    );
+    let c = Config::from_toml(&text, dir.path()).unwrap();
+    assert_eq!(c.api.tokens.len(), 3);
+
+    let text = GOOD.replace("token = \"acme-token\"", "token = \"${THOTH_CFG_TEST_UNSET}\"\ntoken_sha256 = \"zz\"");
+    let errs = Config::from_toml(&text, dir.path()).unwrap_err();
+    assert!(errs.iter().any(|e| e.message.contains("THOTH_CFG_TEST_UNSET is not set")), "{errs:#?}");
+    let text = GOOD.replace("token = \"acme-token\"", "token_file = \"missing\"");
+    let errs = Config::from_toml(&text, dir.path()).unwrap_err();
+    assert_eq!(paths(&errs), vec!["api.tokens[0].token_file"]);
+}
+
+#[test]
+fn toml_syntax_errors_give_line_and_column() {
+    let errs = parse("data_dir = \n[api").unwrap_err();
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].message.contains("line 2, column 5"), "{errs:?}");
+}
