@@ -1,1 +1,18 @@
-//! enrich
+//! Enrichment: MDM snapshots (Jamf Pro, Intune) normalized into endpoint records, fleet rules,
+//! the lock-free endpoint index, and check-in health. See SPEC §4.
+
+mod checkins;
+mod enricher;
+mod fleet;
+mod index;
+mod loader;
+mod record;
+mod snapshot;
+
+pub use checkins::{status as health_status, CheckinTracker, HealthStatus};
+pub use enricher::Enricher;
+pub use fleet::{assign_fleet, glob_match};
+pub use index::{EndpointIndex, IndexedEndpoint, MatchedOn, ProviderSummary};
+pub use loader::{load_provider, MdmLoader};
+pub use record::{EndpointRecord, ProviderSnapshot};
+pub use snapshot::parse_snapshot;

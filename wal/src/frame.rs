@@ -1,16 +1,17 @@
 //! The on-disk frame: the events of one ingest batch, checksummed as a unit.
 //!
 //! ```text
-//! magic u32 | payload_len u32 | crc32 u32 | first_seq u64 | count u32 | payload
+//! magic u32 | payload_len u32 | crc32 u32 | first_seq u64 | count u32 | appended_ms u64 | payload
 //! payload = count × (record_len u32 | record bytes)        (all integers little endian)
 //! ```
-//! The CRC (IEEE CRC-32, `crc32fast`) covers `first_seq`, `count` and the payload. The magic
+//! `appended_ms` is the append time (Unix milliseconds), for queue age and delivery latency.
+//! The CRC (IEEE CRC-32, `crc32fast`) covers everything after itself. The magic
 //! lets recovery find the next frame after a corrupt one.
 
 use crc32fast::Hasher;
 
 pub(crate) const MAGIC: u32 = 0x4854_4F54; // "TOTH" read little endian
-pub(crate) const HEADER_LEN: usize = 24;
+pub(crate) const HEADER_LEN: usize = 32;
 
 /// The events of one append, encoded but not yet numbered. Build it on the caller's thread so
 /// the single writer only adds a header.
@@ -57,16 +58,18 @@ impl FrameBuilder {
     }
 
     /// Appends the numbered frame to `out`.
-    pub(crate) fn encode_into(&self, first_seq: u64, out: &mut Vec<u8>) {
+    pub(crate) fn encode_into(&self, first_seq: u64, appended_ms: u64, out: &mut Vec<u8>) {
         let mut h = Hasher::new();
         h.update(&first_seq.to_le_bytes());
         h.update(&self.count.to_le_bytes());
+        h.update(&appended_ms.to_le_bytes());
         h.update(&self.payload);
         out.extend_from_slice(&MAGIC.to_le_bytes());
         out.extend_from_slice(&(self.payload.len() as u32).to_le_bytes());
         out.extend_from_slice(&h.finalize().to_le_bytes());
         out.extend_from_slice(&first_seq.to_le_bytes());
         out.extend_from_slice(&self.count.to_le_bytes());
+        out.extend_from_slice(&appended_ms.to_le_bytes());
         out.extend_from_slice(&self.payload);
     }
 }
@@ -77,6 +80,7 @@ pub(crate) struct FrameMeta {
     pub offset: usize,
     pub first_seq: u64,
     pub count: u32,
+    pub appended_ms: u64,
     /// Total bytes including the header.
     pub len: usize,
 }
@@ -111,6 +115,7 @@ pub(crate) fn frame_at(buf: &[u8], offset: usize) -> Option<FrameMeta> {
         offset,
         first_seq: u64::from_le_bytes(b[12..20].try_into().unwrap()),
         count: u32_at(b, 20),
+        appended_ms: u64::from_le_bytes(b[24..32].try_into().unwrap()),
         len,
     })
 }
@@ -186,7 +191,7 @@ mod tests {
             b.push(r);
         }
         let mut out = Vec::new();
-        b.encode_into(seq, &mut out);
+        b.encode_into(seq, 0, &mut out);
         out
     }
 
@@ -206,8 +211,8 @@ mod tests {
         let mut b = FrameBuilder::new();
         b.push_with(|v| v.extend_from_slice(b"hello"));
         let (mut x, mut y) = (Vec::new(), Vec::new());
-        a.encode_into(1, &mut x);
-        b.encode_into(1, &mut y);
+        a.encode_into(1, 5, &mut x);
+        b.encode_into(1, 5, &mut y);
         assert_eq!(x, y);
     }
 

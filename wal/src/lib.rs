@@ -230,6 +230,20 @@ impl Wal {
         self.shared.stats.total_bytes.load(Ordering::Relaxed)
     }
 
+    /// Bytes of the segments that hold events at or after `seq`: what a reader at that cursor
+    /// still has queued, at segment granularity (an upper bound).
+    pub fn bytes_from(&self, seq: u64) -> u64 {
+        let segments = self.shared.segments.lock().unwrap();
+        let mut total = 0;
+        for (i, s) in segments.iter().enumerate() {
+            let ends_after = segments.get(i + 1).is_none_or(|next| next.first_seq > seq);
+            if ends_after {
+                total += s.bytes;
+            }
+        }
+        total
+    }
+
     /// The configured size limit.
     pub fn max_bytes(&self) -> u64 {
         self.shared.opts.max_bytes

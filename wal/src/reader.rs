@@ -12,6 +12,8 @@ use crate::{cursor, Shared, WalError};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub seq: u64,
+    /// When the event was appended (Unix milliseconds).
+    pub appended_ms: u64,
     pub data: Vec<u8>,
 }
 
@@ -107,6 +109,7 @@ impl Reader {
                         if seq >= self.loaded_upto {
                             self.pending.push_back(Entry {
                                 seq,
+                                appended_ms: meta.appended_ms,
                                 data: record.to_vec(),
                             });
                         }

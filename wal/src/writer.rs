@@ -145,6 +145,9 @@ impl Writer {
         let stats = &shared.stats;
         self.buf.clear();
         let mut accepted = Vec::with_capacity(group.len());
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         for a in group {
             let len = a.frame.encoded_len() as u64;
             if len > opts.max_bytes {
@@ -168,7 +171,7 @@ impl Writer {
                 first_seq: self.next_seq,
                 count: a.frame.count(),
             };
-            a.frame.encode_into(self.next_seq, &mut self.buf);
+            a.frame.encode_into(self.next_seq, now_ms, &mut self.buf);
             self.next_seq += u64::from(a.frame.count());
             accepted.push((a.reply, ack));
         }

@@ -1,0 +1,161 @@
+//! Enrichment on the hot path: one lock-free index read per event.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::{ArcSwap, Guard};
+use prometheus::{IntCounterVec, Opts, Registry};
+use thoth_config::Config;
+use thoth_event::{format_rfc3339_millis, parse_rfc3339, Event, EventType};
+use time::OffsetDateTime;
+
+use crate::checkins::{self, CheckinTracker};
+use crate::index::EndpointIndex;
+
+/// Adds tenant, fleet, endpoint and health context to events.
+pub struct Enricher {
+    index: ArcSwap<EndpointIndex>,
+    /// `context.tenant` JSON per tenant id.
+    tenants: HashMap<String, String>,
+    checkins: CheckinTracker,
+    stale_after: Duration,
+    loaded: AtomicBool,
+    enrichment_total: IntCounterVec,
+}
+
+impl Enricher {
+    /// An enricher with an empty index; metrics go to `registry`.
+    pub fn new(config: &Config, registry: &Registry) -> prometheus::Result<Arc<Enricher>> {
+        let tenants = config
+            .tenants
+            .iter()
+            .map(|t| {
+                let mut v = serde_json::json!({"id": t.id, "name": t.name});
+                if let Some(p) = &t.compliance_profile {
+                    v["compliance_profile"] = p.as_str().into();
+                }
+                (t.id.clone(), v.to_string())
+            })
+            .collect();
+        let enrichment_total = IntCounterVec::new(
+            Opts::new(
+                "thoth_enrichment_total",
+                "Events enriched, by status (matched / unmatched).",
+            ),
+            &["status"],
+        )?;
+        registry.register(Box::new(enrichment_total.clone()))?;
+        Ok(Arc::new(Enricher {
+            index: ArcSwap::from_pointee(EndpointIndex::default()),
+            tenants,
+            checkins: CheckinTracker::default(),
+            stale_after: config.checkins.stale_after,
+            loaded: AtomicBool::new(false),
+            enrichment_total,
+        }))
+    }
+
+    /// Installs a new index (after a snapshot load); lookups in flight keep the old one.
+    pub fn swap_index(&self, index: EndpointIndex) {
+        self.index.store(Arc::new(index));
+        self.loaded.store(true, Ordering::Release);
+    }
+
+    /// True once the MDM snapshots were loaded (successfully or not) at least once.
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+
+    /// The current index.
+    pub fn index(&self) -> Guard<Arc<EndpointIndex>> {
+        self.index.load()
+    }
+
+    pub fn checkins(&self) -> &CheckinTracker {
+        &self.checkins
+    }
+
+    pub fn stale_after(&self) -> Duration {
+        self.stale_after
+    }
+
+    /// Writes the enriched form of `event` into `out` (SPEC §4). A check-in also updates the
+    /// endpoint's health.
+    pub fn enrich_into(&self, event: &Event, now: OffsetDateTime, out: &mut Vec<u8>) {
+        if let (EventType::Checkin, Some(endpoint)) = (event.event_type, &event.endpoint_id) {
+            let at = parse_rfc3339(&event.time).unwrap_or(now);
+            self.checkins.record(&event.tenant_id, endpoint, at);
+        }
+        let index = self.index.load();
+        let found = index.lookup(
+            &event.tenant_id,
+            event.endpoint_id.as_deref(),
+            event.device_serial.as_deref(),
+            event.hostname.as_deref(),
+        );
+
+        let mut context = Vec::with_capacity(512);
+        context.extend_from_slice(b"{\"tenant\":");
+        match self.tenants.get(&event.tenant_id) {
+            Some(t) => context.extend_from_slice(t.as_bytes()),
+            None => {
+                // Ingest only accepts listed tenants; keep the id if one slips through.
+                context.extend_from_slice(
+                    serde_json::json!({"id": event.tenant_id}).to_string().as_bytes(),
+                );
+            }
+        }
+        let endpoint_id = event
+            .endpoint_id
+            .as_deref()
+            .or_else(|| found.and_then(|(e, _)| e.record.endpoint_id.as_deref()));
+        if let Some((endpoint, _)) = found {
+            if let Some(fleet) = &endpoint.fleet_json {
+                context.extend_from_slice(b",\"fleet\":");
+                context.extend_from_slice(fleet.as_bytes());
+            }
+            context.extend_from_slice(b",\"endpoint\":{");
+            if let Some(id) = endpoint_id {
+                context.extend_from_slice(b"\"id\":");
+                serde_json::to_writer(&mut context, id).expect("Vec write");
+                context.push(b',');
+            }
+            context.extend_from_slice(endpoint.endpoint_members.as_bytes());
+            context.push(b'}');
+        }
+        if let Some(id) = endpoint_id {
+            let last = self.checkins.last_checkin(&event.tenant_id, id);
+            let status = checkins::status(last, now, self.stale_after);
+            context.extend_from_slice(b",\"health\":{\"status\":\"");
+            context.extend_from_slice(status.as_str().as_bytes());
+            context.push(b'"');
+            if let Some(at) = last {
+                context.extend_from_slice(b",\"last_checkin\":\"");
+                context.extend_from_slice(format_rfc3339_millis(at).as_bytes());
+                context.push(b'"');
+            }
+            context.push(b'}');
+        }
+        context.push(b'}');
+
+        let enrichment = match found {
+            Some((endpoint, on)) => {
+                self.enrichment_total.with_label_values(&["matched"]).inc();
+                let mut e = Vec::with_capacity(96);
+                e.extend_from_slice(b"{\"status\":\"matched\",\"matched_on\":\"");
+                e.extend_from_slice(on.as_str().as_bytes());
+                e.extend_from_slice(b"\",\"snapshot\":");
+                serde_json::to_writer(&mut e, &*endpoint.snapshot).expect("Vec write");
+                e.push(b'}');
+                e
+            }
+            None => {
+                self.enrichment_total.with_label_values(&["unmatched"]).inc();
+                b"{\"status\":\"unmatched\"}".to_vec()
+            }
+        };
+        event.write_enriched(out, &[("context", &context), ("enrichment", &enrichment)]);
+    }
+}
