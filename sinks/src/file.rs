@@ -1,0 +1,200 @@
+//! The `file` sink: appends enriched NDJSON to a file and fsyncs before it moves its cursor.
+
+use std::collections::HashSet;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use thoth_config::{BatchConfig, RetryConfig, SinkConfig, SinkKind};
+use thoth_event::record;
+use thoth_wal::{Entry, Reader};
+use tokio::sync::watch;
+
+use crate::backoff::{backoff, Jitter};
+use crate::health::SinkHealth;
+use crate::metrics::SinkMetrics;
+
+/// A running file sink.
+pub struct FileSink {
+    name: String,
+    path: PathBuf,
+    tenants: Option<HashSet<String>>,
+    batch: BatchConfig,
+    retry: RetryConfig,
+    reader: Reader,
+    health: Arc<SinkHealth>,
+    metrics: SinkMetrics,
+}
+
+impl FileSink {
+    /// A file sink for `config` (which must be of type `file`) reading with `reader`.
+    pub fn new(
+        config: &SinkConfig,
+        reader: Reader,
+        health: Arc<SinkHealth>,
+        metrics: SinkMetrics,
+    ) -> FileSink {
+        let SinkKind::File { path } = &config.kind;
+        FileSink {
+            name: config.name.clone(),
+            path: path.clone(),
+            tenants: config.tenants.as_ref().map(|t| t.iter().cloned().collect()),
+            batch: config.batch,
+            retry: config.retry,
+            reader,
+            health,
+            metrics,
+        }
+    }
+
+    /// Delivers until `stop` turns true; the batch in hand is finished first (or, while the
+    /// file cannot be written, left in the WAL for the next start).
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let mut jitter = Jitter::new();
+        let mut buf = Vec::new();
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            tokio::select! {
+                _ = self.reader.wait() => {}
+                _ = stop.changed() => continue,
+            }
+            let entries = match self
+                .reader
+                .read(self.batch.max_events as usize, self.batch.max_bytes as usize)
+            {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::error!(sink = %self.name, error = %e, "cannot read the WAL");
+                    self.health.failed(format!("cannot read the WAL: {e}"));
+                    tokio::time::sleep(self.retry.initial_backoff).await;
+                    continue;
+                }
+            };
+            let Some(last) = entries.last() else { continue };
+            let next_seq = last.seq + 1;
+            buf.clear();
+            let (lines, filtered) = self.encode(&entries, &mut buf);
+            if let Some(first) = entries.first() {
+                self.health.pending_since(first.appended_ms);
+            }
+            if lines > 0 {
+                buf = match self.write_until_done(buf, &mut jitter, &mut stop).await {
+                    Some(buf) => buf,
+                    None => return, // stopping while the file cannot be written
+                };
+                let now_ms = now_ms();
+                let hist = self.metrics.delivery_seconds.with_label_values(&[&self.name]);
+                for e in &entries {
+                    hist.observe(now_ms.saturating_sub(e.appended_ms) as f64 / 1000.0);
+                }
+            }
+            self.metrics
+                .events
+                .with_label_values(&[&self.name, "delivered"])
+                .inc_by(lines);
+            self.metrics
+                .events
+                .with_label_values(&[&self.name, "filtered"])
+                .inc_by(filtered);
+            self.health.delivered();
+            if let Err(e) = self.reader.commit(next_seq) {
+                // Not fatal: the events are delivered; a restart would deliver them again.
+                tracing::error!(sink = %self.name, error = %e, "cannot persist the sink cursor");
+                self.health.failed(format!("cannot persist the cursor: {e}"));
+            }
+        }
+    }
+
+    /// Appends the lines of the events this sink takes; returns (lines, filtered).
+    fn encode(&self, entries: &[Entry], buf: &mut Vec<u8>) -> (u64, u64) {
+        let mut lines = 0;
+        let mut filtered = 0;
+        for e in entries {
+            let Some(rec) = record::decode(&e.data) else {
+                tracing::error!(sink = %self.name, seq = e.seq, "skipping an unreadable WAL record");
+                filtered += 1;
+                continue;
+            };
+            if self
+                .tenants
+                .as_ref()
+                .is_some_and(|t| !t.contains(rec.tenant_id))
+            {
+                filtered += 1;
+                continue;
+            }
+            buf.extend_from_slice(rec.json);
+            buf.push(b'\n');
+            lines += 1;
+        }
+        (lines, filtered)
+    }
+
+    /// Writes `buf` until it succeeds, backing off between attempts. `None` when asked to
+    /// stop before it succeeded.
+    async fn write_until_done(
+        &self,
+        mut buf: Vec<u8>,
+        jitter: &mut Jitter,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Option<Vec<u8>> {
+        let mut attempt = 0u32;
+        loop {
+            let path = self.path.clone();
+            let (result, back) = tokio::task::spawn_blocking(move || {
+                let r = append_durably(&path, &buf);
+                (r, buf)
+            })
+            .await
+            .expect("the file write task does not panic");
+            buf = back;
+            match result {
+                Ok(()) => return Some(buf),
+                Err(e) => {
+                    attempt += 1;
+                    let msg = format!("cannot write {}: {e}", self.path.display());
+                    tracing::warn!(sink = %self.name, attempt, error = %msg, "file sink write failed; retrying");
+                    self.health.failed(msg);
+                    self.metrics.retries.with_label_values(&[&self.name]).inc();
+                    let delay = backoff(
+                        attempt,
+                        self.retry.initial_backoff,
+                        self.retry.max_backoff,
+                        jitter.next_unit(),
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = stop.changed() => {}
+                    }
+                    if *stop.borrow() {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Appends `buf` and syncs it. On failure the file is cut back to its previous length, so a
+/// retry never leaves half a line behind.
+fn append_durably(path: &Path, buf: &[u8]) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut f = OpenOptions::new().create(true).append(true).open(path)?;
+    let before = f.metadata()?.len();
+    let result = f.write_all(buf).and_then(|()| f.sync_data());
+    if result.is_err() {
+        let _ = f.set_len(before);
+    }
+    result
+}
