@@ -1,1 +1,134 @@
-fn main() {}
+//! `thoth-gateway`: the SIEM forwarding gateway of the Thoth AI-governance platform.
+//! This binary parses the command line and wires the stages (crates) together.
+
+mod api;
+mod default_config;
+mod health_cmd;
+mod pipeline;
+mod run;
+mod validate;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use thoth_config::Config;
+
+#[derive(Parser)]
+#[command(name = "thoth-gateway", version, about = "Thoth SIEM forwarding gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (without --config: the built-in default, see README).
+    Run {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Check a config file; report every error with its key path.
+    Validate {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask a running gateway for /v1/health (exit 1 unless ok).
+    Health {
+        #[arg(long, default_value = "http://127.0.0.1:8686")]
+        url: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the config's [[tests]] (not available in this version yet).
+    Test(Unavailable),
+    /// Send a signed webhook_test event to a sink (not available in this version yet).
+    TestWebhook(Unavailable),
+    /// MDM operations (not available in this version yet).
+    Mdm(Unavailable),
+    /// The deployment checklist (not available in this version yet).
+    Verify(Unavailable),
+    /// Dead-letter queues (not available in this version yet).
+    Dlq(Unavailable),
+}
+
+#[derive(clap::Args)]
+struct Unavailable {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    args: Vec<String>,
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("THOTH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Run { config } => run_command(config),
+        Command::Validate { config, json } => validate::run(&config, json),
+        Command::Health { url, json } => health_cmd::run(&url, json),
+        Command::Test(_)
+        | Command::TestWebhook(_)
+        | Command::Mdm(_)
+        | Command::Verify(_)
+        | Command::Dlq(_) => {
+            eprintln!("thoth-gateway: this command is not available in this version yet (see the README's roadmap)");
+            2
+        }
+    };
+    ExitCode::from(code as u8)
+}
+
+fn run_command(config_path: Option<PathBuf>) -> i32 {
+    init_logging();
+    let config = match &config_path {
+        Some(path) => match Config::load(path) {
+            Ok(c) => c,
+            Err(errors) => {
+                eprintln!("{}: invalid config", path.display());
+                for e in errors {
+                    eprintln!("  {e}");
+                }
+                return 2;
+            }
+        },
+        None => match default_config::load() {
+            Ok(c) => {
+                tracing::info!("no --config given: running the built-in default (demo tokens, loopback only)");
+                c
+            }
+            Err(e) => {
+                eprintln!("thoth-gateway: {e:#}");
+                return 1;
+            }
+        },
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("thoth-gateway: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(run::run(config)) {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("thoth-gateway: {e:#}");
+            1
+        }
+    }
+}

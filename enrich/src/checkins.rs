@@ -1,6 +1,6 @@
 //! Check-in health: the last check-in seen per (tenant, endpoint).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
 use std::time::Duration;
 
@@ -28,6 +28,8 @@ impl HealthStatus {
 #[derive(Debug, Default)]
 pub struct CheckinTracker {
     last: RwLock<HashMap<String, HashMap<String, OffsetDateTime>>>,
+    /// MDM records (tenant, device id) that some check-in matched.
+    mdm_seen: RwLock<HashSet<(String, String)>>,
 }
 
 impl CheckinTracker {
@@ -42,6 +44,19 @@ impl CheckinTracker {
         if at > *seen {
             *seen = at;
         }
+    }
+
+    /// Notes that a check-in matched this MDM record.
+    pub fn record_mdm(&self, tenant_id: &str, mdm_device_id: &str) {
+        let key = (tenant_id.to_string(), mdm_device_id.to_string());
+        if !self.mdm_seen.read().unwrap().contains(&key) {
+            self.mdm_seen.write().unwrap().insert(key);
+        }
+    }
+
+    /// How many MDM records some check-in matched.
+    pub fn mdm_endpoints_seen(&self) -> usize {
+        self.mdm_seen.read().unwrap().len()
     }
 
     /// The last check-in of an endpoint, if any.

@@ -14,6 +14,14 @@ use time::OffsetDateTime;
 use crate::checkins::{self, CheckinTracker};
 use crate::index::EndpointIndex;
 
+#[derive(serde::Serialize)]
+struct TenantJson<'a> {
+    id: &'a str,
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    compliance_profile: Option<&'a str>,
+}
+
 /// Adds tenant, fleet, endpoint and health context to events.
 pub struct Enricher {
     index: ArcSwap<EndpointIndex>,
@@ -32,11 +40,13 @@ impl Enricher {
             .tenants
             .iter()
             .map(|t| {
-                let mut v = serde_json::json!({"id": t.id, "name": t.name});
-                if let Some(p) = &t.compliance_profile {
-                    v["compliance_profile"] = p.as_str().into();
-                }
-                (t.id.clone(), v.to_string())
+                let json = serde_json::to_string(&TenantJson {
+                    id: &t.id,
+                    name: &t.name,
+                    compliance_profile: t.compliance_profile.as_deref(),
+                })
+                .expect("serializing strings cannot fail");
+                (t.id.clone(), json)
             })
             .collect();
         let enrichment_total = IntCounterVec::new(
@@ -106,6 +116,10 @@ impl Enricher {
                     serde_json::json!({"id": event.tenant_id}).to_string().as_bytes(),
                 );
             }
+        }
+        if let (EventType::Checkin, Some((endpoint, _))) = (event.event_type, found) {
+            self.checkins
+                .record_mdm(&event.tenant_id, &endpoint.record.mdm_device_id);
         }
         let endpoint_id = event
             .endpoint_id

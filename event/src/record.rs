@@ -5,10 +5,15 @@
 
 /// Encodes a record into `out`.
 pub fn encode(out: &mut Vec<u8>, tenant_id: &str, json: &[u8]) {
+    encode_header(out, tenant_id);
+    out.extend_from_slice(json);
+}
+
+/// Writes the part before the JSON; the caller appends the JSON itself.
+pub fn encode_header(out: &mut Vec<u8>, tenant_id: &str) {
     let len = u16::try_from(tenant_id.len()).expect("tenant ids are at most 256 bytes");
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(tenant_id.as_bytes());
-    out.extend_from_slice(json);
 }
 
 /// A decoded record, borrowing from its bytes.

@@ -1,1 +1,33 @@
-//! ingest
+//! Ingest: the HTTP API's event intake (`POST /v1/events`), body decoding within limits,
+//! bearer-token authentication bound to tenants, and the bounded HTTP listener.
+//!
+//! Ingest turns bytes into validated [`thoth_event::Event`]s and hands them to a [`Submit`];
+//! it knows nothing of the WAL or sinks.
+
+mod auth;
+mod body;
+mod error;
+mod events;
+mod metrics;
+mod server;
+mod submit;
+
+use std::sync::Arc;
+
+use axum::routing::post;
+use axum::Router;
+
+pub use auth::{AuthError, Scope, TokenTable};
+pub use body::{body_format, gunzip, read_body};
+pub use error::{ApiError, Detail};
+pub use events::IngestState;
+pub use metrics::IngestMetrics;
+pub use server::{serve, ListenerLimits};
+pub use submit::{Submit, SubmitError, SubmitFuture};
+
+/// The ingest routes: `POST /v1/events`.
+pub fn router(state: Arc<IngestState>) -> Router {
+    Router::new()
+        .route("/v1/events", post(events::post_events))
+        .with_state(state)
+}

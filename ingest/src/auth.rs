@@ -1,0 +1,92 @@
+//! Bearer tokens. Only SHA-256 digests of tokens are held; a presented token is hashed and
+//! looked up, so lookup time says nothing about how close a guess was.
+
+use std::collections::HashMap;
+
+use sha2::{Digest, Sha256};
+use thoth_config::TokenConfig;
+
+/// What a token may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// May submit events of any configured tenant and use admin endpoints.
+    Admin,
+    /// May submit events of this tenant only.
+    Tenant(String),
+}
+
+/// The configured tokens.
+#[derive(Debug, Default, Clone)]
+pub struct TokenTable {
+    by_digest: HashMap<[u8; 32], Scope>,
+}
+
+impl TokenTable {
+    pub fn new(tokens: &[TokenConfig]) -> Self {
+        let by_digest = tokens
+            .iter()
+            .map(|t| {
+                let scope = match (&t.tenant_id, t.admin) {
+                    (_, true) => Scope::Admin,
+                    (Some(id), false) => Scope::Tenant(id.clone()),
+                    (None, false) => unreachable!("config validation requires tenant_id or admin"),
+                };
+                (t.sha256, scope)
+            })
+            .collect();
+        TokenTable { by_digest }
+    }
+
+    /// The scope of an `Authorization` header value, if it carries a known bearer token.
+    pub fn authorize(&self, header: Option<&[u8]>) -> Result<&Scope, AuthError> {
+        let header = header.ok_or(AuthError::Missing)?;
+        let token = header
+            .strip_prefix(b"Bearer ")
+            .or_else(|| header.strip_prefix(b"bearer "))
+            .ok_or(AuthError::NotBearer)?;
+        let digest: [u8; 32] = Sha256::digest(token.trim_ascii()).into();
+        self.by_digest.get(&digest).ok_or(AuthError::Unknown)
+    }
+}
+
+/// Why a request is not authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthError {
+    Missing,
+    NotBearer,
+    Unknown,
+}
+
+impl AuthError {
+    pub fn message(self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing Authorization header; send `Authorization: Bearer <token>`",
+            AuthError::NotBearer => "the Authorization header must be `Bearer <token>`",
+            AuthError::Unknown => "unknown token",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> TokenTable {
+        let t = |tenant: Option<&str>, admin, tok: &str| TokenConfig {
+            tenant_id: tenant.map(Into::into),
+            admin,
+            sha256: Sha256::digest(tok.as_bytes()).into(),
+        };
+        TokenTable::new(&[t(Some("acme"), false, "a-tok"), t(None, true, "root")])
+    }
+
+    #[test]
+    fn bearer_tokens_map_to_scopes() {
+        let t = table();
+        assert_eq!(t.authorize(Some(b"Bearer a-tok")), Ok(&Scope::Tenant("acme".into())));
+        assert_eq!(t.authorize(Some(b"Bearer root")), Ok(&Scope::Admin));
+        assert_eq!(t.authorize(Some(b"Bearer nope")), Err(AuthError::Unknown));
+        assert_eq!(t.authorize(Some(b"Basic abc")), Err(AuthError::NotBearer));
+        assert_eq!(t.authorize(None), Err(AuthError::Missing));
+    }
+}

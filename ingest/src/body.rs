@@ -1,0 +1,156 @@
+//! Reading a request body within the limits: size (before and after gzip), read time, and
+//! the content types the API takes.
+
+use std::io::Read;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, StatusCode};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use thoth_event::BodyFormat;
+
+use crate::error::ApiError;
+
+/// The body format named by `Content-Type` (parameters such as `charset` are ignored).
+pub fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
+    let unsupported = |got: &str| {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "Content-Type {got} is not accepted; send application/x-ndjson (one event per line) or application/json (an event or an array of events)"
+            ),
+        )
+    };
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Err(unsupported("(none)"));
+    };
+    let text = value.to_str().map_err(|_| unsupported("(not text)"))?;
+    let mime = text.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match mime.as_str() {
+        "application/x-ndjson" | "application/ndjson" | "application/jsonl" => Ok(BodyFormat::Ndjson),
+        "application/json" => Ok(BodyFormat::Json),
+        _ => Err(unsupported(&format!("{text:?}"))),
+    }
+}
+
+fn too_large(max: usize, what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("the {what} is over api.max_body_bytes ({max} bytes); send smaller batches"),
+    )
+}
+
+/// Reads the whole body: at most `max` bytes, within `timeout`, gunzipped when
+/// `Content-Encoding: gzip` (the decompressed size is limited to `max` as well).
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    max: usize,
+    timeout: Duration,
+) -> Result<Bytes, ApiError> {
+    let gzip = match headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("identity") | Some("") => false,
+        Some("gzip") | Some("x-gzip") => true,
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_content_encoding",
+                format!("Content-Encoding {other:?} is not accepted; use gzip or none"),
+            ))
+        }
+    };
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > max as u64 {
+            return Err(too_large(max, "body"));
+        }
+    }
+    let collected = tokio::time::timeout(timeout, Limited::new(body, max).collect()).await;
+    let raw = match collected {
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!("the body was not received within {} s", timeout.as_secs()),
+            ))
+        }
+        Ok(Err(e)) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                return Err(too_large(max, "body"));
+            }
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "body_read_error",
+                format!("the body could not be read: {e}"),
+            ));
+        }
+        Ok(Ok(c)) => c.to_bytes(),
+    };
+    if !gzip {
+        return Ok(raw);
+    }
+    gunzip(&raw, max).map(Bytes::from)
+}
+
+/// Decompresses gzip, refusing output past `max` bytes (a gzip bomb stops there).
+pub fn gunzip(raw: &[u8], max: usize) -> Result<Vec<u8>, ApiError> {
+    let mut out = Vec::with_capacity((raw.len() * 4).min(max));
+    let mut decoder = flate2::read::MultiGzDecoder::new(raw).take(max as u64 + 1);
+    decoder.read_to_end(&mut out).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_gzip",
+            format!("Content-Encoding is gzip but the body is not valid gzip: {e}"),
+        )
+    })?;
+    if out.len() > max {
+        return Err(too_large(max, "decompressed body"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn gunzip_round_trip_and_bomb_limit() {
+        assert_eq!(gunzip(&gz(b"hello"), 100).unwrap(), b"hello");
+        let bomb = gz(&vec![b'a'; 10 * 1024 * 1024]);
+        assert!(bomb.len() < 20_000);
+        let e = gunzip(&bomb, 1024 * 1024).unwrap_err();
+        assert_eq!(e.status, StatusCode::PAYLOAD_TOO_LARGE);
+        let mut truncated = gz(b"hello world");
+        truncated.truncate(truncated.len() - 6);
+        assert_eq!(gunzip(&truncated, 100).unwrap_err().code, "invalid_gzip");
+    }
+
+    #[test]
+    fn content_types() {
+        let mut h = HeaderMap::new();
+        assert!(body_format(&h).is_err());
+        h.insert(header::CONTENT_TYPE, "application/json; charset=utf-8".parse().unwrap());
+        assert_eq!(body_format(&h).unwrap(), BodyFormat::Json);
+        h.insert(header::CONTENT_TYPE, "application/x-ndjson".parse().unwrap());
+        assert_eq!(body_format(&h).unwrap(), BodyFormat::Ndjson);
+        h.insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
+        assert_eq!(body_format(&h).unwrap_err().status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    }
+}

@@ -1,0 +1,227 @@
+//! `POST /v1/events`: authenticate, read, decode and validate, authorize each event's tenant,
+//! then hand the whole batch over and answer 200 only once it is durable.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use thoth_event::{decode_batch, now_rfc3339, BatchError, Event, EventType, Limits};
+
+use crate::auth::{Scope, TokenTable};
+use crate::body::{body_format, read_body};
+use crate::error::{ApiError, Detail};
+use crate::metrics::IngestMetrics;
+use crate::submit::{Submit, SubmitError};
+
+/// Everything the ingest routes need.
+pub struct IngestState {
+    pub submit: Arc<dyn Submit>,
+    pub tokens: TokenTable,
+    pub tenants: HashSet<String>,
+    pub limits: Limits,
+    pub max_body_bytes: usize,
+    pub body_timeout: Duration,
+    /// Set when the gateway begins shutting down: new batches get 503.
+    pub shutting_down: Arc<AtomicBool>,
+    pub metrics: IngestMetrics,
+}
+
+/// Seconds a client is asked to wait when the gateway cannot take a batch now.
+const RETRY_AFTER_S: u64 = 1;
+
+impl IngestState {
+    fn reject(&self, reason: &str, events: usize) {
+        self.metrics
+            .rejected
+            .with_label_values(&[reason])
+            .inc_by(events.max(1) as u64);
+    }
+}
+
+pub async fn post_events(
+    State(state): State<Arc<IngestState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match handle(&state, &headers, body).await {
+        Ok(n) => (StatusCode::OK, Json(serde_json::json!({ "accepted": n }))).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn handle(state: &IngestState, headers: &HeaderMap, body: Body) -> Result<usize, ApiError> {
+    if state.shutting_down.load(Ordering::Acquire) {
+        state.reject("shutting_down", 0);
+        return Err(shutting_down());
+    }
+    let scope = state
+        .tokens
+        .authorize(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()))
+        .map_err(|e| {
+            state.reject("unauthorized", 0);
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", e.message())
+        })?
+        .clone();
+    let format = body_format(headers).inspect_err(|_| state.reject("unsupported_media_type", 0))?;
+    let bytes = read_body(headers, body, state.max_body_bytes, state.body_timeout)
+        .await
+        .inspect_err(|e| state.reject(e.code, 0))?;
+
+    let received_at = now_rfc3339();
+    let events = decode_batch(&bytes, format, &state.limits, &received_at).map_err(|e| {
+        match e {
+            BatchError::Invalid { errors, total } => {
+                state.reject("invalid", total);
+                let mut details: Vec<Detail> = errors
+                    .into_iter()
+                    .map(|e| Detail {
+                        index: Some(e.index),
+                        message: e.message,
+                    })
+                    .collect();
+                if total > details.len() {
+                    details.push(Detail {
+                        index: None,
+                        message: format!("… and {} more invalid events", total - details.len()),
+                    });
+                }
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_events",
+                    format!("{total} event(s) are invalid; no event of this request was accepted"),
+                )
+                .with_details(details)
+            }
+            BatchError::Body(msg) => {
+                state.reject("invalid", 0);
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", msg)
+            }
+            BatchError::TooManyEvents { .. } => {
+                state.reject("too_many_events", 0);
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_many_events", e.to_string())
+            }
+        }
+    })?;
+    authorize_tenants(state, &scope, &events)?;
+
+    let count = events.len();
+    let mut by_type = [0u64; 4];
+    for e in &events {
+        by_type[type_slot(e.event_type)] += 1;
+    }
+    match state.submit.submit(events).await {
+        Ok(n) => {
+            for t in EventType::ALL {
+                let n = by_type[type_slot(t)];
+                if n > 0 {
+                    state
+                        .metrics
+                        .received
+                        .with_label_values(&["http", t.as_str()])
+                        .inc_by(n);
+                }
+            }
+            Ok(n)
+        }
+        Err(SubmitError::Full) => {
+            state.reject("wal_full", count);
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "wal_full",
+                "the gateway's write-ahead log is full while sinks catch up; retry later",
+            )
+            .retry_after(RETRY_AFTER_S))
+        }
+        Err(SubmitError::ShuttingDown) => {
+            state.reject("shutting_down", count);
+            Err(shutting_down())
+        }
+        Err(SubmitError::Unavailable(why)) => {
+            state.reject("wal_unavailable", count);
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "wal_unavailable",
+                format!("the write-ahead log cannot be written right now ({why}); retry later"),
+            )
+            .retry_after(RETRY_AFTER_S))
+        }
+        Err(SubmitError::TooLarge(why)) => {
+            state.reject("too_large", count);
+            Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large", why))
+        }
+    }
+}
+
+fn type_slot(t: EventType) -> usize {
+    match t {
+        EventType::Decision => 0,
+        EventType::Checkin => 1,
+        EventType::Alert => 2,
+        EventType::WebhookTest => 3,
+    }
+}
+
+fn shutting_down() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "shutting_down",
+        "the gateway is shutting down; retry against another instance or after the restart",
+    )
+    .retry_after(RETRY_AFTER_S)
+}
+
+/// A tenant token may only submit its own tenant's events (403 otherwise, without saying
+/// whether the other tenant exists); an admin token any listed tenant's (400 for others).
+fn authorize_tenants(state: &IngestState, scope: &Scope, events: &[Event]) -> Result<(), ApiError> {
+    match scope {
+        Scope::Tenant(own) => {
+            let foreign: Vec<Detail> = events
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.tenant_id != *own)
+                .map(|(i, _)| Detail {
+                    index: Some(i),
+                    message: format!("field `tenant_id`: this token may only submit events of tenant {own:?}"),
+                })
+                .take(thoth_event::MAX_REPORTED_ERRORS)
+                .collect();
+            if !foreign.is_empty() {
+                state.reject("forbidden", events.len());
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden_tenant",
+                    format!("this token may only submit events of tenant {own:?}; no event of this request was accepted"),
+                )
+                .with_details(foreign));
+            }
+        }
+        Scope::Admin => {
+            let unknown: Vec<Detail> = events
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| !state.tenants.contains(&e.tenant_id))
+                .map(|(i, e)| Detail {
+                    index: Some(i),
+                    message: format!("field `tenant_id`: tenant {:?} is not configured in [[tenants]]", e.tenant_id),
+                })
+                .take(thoth_event::MAX_REPORTED_ERRORS)
+                .collect();
+            if !unknown.is_empty() {
+                state.reject("invalid", unknown.len());
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_events",
+                    format!("{} event(s) are invalid; no event of this request was accepted", unknown.len()),
+                )
+                .with_details(unknown));
+            }
+        }
+    }
+    Ok(())
+}

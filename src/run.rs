@@ -1,0 +1,152 @@
+//! `thoth-gateway run`: wires the stages together and runs until SIGTERM / SIGINT.
+//!
+//! Shutdown order: stop taking batches (503), stop accepting connections and let requests in
+//! flight finish, close the WAL (drains queued appends), then stop sinks after the batch in
+//! hand (cursors persisted).
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use prometheus::Registry;
+use thoth_config::{Config, FsyncMode, SinkKind};
+use thoth_enrich::{Enricher, MdmLoader};
+use thoth_event::Limits;
+use thoth_ingest::{IngestMetrics, IngestState, ListenerLimits, TokenTable};
+use thoth_sinks::{FileSink, SinkHealth, SinkMetrics};
+use thoth_wal::{FsyncPolicy, Wal, WalOptions};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::api::{self, ApiState, WalGauges};
+use crate::pipeline::Pipeline;
+
+/// How often MDM snapshot files are checked for changes (a `stat` each).
+const SNAPSHOT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// The longest a request body may take to arrive (SPEC §3).
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long sinks get to finish the batch in hand at shutdown.
+const SINK_STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let registry = Registry::new();
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
+
+    let sink_names: Vec<String> = config.sinks.keys().cloned().collect();
+    let fsync = match config.wal.fsync {
+        FsyncMode::Always => FsyncPolicy::Always,
+        FsyncMode::Interval(d) => FsyncPolicy::Interval(d),
+    };
+    let mut wal_opts = WalOptions::with_max_bytes(config.wal.max_bytes, fsync);
+    if let Some(s) = config.wal.segment_bytes {
+        wal_opts.segment_bytes = s;
+    }
+    let wal_dir = config.wal_dir();
+    let (wal, recovery) = Wal::open(&wal_dir, wal_opts, &sink_names)
+        .with_context(|| format!("opening the write-ahead log in {}", wal_dir.display()))?;
+    tracing::info!(
+        dir = %wal_dir.display(),
+        segments = recovery.segments,
+        frames = recovery.frames,
+        truncated_bytes = recovery.truncated_bytes,
+        corrupt_regions = recovery.corrupt_regions.len(),
+        next_seq = recovery.next_seq,
+        "write-ahead log open"
+    );
+
+    let enricher = Enricher::new(&config, &registry)?;
+    let mut loader = MdmLoader::new(&config.mdm.providers, &config.mdm.fleet_rules, &registry)?;
+    loader.load_into(&enricher);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let sink_metrics = SinkMetrics::new(&registry)?;
+    let mut sink_health = Vec::new();
+    let mut sink_tasks = Vec::new();
+    for (name, sink) in &config.sinks {
+        let reader = wal.reader(name).expect("every configured sink has a cursor");
+        let health = Arc::new(SinkHealth::default());
+        sink_health.push((name.clone(), health.clone()));
+        match &sink.kind {
+            SinkKind::File { .. } => {
+                let task = FileSink::new(sink, reader, health, sink_metrics.clone());
+                sink_tasks.push(tokio::spawn(task.run(stop_rx.clone())));
+            }
+        }
+    }
+    {
+        let enricher = enricher.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(loader.watch(enricher, SNAPSHOT_CHECK_INTERVAL, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }));
+    }
+
+    let shutting_down = Arc::new(AtomicBool::new(false));
+    let ingest = Arc::new(IngestState {
+        submit: Arc::new(Pipeline {
+            enricher: enricher.clone(),
+            wal: wal.clone(),
+        }),
+        tokens: TokenTable::new(&config.api.tokens),
+        tenants: config.tenants.iter().map(|t| t.id.clone()).collect::<HashSet<_>>(),
+        limits: Limits {
+            max_event_bytes: config.api.max_event_bytes as usize,
+            max_depth: config.api.max_depth as usize,
+            max_events: config.api.max_batch_events as usize,
+        },
+        max_body_bytes: config.api.max_body_bytes as usize,
+        body_timeout: BODY_READ_TIMEOUT,
+        shutting_down: shutting_down.clone(),
+        metrics: IngestMetrics::new(&registry)?,
+    });
+    let api_state = Arc::new(ApiState {
+        wal_gauges: WalGauges::new(&registry)?,
+        registry,
+        wal: wal.clone(),
+        enricher,
+        sinks: sink_health,
+        shutting_down: shutting_down.clone(),
+    });
+    let app = thoth_ingest::router(ingest).merge(api::router(api_state));
+
+    let listener = TcpListener::bind(config.api.listen)
+        .await
+        .with_context(|| format!("binding {}", config.api.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!("listening on {addr}");
+
+    let limits = ListenerLimits {
+        max_connections: config.api.max_connections as usize,
+        ..ListenerLimits::default()
+    };
+    let flag = shutting_down.clone();
+    thoth_ingest::serve(listener, app, limits, async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: refusing new batches, finishing requests in flight");
+        flag.store(true, Ordering::Release);
+    })
+    .await;
+
+    let closing = wal.clone();
+    tokio::task::spawn_blocking(move || closing.close()).await?;
+    let _ = stop_tx.send(true);
+    for task in sink_tasks {
+        if tokio::time::timeout(SINK_STOP_TIMEOUT, task).await.is_err() {
+            tracing::warn!("a sink did not stop in time; its cursor stays where it was");
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
