@@ -47,8 +47,14 @@ impl WalGauges {
         };
         Ok(WalGauges {
             bytes: g("thoth_wal_bytes", "Bytes held by the write-ahead log.")?,
-            max_bytes: g("thoth_wal_max_bytes", "wal.max_bytes: the size at which ingest answers 503.")?,
-            appended: g("thoth_wal_appended_events", "Events appended to the WAL since start.")?,
+            max_bytes: g(
+                "thoth_wal_max_bytes",
+                "wal.max_bytes: the size at which ingest answers 503.",
+            )?,
+            appended: g(
+                "thoth_wal_appended_events",
+                "Events appended to the WAL since start.",
+            )?,
             full_rejections: g(
                 "thoth_wal_full_rejections",
                 "Appends refused because the WAL was full, since start.",
@@ -64,9 +70,12 @@ impl WalGauges {
         let s = wal.stats();
         self.bytes.set(wal.total_bytes() as i64);
         self.max_bytes.set(wal.max_bytes() as i64);
-        self.appended.set(s.appended_events.load(Ordering::Relaxed) as i64);
-        self.full_rejections.set(s.full_rejections.load(Ordering::Relaxed) as i64);
-        self.corrupt_regions.set(s.corrupt_regions.load(Ordering::Relaxed) as i64);
+        self.appended
+            .set(s.appended_events.load(Ordering::Relaxed) as i64);
+        self.full_rejections
+            .set(s.full_rejections.load(Ordering::Relaxed) as i64);
+        self.corrupt_regions
+            .set(s.corrupt_regions.load(Ordering::Relaxed) as i64);
     }
 }
 
@@ -84,7 +93,11 @@ async fn ready(State(s): State<Arc<ApiState>>) -> Response {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
     if !s.enricher.is_loaded() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "MDM context not loaded yet\n").into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "MDM context not loaded yet\n",
+        )
+            .into_response();
     }
     (StatusCode::OK, "ready\n").into_response()
 }
@@ -142,7 +155,11 @@ fn health_report(s: &ApiState) -> HealthReport {
             SinkReport {
                 status: h.status,
                 queued_events,
-                queued_bytes: if queued_events > 0 { s.wal.bytes_from(cursor) } else { 0 },
+                queued_bytes: if queued_events > 0 {
+                    s.wal.bytes_from(cursor)
+                } else {
+                    0
+                },
                 oldest_age_s: h
                     .oldest_pending_ms
                     .filter(|_| queued_events > 0)

@@ -9,8 +9,14 @@ const DEFAULT_TOML: &str = include_str!("../examples/default.toml");
 
 /// The example MDM snapshots, embedded so the default works from any directory.
 const EXAMPLE_SNAPSHOTS: [(&str, &str); 2] = [
-    ("acme-jamf.json", include_str!("../examples/mdm/acme-jamf.json")),
-    ("globex-intune.json", include_str!("../examples/mdm/globex-intune.json")),
+    (
+        "acme-jamf.json",
+        include_str!("../examples/mdm/acme-jamf.json"),
+    ),
+    (
+        "globex-intune.json",
+        include_str!("../examples/mdm/globex-intune.json"),
+    ),
 ];
 
 /// The default config, relative to the current directory. Where the repository's
@@ -20,7 +26,10 @@ pub fn load() -> anyhow::Result<Config> {
     let mut config = Config::from_toml(DEFAULT_TOML, Path::new(".")).map_err(|errs| {
         anyhow::anyhow!(
             "the embedded default config is invalid: {}",
-            errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+            errs.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
         )
     })?;
     for provider in &mut config.mdm.providers {
@@ -40,7 +49,8 @@ pub fn load() -> anyhow::Result<Config> {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join(&name);
         if !path.exists() {
-            std::fs::write(&path, content).with_context(|| format!("writing {}", path.display()))?;
+            std::fs::write(&path, content)
+                .with_context(|| format!("writing {}", path.display()))?;
         }
         provider.file = path;
     }

@@ -16,7 +16,11 @@ use clap::{Parser, Subcommand};
 use thoth_config::Config;
 
 #[derive(Parser)]
-#[command(name = "thoth-gateway", version, about = "Thoth SIEM forwarding gateway")]
+#[command(
+    name = "thoth-gateway",
+    version,
+    about = "Thoth SIEM forwarding gateway"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -102,16 +106,18 @@ fn run_command(config_path: Option<PathBuf>) -> i32 {
                 return 2;
             }
         },
-        None => match default_config::load() {
-            Ok(c) => {
-                tracing::info!("no --config given: running the built-in default (demo tokens, loopback only)");
-                c
+        None => {
+            match default_config::load() {
+                Ok(c) => {
+                    tracing::info!("no --config given: running the built-in default (demo tokens, loopback only)");
+                    c
+                }
+                Err(e) => {
+                    eprintln!("thoth-gateway: {e:#}");
+                    return 1;
+                }
             }
-            Err(e) => {
-                eprintln!("thoth-gateway: {e:#}");
-                return 1;
-            }
-        },
+        }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

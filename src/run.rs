@@ -66,7 +66,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut sink_health = Vec::new();
     let mut sink_tasks = Vec::new();
     for (name, sink) in &config.sinks {
-        let reader = wal.reader(name).expect("every configured sink has a cursor");
+        let reader = wal
+            .reader(name)
+            .expect("every configured sink has a cursor");
         let health = Arc::new(SinkHealth::default());
         sink_health.push((name.clone(), health.clone()));
         match &sink.kind {
@@ -91,7 +93,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             wal: wal.clone(),
         }),
         tokens: TokenTable::new(&config.api.tokens),
-        tenants: config.tenants.iter().map(|t| t.id.clone()).collect::<HashSet<_>>(),
+        tenants: config
+            .tenants
+            .iter()
+            .map(|t| t.id.clone())
+            .collect::<HashSet<_>>(),
         limits: Limits {
             max_event_bytes: config.api.max_event_bytes as usize,
             max_depth: config.api.max_depth as usize,

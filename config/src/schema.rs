@@ -14,7 +14,13 @@ const MIB: u64 = 1024 * KIB;
 const GIB: u64 = 1024 * MIB;
 
 /// Sink types described by SPEC §7 that later versions add.
-const FUTURE_SINK_TYPES: [&str; 5] = ["splunk_hec", "sentinel", "elasticsearch", "webhook", "kafka"];
+const FUTURE_SINK_TYPES: [&str; 5] = [
+    "splunk_hec",
+    "sentinel",
+    "elasticsearch",
+    "webhook",
+    "kafka",
+];
 
 pub(crate) fn parse(text: &str, base: &Path) -> Result<Config, Vec<ConfigError>> {
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
@@ -43,9 +49,21 @@ pub(crate) fn parse(text: &str, base: &Path) -> Result<Config, Vec<ConfigError>>
     let checkins = read_checkins(&mut root, &mut errs);
     let sinks = read_sinks(&mut root, base, &tenant_ids, &mut errs);
 
-    root.not_supported_yet("sources", "Kafka and inbound webhooks arrive with their issues", &mut errs);
-    root.not_supported_yet("transform", "VRL transforms arrive with the VRL issue", &mut errs);
-    root.not_supported_yet("tests", "config unit tests arrive with the VRL issue", &mut errs);
+    root.not_supported_yet(
+        "sources",
+        "Kafka and inbound webhooks arrive with their issues",
+        &mut errs,
+    );
+    root.not_supported_yet(
+        "transform",
+        "VRL transforms arrive with the VRL issue",
+        &mut errs,
+    );
+    root.not_supported_yet(
+        "tests",
+        "config unit tests arrive with the VRL issue",
+        &mut errs,
+    );
     root.finish(&mut errs);
 
     if let Some(api) = &api {
@@ -132,7 +150,9 @@ fn read_api(
     errs: &mut Errors,
 ) -> Option<ApiConfig> {
     let empty = toml::Table::new();
-    let mut api = root.table("api", errs).unwrap_or_else(|| Obj::new("api", &empty));
+    let mut api = root
+        .table("api", errs)
+        .unwrap_or_else(|| Obj::new("api", &empty));
     let listen = match api.string("listen", errs) {
         Some(s) => match s.parse() {
             Ok(a) => Some(a),
@@ -247,13 +267,20 @@ fn read_token(
 
 fn read_wal(root: &mut Obj, errs: &mut Errors) -> WalConfig {
     let empty = toml::Table::new();
-    let mut wal = root.table("wal", errs).unwrap_or_else(|| Obj::new("wal", &empty));
-    let max_bytes = wal.size("max_bytes", 64 * KIB, 1 << 50, errs).unwrap_or(4 * GIB);
+    let mut wal = root
+        .table("wal", errs)
+        .unwrap_or_else(|| Obj::new("wal", &empty));
+    let max_bytes = wal
+        .size("max_bytes", 64 * KIB, 1 << 50, errs)
+        .unwrap_or(4 * GIB);
     let interval = wal.duration("fsync_interval", errs);
     let fsync = match wal.string("fsync", errs).as_deref() {
         None | Some("always") => {
             if interval.is_some() {
-                errs.push(&wal.key_path("fsync_interval"), "only used with fsync = \"interval\"");
+                errs.push(
+                    &wal.key_path("fsync_interval"),
+                    "only used with fsync = \"interval\"",
+                );
             }
             FsyncMode::Always
         }
@@ -277,7 +304,9 @@ fn read_wal(root: &mut Obj, errs: &mut Errors) -> WalConfig {
 
 fn read_mdm(root: &mut Obj, base: &Path, tenants: &HashSet<&str>, errs: &mut Errors) -> MdmConfig {
     let empty = toml::Table::new();
-    let mut mdm = root.table("mdm", errs).unwrap_or_else(|| Obj::new("mdm", &empty));
+    let mut mdm = root
+        .table("mdm", errs)
+        .unwrap_or_else(|| Obj::new("mdm", &empty));
     let refresh_interval = mdm
         .duration("refresh_interval", errs)
         .unwrap_or(Duration::from_secs(300));
@@ -286,7 +315,10 @@ fn read_mdm(root: &mut Obj, base: &Path, tenants: &HashSet<&str>, errs: &mut Err
     for mut p in mdm.tables("providers", errs) {
         if let Some(provider) = read_provider(&mut p, base, tenants, errs) {
             if !names.insert(provider.name.clone()) {
-                errs.push(&p.key_path("name"), format!("provider {:?} is listed twice", provider.name));
+                errs.push(
+                    &p.key_path("name"),
+                    format!("provider {:?} is listed twice", provider.name),
+                );
             }
             providers.push(provider);
         }
@@ -349,7 +381,10 @@ fn read_provider(
         p.path_value("file", base, errs)
     } else {
         if !p.has("url") {
-            errs.push(&p.key_path("file"), "is required (a snapshot in the provider's native format)");
+            errs.push(
+                &p.key_path("file"),
+                "is required (a snapshot in the provider's native format)",
+            );
         }
         None
     };
@@ -391,7 +426,10 @@ fn read_fleet_rule(r: &mut Obj, tenants: &HashSet<&str>, errs: &mut Errors) -> O
             for extra in unknown {
                 errs.push(
                     &w.key_path(extra),
-                    format!("unknown endpoint field; use one of {}", ENDPOINT_FIELDS.join(", ")),
+                    format!(
+                        "unknown endpoint field; use one of {}",
+                        ENDPOINT_FIELDS.join(", ")
+                    ),
                 );
             }
             w.mark_all_seen();
@@ -399,7 +437,10 @@ fn read_fleet_rule(r: &mut Obj, tenants: &HashSet<&str>, errs: &mut Errors) -> O
         }
         None => {
             if !r.has("when") {
-                errs.push(&r.key_path("when"), "is required (e.g. when = { department = \"Engineering\" })");
+                errs.push(
+                    &r.key_path("when"),
+                    "is required (e.g. when = { department = \"Engineering\" })",
+                );
             }
         }
     }
@@ -414,7 +455,10 @@ fn read_fleet_rule(r: &mut Obj, tenants: &HashSet<&str>, errs: &mut Errors) -> O
         }
         None => {
             if !r.has("fleet") {
-                errs.push(&r.key_path("fleet"), "is required (e.g. fleet = { id = \"eng-macs\", name = \"Engineering Macs\" })");
+                errs.push(
+                    &r.key_path("fleet"),
+                    "is required (e.g. fleet = { id = \"eng-macs\", name = \"Engineering Macs\" })",
+                );
             }
             (None, None)
         }
@@ -448,7 +492,10 @@ fn read_sinks(
     let mut sinks = BTreeMap::new();
     let Some(table) = root.table("sinks", errs) else {
         if !root.has("sinks") {
-            errs.push("sinks", "at least one sink is required (e.g. [sinks.archive] type = \"file\")");
+            errs.push(
+                "sinks",
+                "at least one sink is required (e.g. [sinks.archive] type = \"file\")",
+            );
         }
         return sinks;
     };
@@ -515,13 +562,19 @@ fn read_sink(
         Some("file") => {
             for key in ["concurrency", "compression", "tls", "timeout"] {
                 if s.get(key).is_some() {
-                    errs.push(&s.key_path(key), "does not apply to a sink of type \"file\"");
+                    errs.push(
+                        &s.key_path(key),
+                        "does not apply to a sink of type \"file\"",
+                    );
                 }
             }
             let path = if s.has("path") {
                 s.path_value("path", base, errs)
             } else {
-                errs.push(&s.key_path("path"), "is required for a sink of type \"file\"");
+                errs.push(
+                    &s.key_path("path"),
+                    "is required for a sink of type \"file\"",
+                );
                 None
             };
             path.map(|path| SinkKind::File { path })
@@ -596,7 +649,10 @@ fn read_retry(s: &mut Obj, errs: &mut Errors) -> RetryConfig {
             retry.max_duration = d;
         }
         if retry.initial_backoff > retry.max_backoff {
-            errs.push(&r.key_path("initial_backoff"), "must not exceed max_backoff");
+            errs.push(
+                &r.key_path("initial_backoff"),
+                "must not exceed max_backoff",
+            );
         }
         r.finish(errs);
     }

@@ -66,7 +66,10 @@ mod tests {
         assert_eq!(format!("{s:?} {s}"), "<redacted> <redacted>");
         assert_eq!(s.expose(), "hunter2");
         std::env::set_var("THOTH_TEST_SECRET_X", "from-env");
-        assert_eq!(resolve_inline("${THOTH_TEST_SECRET_X}").unwrap().expose(), "from-env");
+        assert_eq!(
+            resolve_inline("${THOTH_TEST_SECRET_X}").unwrap().expose(),
+            "from-env"
+        );
         assert!(resolve_inline("${THOTH_TEST_SECRET_UNSET_Y}")
             .unwrap_err()
             .contains("THOTH_TEST_SECRET_UNSET_Y is not set"));

@@ -11,15 +11,21 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = s;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
-            return Err(format!("invalid duration {s:?}: expected a number at {rest:?}"));
+            return Err(format!(
+                "invalid duration {s:?}: expected a number at {rest:?}"
+            ));
         }
         let n: u64 = rest[..digits]
             .parse()
             .map_err(|_| format!("invalid duration {s:?}: number too large"))?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let d = match unit {
@@ -52,9 +58,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .find(|c: char| !(c.is_ascii_digit() || c == '_'))
         .unwrap_or(t.len());
     let number: String = t[..digits].chars().filter(|c| *c != '_').collect();
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("invalid size {s:?}: write e.g. \"512KiB\", \"4GiB\" or a number of bytes"))?;
+    let n: u64 = number.parse().map_err(|_| {
+        format!("invalid size {s:?}: write e.g. \"512KiB\", \"4GiB\" or a number of bytes")
+    })?;
     let mult: u64 = match t[digits..].trim() {
         "" | "B" => 1,
         "KB" => 1_000,
@@ -84,8 +90,12 @@ mod tests {
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86_400));
-        assert!(parse_duration("5").unwrap_err().contains("unit is required"));
-        assert!(parse_duration("5 minutes").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("5")
+            .unwrap_err()
+            .contains("unit is required"));
+        assert!(parse_duration("5 minutes")
+            .unwrap_err()
+            .contains("unknown unit"));
         assert!(parse_duration("").is_err());
         assert!(parse_duration("m").is_err());
     }
@@ -98,6 +108,8 @@ mod tests {
         assert_eq!(parse_size("10MB").unwrap(), 10_000_000);
         assert!(parse_size("4 GB2").is_err());
         assert!(parse_size("lots").is_err());
-        assert!(parse_size("99999999999TiB").unwrap_err().contains("too large"));
+        assert!(parse_size("99999999999TiB")
+            .unwrap_err()
+            .contains("too large"));
     }
 }

@@ -167,13 +167,19 @@ impl<'a> Obj<'a> {
             other => {
                 errs.push(
                     &path,
-                    format!("expected a size such as \"1MiB\", found {}", type_name(other)),
+                    format!(
+                        "expected a size such as \"1MiB\", found {}",
+                        type_name(other)
+                    ),
                 );
                 return None;
             }
         };
         if n < min || n > max {
-            errs.push(&path, format!("must be between {min} and {max} bytes (got {n})"));
+            errs.push(
+                &path,
+                format!("must be between {min} and {max} bytes (got {n})"),
+            );
             return None;
         }
         Some(n)

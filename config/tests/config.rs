@@ -76,7 +76,9 @@ fn a_full_config_parses_with_defaults_and_resolved_paths() {
     let sink = &c.sinks["archive"];
     assert_eq!(sink.batch.max_events, 100);
     assert_eq!(sink.batch.max_bytes, 1 << 20);
-    assert!(matches!(&sink.kind, SinkKind::File { path } if path == Path::new("/tmp/archive.ndjson")));
+    assert!(
+        matches!(&sink.kind, SinkKind::File { path } if path == Path::new("/tmp/archive.ndjson"))
+    );
     // Secrets never show in Debug output.
     assert!(!format!("{c:?}").contains("acme-token"));
 }
@@ -86,11 +88,18 @@ fn every_mistake_is_reported_with_its_key_path() {
     let bad = GOOD
         .replace("max_events = 100", "max_events = 0")
         .replace("stale_after = \"15m\"", "stale_after = \"15 minutes\"")
-        .replace("compliance_profile = \"soc2\"", "compliance_profile = \"soc2\"\ncolour = \"red\"");
+        .replace(
+            "compliance_profile = \"soc2\"",
+            "compliance_profile = \"soc2\"\ncolour = \"red\"",
+        );
     let errs = parse(&bad).unwrap_err();
     assert_eq!(
         paths(&errs),
-        vec!["tenants[0].colour", "checkins.stale_after", "sinks.archive.batch.max_events"],
+        vec![
+            "tenants[0].colour",
+            "checkins.stale_after",
+            "sinks.archive.batch.max_events"
+        ],
         "{errs:#?}"
     );
     assert!(errs[0].message.contains("unknown key"));
@@ -104,7 +113,10 @@ fn references_and_types_are_checked() {
         .replace("tenants = [\"acme\"]", "tenants = [\"initech\"]")
         .replace("kind = \"jamf\"", "kind = \"mobileiron\"")
         .replace("listen = \"127.0.0.1:0\"", "listen = 8686")
-        .replace("tenant_id = \"acme\"\ntoken = \"acme-token\"", "token = \"x\"");
+        .replace(
+            "tenant_id = \"acme\"\ntoken = \"acme-token\"",
+            "token = \"x\"",
+        );
     let errs = parse(&bad).unwrap_err();
     let p = paths(&errs);
     assert!(p.contains(&"sinks.archive.tenants[0]"), "{errs:#?}");
@@ -121,10 +133,26 @@ fn later_features_are_refused_not_ignored() {
     .replace("type = \"file\"\npath = \"/tmp/archive.ndjson\"", "type = \"file\"\npath = \"/tmp/archive.ndjson\"\ncondition = '.risk == \"high\"'");
     let errs = parse(&more).unwrap_err();
     let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
-    assert!(text.iter().any(|e| e.starts_with("transform: not supported yet")), "{text:#?}");
-    assert!(text.iter().any(|e| e.starts_with("sinks.splunk.type: sink type \"splunk_hec\" is not supported yet")), "{text:#?}");
-    assert!(text.iter().any(|e| e.starts_with("sinks.archive.condition: not supported yet")), "{text:#?}");
-    assert!(!text.iter().any(|e| e.contains("sinks.splunk.endpoint")), "{text:#?}");
+    assert!(
+        text.iter()
+            .any(|e| e.starts_with("transform: not supported yet")),
+        "{text:#?}"
+    );
+    assert!(
+        text.iter()
+            .any(|e| e
+                .starts_with("sinks.splunk.type: sink type \"splunk_hec\" is not supported yet")),
+        "{text:#?}"
+    );
+    assert!(
+        text.iter()
+            .any(|e| e.starts_with("sinks.archive.condition: not supported yet")),
+        "{text:#?}"
+    );
+    assert!(
+        !text.iter().any(|e| e.contains("sinks.splunk.endpoint")),
+        "{text:#?}"
+    );
 }
 
 #[test]
@@ -139,9 +167,16 @@ fn secrets_come_from_files_and_env_and_never_show_in_errors() {
     let c = Config::from_toml(&text, dir.path()).unwrap();
     assert_eq!(c.api.tokens.len(), 3);
 
-    let text = GOOD.replace("token = \"acme-token\"", "token = \"${THOTH_CFG_TEST_UNSET}\"\ntoken_sha256 = \"zz\"");
+    let text = GOOD.replace(
+        "token = \"acme-token\"",
+        "token = \"${THOTH_CFG_TEST_UNSET}\"\ntoken_sha256 = \"zz\"",
+    );
     let errs = Config::from_toml(&text, dir.path()).unwrap_err();
-    assert!(errs.iter().any(|e| e.message.contains("THOTH_CFG_TEST_UNSET is not set")), "{errs:#?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.message.contains("THOTH_CFG_TEST_UNSET is not set")),
+        "{errs:#?}"
+    );
     let text = GOOD.replace("token = \"acme-token\"", "token_file = \"missing\"");
     let errs = Config::from_toml(&text, dir.path()).unwrap_err();
     assert_eq!(paths(&errs), vec!["api.tokens[0].token_file"]);

@@ -85,7 +85,11 @@ impl CheckinTracker {
 }
 
 /// The status of an endpoint whose last check-in was `last`.
-pub fn status(last: Option<OffsetDateTime>, now: OffsetDateTime, stale_after: Duration) -> HealthStatus {
+pub fn status(
+    last: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+    stale_after: Duration,
+) -> HealthStatus {
     match last {
         None => HealthStatus::Never,
         Some(at) if now - at > stale_after => HealthStatus::Stale,
@@ -102,8 +106,14 @@ mod tests {
         let now = OffsetDateTime::now_utc();
         let fifteen = Duration::from_secs(900);
         assert_eq!(status(None, now, fifteen), HealthStatus::Never);
-        assert_eq!(status(Some(now - Duration::from_secs(60)), now, fifteen), HealthStatus::Healthy);
-        assert_eq!(status(Some(now - Duration::from_secs(901)), now, fifteen), HealthStatus::Stale);
+        assert_eq!(
+            status(Some(now - Duration::from_secs(60)), now, fifteen),
+            HealthStatus::Healthy
+        );
+        assert_eq!(
+            status(Some(now - Duration::from_secs(901)), now, fifteen),
+            HealthStatus::Stale
+        );
     }
 
     #[test]

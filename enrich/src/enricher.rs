@@ -113,7 +113,9 @@ impl Enricher {
             None => {
                 // Ingest only accepts listed tenants; keep the id if one slips through.
                 context.extend_from_slice(
-                    serde_json::json!({"id": event.tenant_id}).to_string().as_bytes(),
+                    serde_json::json!({"id": event.tenant_id})
+                        .to_string()
+                        .as_bytes(),
                 );
             }
         }
@@ -166,7 +168,9 @@ impl Enricher {
                 e
             }
             None => {
-                self.enrichment_total.with_label_values(&["unmatched"]).inc();
+                self.enrichment_total
+                    .with_label_values(&["unmatched"])
+                    .inc();
                 b"{\"status\":\"unmatched\"}".to_vec()
             }
         };

@@ -33,9 +33,7 @@ pub fn assign_fleet<'r>(
     rules.iter().find(|rule| {
         rule.tenant_id.as_deref().is_none_or(|t| t == tenant_id)
             && rule.when.iter().all(|(field, pattern)| {
-                record
-                    .field(field)
-                    .is_some_and(|v| glob_match(pattern, &v))
+                record.field(field).is_some_and(|v| glob_match(pattern, &v))
             })
     })
 }
@@ -59,7 +57,10 @@ mod tests {
     fn rule(tenant: Option<&str>, when: &[(&str, &str)], id: &str) -> FleetRule {
         FleetRule {
             tenant_id: tenant.map(str::to_string),
-            when: when.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+            when: when
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
             fleet_id: id.into(),
             fleet_name: id.into(),
         }
@@ -69,7 +70,11 @@ mod tests {
     fn first_matching_rule_of_the_tenant_wins() {
         let rules = vec![
             rule(Some("globex"), &[("os", "*")], "globex-all"),
-            rule(Some("acme"), &[("department", "Engineering"), ("os", "mac*")], "eng-macs"),
+            rule(
+                Some("acme"),
+                &[("department", "Engineering"), ("os", "mac*")],
+                "eng-macs",
+            ),
             rule(None, &[("managed", "true")], "managed"),
         ];
         let mut r = EndpointRecord {
@@ -78,10 +83,19 @@ mod tests {
             managed: true,
             ..Default::default()
         };
-        assert_eq!(assign_fleet(&rules, "acme", &r).unwrap().fleet_id, "eng-macs");
-        assert_eq!(assign_fleet(&rules, "globex", &r).unwrap().fleet_id, "globex-all");
+        assert_eq!(
+            assign_fleet(&rules, "acme", &r).unwrap().fleet_id,
+            "eng-macs"
+        );
+        assert_eq!(
+            assign_fleet(&rules, "globex", &r).unwrap().fleet_id,
+            "globex-all"
+        );
         r.os = Some("Windows".into());
-        assert_eq!(assign_fleet(&rules, "acme", &r).unwrap().fleet_id, "managed");
+        assert_eq!(
+            assign_fleet(&rules, "acme", &r).unwrap().fleet_id,
+            "managed"
+        );
         r.managed = false;
         assert!(assign_fleet(&rules, "acme", &r).is_none());
     }

@@ -232,21 +232,43 @@ mod tests {
     fn matching_order_and_tenant_scope() {
         let index = EndpointIndex::build(
             &[
-                snap("acme", vec![
-                    rec("1", Some("ep-1"), Some("S1"), Some("Host-One")),
-                    rec("2", None, Some("S2"), Some("host-two")),
-                    rec("3", None, None, Some("host-three")),
-                ]),
-                snap("globex", vec![rec("9", Some("ep-9"), Some("S9"), Some("host-nine"))]),
+                snap(
+                    "acme",
+                    vec![
+                        rec("1", Some("ep-1"), Some("S1"), Some("Host-One")),
+                        rec("2", None, Some("S2"), Some("host-two")),
+                        rec("3", None, None, Some("host-three")),
+                    ],
+                ),
+                snap(
+                    "globex",
+                    vec![rec("9", Some("ep-9"), Some("S9"), Some("host-nine"))],
+                ),
             ],
             &[],
         );
-        let m = |t, e, s, h| index.lookup(t, e, s, h).map(|(ie, on)| (ie.record.mdm_device_id.clone(), on));
+        let m = |t, e, s, h| {
+            index
+                .lookup(t, e, s, h)
+                .map(|(ie, on)| (ie.record.mdm_device_id.clone(), on))
+        };
         // endpoint_id beats serial beats hostname
-        assert_eq!(m("acme", Some("ep-1"), Some("S2"), None), Some(("1".into(), MatchedOn::EndpointId)));
-        assert_eq!(m("acme", Some("ep-x"), Some("S2"), Some("host-one")), Some(("2".into(), MatchedOn::Serial)));
-        assert_eq!(m("acme", None, None, Some("HOST-ONE")), Some(("1".into(), MatchedOn::Hostname)));
-        assert_eq!(m("acme", None, None, Some("host-three")), Some(("3".into(), MatchedOn::Hostname)));
+        assert_eq!(
+            m("acme", Some("ep-1"), Some("S2"), None),
+            Some(("1".into(), MatchedOn::EndpointId))
+        );
+        assert_eq!(
+            m("acme", Some("ep-x"), Some("S2"), Some("host-one")),
+            Some(("2".into(), MatchedOn::Serial))
+        );
+        assert_eq!(
+            m("acme", None, None, Some("HOST-ONE")),
+            Some(("1".into(), MatchedOn::Hostname))
+        );
+        assert_eq!(
+            m("acme", None, None, Some("host-three")),
+            Some(("3".into(), MatchedOn::Hostname))
+        );
         // never across tenants
         assert_eq!(m("acme", Some("ep-9"), Some("S9"), Some("host-nine")), None);
         assert_eq!(m("initech", Some("ep-1"), None, None), None);
@@ -255,7 +277,10 @@ mod tests {
 
     #[test]
     fn endpoint_json_is_prepared() {
-        let index = EndpointIndex::build(&[snap("acme", vec![rec("1", None, Some("S1"), Some("h"))])], &[]);
+        let index = EndpointIndex::build(
+            &[snap("acme", vec![rec("1", None, Some("S1"), Some("h"))])],
+            &[],
+        );
         let (ie, _) = index.lookup("acme", None, Some("S1"), None).unwrap();
         assert_eq!(
             ie.endpoint_members,

@@ -65,7 +65,10 @@ impl MdmLoader {
             &["provider", "outcome"],
         )?;
         let endpoints = IntGaugeVec::new(
-            Opts::new("thoth_mdm_endpoints", "Endpoint records in the current snapshot."),
+            Opts::new(
+                "thoth_mdm_endpoints",
+                "Endpoint records in the current snapshot.",
+            ),
             &["provider"],
         )?;
         registry.register(Box::new(reloads.clone()))?;
@@ -101,7 +104,9 @@ impl MdmLoader {
             match load_provider(&p.config) {
                 Ok(snap) => {
                     tracing::info!(provider = %p.config.name, endpoints = snap.records.len(), "MDM snapshot loaded");
-                    self.reloads.with_label_values(&[&p.config.name, "ok"]).inc();
+                    self.reloads
+                        .with_label_values(&[&p.config.name, "ok"])
+                        .inc();
                     self.endpoints
                         .with_label_values(&[&p.config.name])
                         .set(snap.records.len() as i64);
@@ -110,7 +115,9 @@ impl MdmLoader {
                 }
                 Err(e) => {
                     tracing::error!(provider = %p.config.name, error = %e, "MDM snapshot not loaded; keeping the previous one");
-                    self.reloads.with_label_values(&[&p.config.name, "error"]).inc();
+                    self.reloads
+                        .with_label_values(&[&p.config.name, "error"])
+                        .inc();
                 }
             }
         }

@@ -135,7 +135,9 @@ fn parse_jamf(bytes: &[u8], attribute: Option<&str>) -> Result<Vec<EndpointRecor
             let os = c.operating_system;
             let hardware = c.hardware;
             let endpoint_id = attribute.and_then(|attr| {
-                let general_eas = general.as_ref().and_then(|g| g.extension_attributes.as_ref());
+                let general_eas = general
+                    .as_ref()
+                    .and_then(|g| g.extension_attributes.as_ref());
                 c.extension_attributes
                     .iter()
                     .chain(general_eas)
@@ -231,7 +233,10 @@ fn parse_intune(bytes: &[u8]) -> Result<Vec<EndpointRecord>, String> {
             site: None,
             category: non_empty(d.device_category_display_name),
             model: d.model,
-            managed: d.management_agent.as_deref().is_some_and(|a| a != "unknown"),
+            managed: d
+                .management_agent
+                .as_deref()
+                .is_some_and(|a| a != "unknown"),
             compliant: d.compliance_state.map(|s| s == "compliant"),
             last_sync: d.last_sync_date_time,
             endpoint_id: None,

@@ -198,8 +198,18 @@ mod tests {
     fn json_array_and_single_object() {
         let limits = Limits::default();
         let arr = format!("[{OK},{OK},{OK}]");
-        assert_eq!(decode_batch(arr.as_bytes(), BodyFormat::Json, &limits, NOW).unwrap().len(), 3);
-        assert_eq!(decode_batch(OK.as_bytes(), BodyFormat::Json, &limits, NOW).unwrap().len(), 1);
+        assert_eq!(
+            decode_batch(arr.as_bytes(), BodyFormat::Json, &limits, NOW)
+                .unwrap()
+                .len(),
+            3
+        );
+        assert_eq!(
+            decode_batch(OK.as_bytes(), BodyFormat::Json, &limits, NOW)
+                .unwrap()
+                .len(),
+            1
+        );
         let bad = format!(r#"[{OK},{{"type":"x","tenant_id":"a"}}]"#);
         let Err(BatchError::Invalid { errors, .. }) =
             decode_batch(bad.as_bytes(), BodyFormat::Json, &limits, NOW)
@@ -224,7 +234,10 @@ mod tests {
             max_depth: 3,
             max_events: 2,
         };
-        let big = format!(r#"{{"type":"checkin","tenant_id":"a","endpoint_id":"e","pad":"{}"}}"#, "x".repeat(100));
+        let big = format!(
+            r#"{{"type":"checkin","tenant_id":"a","endpoint_id":"e","pad":"{}"}}"#,
+            "x".repeat(100)
+        );
         let deep = r#"{"type":"checkin","tenant_id":"a","endpoint_id":"e","d":[[[1]]]}"#;
         let body = format!("{big}\n{deep}");
         let Err(BatchError::Invalid { errors, .. }) =

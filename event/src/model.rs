@@ -178,7 +178,9 @@ impl Event {
         match event_type {
             EventType::Decision => {
                 require_present(&endpoint_id, "endpoint_id", event_type)?;
-                risk = Some(required_enum(raw("risk"), "risk", &Risk::ALL, |r| r.as_str())?);
+                risk = Some(required_enum(raw("risk"), "risk", &Risk::ALL, |r| {
+                    r.as_str()
+                })?);
                 decision = Some(required_enum(
                     raw("decision"),
                     "decision",
@@ -200,7 +202,9 @@ impl Event {
             EventType::Alert | EventType::WebhookTest => {
                 // Risk is optional on alerts; when given it must still be a known level.
                 if raw("risk").is_some() {
-                    risk = Some(required_enum(raw("risk"), "risk", &Risk::ALL, |r| r.as_str())?);
+                    risk = Some(required_enum(raw("risk"), "risk", &Risk::ALL, |r| {
+                        r.as_str()
+                    })?);
                 }
             }
         }
@@ -433,16 +437,46 @@ mod tests {
     fn errors_name_the_field_and_reason() {
         let cases = [
             (r#"{"tenant_id":"acme"}"#, "field `type`: is required"),
-            (r#"{"type":"nope","tenant_id":"a"}"#, "field `type`: unknown type \"nope\""),
-            (r#"{"type":"decision","endpoint_id":"e"}"#, "field `tenant_id`: is required"),
-            (r#"{"type":"decision","tenant_id":"a","risk":"low","decision":"allow"}"#, "field `endpoint_id`: required for type decision"),
-            (r#"{"type":"decision","tenant_id":"a","endpoint_id":"e","risk":"severe","decision":"allow"}"#, "field `risk`: must be one of low, medium, high, critical (got \"severe\")"),
-            (r#"{"type":"decision","tenant_id":"a","endpoint_id":"e","risk":"low","decision":"deny"}"#, "field `decision`: must be one of allow, step_up, block"),
-            (r#"{"type":"checkin","tenant_id":"a","endpoint_id":"e","status":"sick"}"#, "field `status`: must be one of healthy, degraded"),
-            (r#"{"type":"checkin","tenant_id":5,"endpoint_id":"e"}"#, "field `tenant_id`: must be a string (got a number)"),
-            (r#"{"type":"checkin","tenant_id":"a","endpoint_id":"e","time":"yesterday"}"#, "field `time`: not an RFC 3339 timestamp"),
-            (r#"{"type":"checkin","tenant_id":"a","tenant_id":"b","endpoint_id":"e"}"#, "duplicate key `tenant_id`"),
-            (r#"{"type":"checkin","tenant_id":"","endpoint_id":"e"}"#, "field `tenant_id`: must not be empty"),
+            (
+                r#"{"type":"nope","tenant_id":"a"}"#,
+                "field `type`: unknown type \"nope\"",
+            ),
+            (
+                r#"{"type":"decision","endpoint_id":"e"}"#,
+                "field `tenant_id`: is required",
+            ),
+            (
+                r#"{"type":"decision","tenant_id":"a","risk":"low","decision":"allow"}"#,
+                "field `endpoint_id`: required for type decision",
+            ),
+            (
+                r#"{"type":"decision","tenant_id":"a","endpoint_id":"e","risk":"severe","decision":"allow"}"#,
+                "field `risk`: must be one of low, medium, high, critical (got \"severe\")",
+            ),
+            (
+                r#"{"type":"decision","tenant_id":"a","endpoint_id":"e","risk":"low","decision":"deny"}"#,
+                "field `decision`: must be one of allow, step_up, block",
+            ),
+            (
+                r#"{"type":"checkin","tenant_id":"a","endpoint_id":"e","status":"sick"}"#,
+                "field `status`: must be one of healthy, degraded",
+            ),
+            (
+                r#"{"type":"checkin","tenant_id":5,"endpoint_id":"e"}"#,
+                "field `tenant_id`: must be a string (got a number)",
+            ),
+            (
+                r#"{"type":"checkin","tenant_id":"a","endpoint_id":"e","time":"yesterday"}"#,
+                "field `time`: not an RFC 3339 timestamp",
+            ),
+            (
+                r#"{"type":"checkin","tenant_id":"a","tenant_id":"b","endpoint_id":"e"}"#,
+                "duplicate key `tenant_id`",
+            ),
+            (
+                r#"{"type":"checkin","tenant_id":"","endpoint_id":"e"}"#,
+                "field `tenant_id`: must not be empty",
+            ),
             (r#"[1,2]"#, "an event must be a JSON object"),
             (r#"{"type":"checkin""#, "invalid JSON"),
         ];

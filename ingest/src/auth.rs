@@ -60,7 +60,9 @@ pub enum AuthError {
 impl AuthError {
     pub fn message(self) -> &'static str {
         match self {
-            AuthError::Missing => "missing Authorization header; send `Authorization: Bearer <token>`",
+            AuthError::Missing => {
+                "missing Authorization header; send `Authorization: Bearer <token>`"
+            }
             AuthError::NotBearer => "the Authorization header must be `Bearer <token>`",
             AuthError::Unknown => "unknown token",
         }
@@ -83,7 +85,10 @@ mod tests {
     #[test]
     fn bearer_tokens_map_to_scopes() {
         let t = table();
-        assert_eq!(t.authorize(Some(b"Bearer a-tok")), Ok(&Scope::Tenant("acme".into())));
+        assert_eq!(
+            t.authorize(Some(b"Bearer a-tok")),
+            Ok(&Scope::Tenant("acme".into()))
+        );
         assert_eq!(t.authorize(Some(b"Bearer root")), Ok(&Scope::Admin));
         assert_eq!(t.authorize(Some(b"Bearer nope")), Err(AuthError::Unknown));
         assert_eq!(t.authorize(Some(b"Basic abc")), Err(AuthError::NotBearer));

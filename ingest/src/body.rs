@@ -27,9 +27,16 @@ pub fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
         return Err(unsupported("(none)"));
     };
     let text = value.to_str().map_err(|_| unsupported("(not text)"))?;
-    let mime = text.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = text
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match mime.as_str() {
-        "application/x-ndjson" | "application/ndjson" | "application/jsonl" => Ok(BodyFormat::Ndjson),
+        "application/x-ndjson" | "application/ndjson" | "application/jsonl" => {
+            Ok(BodyFormat::Ndjson)
+        }
         "application/json" => Ok(BodyFormat::Json),
         _ => Err(unsupported(&format!("{text:?}"))),
     }
@@ -85,7 +92,9 @@ pub async fn read_body(
             ))
         }
         Ok(Err(e)) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 return Err(too_large(max, "body"));
             }
             return Err(ApiError::new(
@@ -146,11 +155,20 @@ mod tests {
     fn content_types() {
         let mut h = HeaderMap::new();
         assert!(body_format(&h).is_err());
-        h.insert(header::CONTENT_TYPE, "application/json; charset=utf-8".parse().unwrap());
+        h.insert(
+            header::CONTENT_TYPE,
+            "application/json; charset=utf-8".parse().unwrap(),
+        );
         assert_eq!(body_format(&h).unwrap(), BodyFormat::Json);
-        h.insert(header::CONTENT_TYPE, "application/x-ndjson".parse().unwrap());
+        h.insert(
+            header::CONTENT_TYPE,
+            "application/x-ndjson".parse().unwrap(),
+        );
         assert_eq!(body_format(&h).unwrap(), BodyFormat::Ndjson);
         h.insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
-        assert_eq!(body_format(&h).unwrap_err().status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert_eq!(
+            body_format(&h).unwrap_err().status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
     }
 }

@@ -74,8 +74,8 @@ async fn handle(state: &IngestState, headers: &HeaderMap, body: Body) -> Result<
         .inspect_err(|e| state.reject(e.code, 0))?;
 
     let received_at = now_rfc3339();
-    let events = decode_batch(&bytes, format, &state.limits, &received_at).map_err(|e| {
-        match e {
+    let events =
+        decode_batch(&bytes, format, &state.limits, &received_at).map_err(|e| match e {
             BatchError::Invalid { errors, total } => {
                 state.reject("invalid", total);
                 let mut details: Vec<Detail> = errors
@@ -104,10 +104,13 @@ async fn handle(state: &IngestState, headers: &HeaderMap, body: Body) -> Result<
             }
             BatchError::TooManyEvents { .. } => {
                 state.reject("too_many_events", 0);
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_many_events", e.to_string())
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_many_events",
+                    e.to_string(),
+                )
             }
-        }
-    })?;
+        })?;
     authorize_tenants(state, &scope, &events)?;
 
     let count = events.len();
@@ -153,7 +156,11 @@ async fn handle(state: &IngestState, headers: &HeaderMap, body: Body) -> Result<
         }
         Err(SubmitError::TooLarge(why)) => {
             state.reject("too_large", count);
-            Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large", why))
+            Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "batch_too_large",
+                why,
+            ))
         }
     }
 }
@@ -187,7 +194,9 @@ fn authorize_tenants(state: &IngestState, scope: &Scope, events: &[Event]) -> Re
                 .filter(|(_, e)| e.tenant_id != *own)
                 .map(|(i, _)| Detail {
                     index: Some(i),
-                    message: format!("field `tenant_id`: this token may only submit events of tenant {own:?}"),
+                    message: format!(
+                        "field `tenant_id`: this token may only submit events of tenant {own:?}"
+                    ),
                 })
                 .take(thoth_event::MAX_REPORTED_ERRORS)
                 .collect();
@@ -208,7 +217,10 @@ fn authorize_tenants(state: &IngestState, scope: &Scope, events: &[Event]) -> Re
                 .filter(|(_, e)| !state.tenants.contains(&e.tenant_id))
                 .map(|(i, e)| Detail {
                     index: Some(i),
-                    message: format!("field `tenant_id`: tenant {:?} is not configured in [[tenants]]", e.tenant_id),
+                    message: format!(
+                        "field `tenant_id`: tenant {:?} is not configured in [[tenants]]",
+                        e.tenant_id
+                    ),
                 })
                 .take(thoth_event::MAX_REPORTED_ERRORS)
                 .collect();
@@ -217,7 +229,10 @@ fn authorize_tenants(state: &IngestState, scope: &Scope, events: &[Event]) -> Re
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "invalid_events",
-                    format!("{} event(s) are invalid; no event of this request was accepted", unknown.len()),
+                    format!(
+                        "{} event(s) are invalid; no event of this request was accepted",
+                        unknown.len()
+                    ),
                 )
                 .with_details(unknown));
             }

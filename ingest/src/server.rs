@@ -210,8 +210,7 @@ impl Future for HeadSleep {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         // hyper polls this whenever the connection wakes, which includes every arrival of
         // data: the first poll after bytes arrived starts the header timeout.
-        if !self.request_started && self.read_bytes.load(Ordering::Relaxed) > self.bytes_at_start
-        {
+        if !self.request_started && self.read_bytes.load(Ordering::Relaxed) > self.bytes_at_start {
             self.request_started = true;
             let deadline = tokio::time::Instant::now() + self.header_read_timeout;
             self.sleep.as_mut().reset(deadline);

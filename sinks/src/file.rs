@@ -61,10 +61,10 @@ impl FileSink {
                 _ = self.reader.wait() => {}
                 _ = stop.changed() => continue,
             }
-            let entries = match self
-                .reader
-                .read(self.batch.max_events as usize, self.batch.max_bytes as usize)
-            {
+            let entries = match self.reader.read(
+                self.batch.max_events as usize,
+                self.batch.max_bytes as usize,
+            ) {
                 Ok(e) => e,
                 Err(e) => {
                     tracing::error!(sink = %self.name, error = %e, "cannot read the WAL");
@@ -86,7 +86,10 @@ impl FileSink {
                     None => return, // stopping while the file cannot be written
                 };
                 let now_ms = now_ms();
-                let hist = self.metrics.delivery_seconds.with_label_values(&[&self.name]);
+                let hist = self
+                    .metrics
+                    .delivery_seconds
+                    .with_label_values(&[&self.name]);
                 for e in &entries {
                     hist.observe(now_ms.saturating_sub(e.appended_ms) as f64 / 1000.0);
                 }
@@ -103,7 +106,8 @@ impl FileSink {
             if let Err(e) = self.reader.commit(next_seq) {
                 // Not fatal: the events are delivered; a restart would deliver them again.
                 tracing::error!(sink = %self.name, error = %e, "cannot persist the sink cursor");
-                self.health.failed(format!("cannot persist the cursor: {e}"));
+                self.health
+                    .failed(format!("cannot persist the cursor: {e}"));
             }
         }
     }

@@ -107,6 +107,10 @@ mod tests {
         h.delivered();
         let s = h.snapshot();
         assert_eq!(s.status, SinkStatus::Healthy);
-        assert_eq!(s.last_error.as_deref(), Some("disk full"), "the last error stays visible");
+        assert_eq!(
+            s.last_error.as_deref(),
+            Some("disk full"),
+            "the last error stays visible"
+        );
     }
 }

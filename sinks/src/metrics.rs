@@ -23,7 +23,10 @@ impl SinkMetrics {
             &["sink", "outcome"],
         )?;
         let retries = IntCounterVec::new(
-            Opts::new("thoth_sink_retries_total", "Failed delivery attempts that are retried."),
+            Opts::new(
+                "thoth_sink_retries_total",
+                "Failed delivery attempts that are retried.",
+            ),
             &["sink"],
         )?;
         let delivery_seconds = HistogramVec::new(

@@ -206,7 +206,13 @@ impl Wal {
             .store(recovery.corrupt_regions.len() as u64, Ordering::Relaxed);
         shared.collect_garbage();
         let writer = writer::spawn(shared.clone(), active, next_seq)?;
-        Ok((Wal { shared, writer }, Recovery { next_seq, ..recovery }))
+        Ok((
+            Wal { shared, writer },
+            Recovery {
+                next_seq,
+                ..recovery
+            },
+        ))
     }
 
     /// Appends a frame and waits until it is durable (or written, under `Interval`).

@@ -104,8 +104,8 @@ impl Reader {
                     if meta.end_seq() <= self.loaded_upto {
                         continue; // before the cursor
                     }
-                    let mut seq = meta.first_seq;
-                    for record in frame::records(&self.frame_buf, &meta) {
+                    let records = frame::records(&self.frame_buf, &meta);
+                    for (seq, record) in (meta.first_seq..).zip(records) {
                         if seq >= self.loaded_upto {
                             self.pending.push_back(Entry {
                                 seq,
@@ -113,7 +113,6 @@ impl Reader {
                                 data: record.to_vec(),
                             });
                         }
-                        seq += 1;
                     }
                     self.loaded_upto = meta.end_seq();
                     return Ok(true);
@@ -214,15 +213,16 @@ fn read_frame(
     let Some(found) = frame::next_valid_frame(buf, 1) else {
         return Ok(None);
     };
-    tracing::warn!(offset, skipped = found.offset, "skipping a corrupt WAL region");
+    tracing::warn!(
+        offset,
+        skipped = found.offset,
+        "skipping a corrupt WAL region"
+    );
     let start = found.offset;
     buf.drain(..start);
     buf.truncate(found.len);
     Ok(Some((
         offset + start as u64,
-        FrameMeta {
-            offset: 0,
-            ..found
-        },
+        FrameMeta { offset: 0, ..found },
     )))
 }

@@ -158,8 +158,7 @@ impl Writer {
                 continue;
             }
             let used = stats.total_bytes.load(Ordering::Relaxed) + self.buf.len() as u64;
-            if used + len > opts.max_bytes
-                && used + len - shared.collect_garbage() > opts.max_bytes
+            if used + len > opts.max_bytes && used + len - shared.collect_garbage() > opts.max_bytes
             {
                 stats.full_rejections.fetch_add(1, Ordering::Relaxed);
                 let _ = a.reply.send(Err(WalError::Full {

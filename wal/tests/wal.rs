@@ -63,7 +63,9 @@ fn appends_are_read_in_order_across_segments_and_reopen() {
     assert_eq!(rec.next_seq, 0);
     let mut want = Vec::new();
     for i in 0..50u32 {
-        let recs: Vec<Vec<u8>> = (0..(i % 3 + 1)).map(|j| format!("{i}-{j}").into_bytes()).collect();
+        let recs: Vec<Vec<u8>> = (0..(i % 3 + 1))
+            .map(|j| format!("{i}-{j}").into_bytes())
+            .collect();
         let ack = rt.block_on(wal.append(frame(&recs))).unwrap();
         assert_eq!(ack.first_seq, want.len() as u64);
         want.extend(recs);
@@ -116,14 +118,19 @@ fn retention_deletes_passed_segments_and_full_log_refuses_then_recovers() {
 fn a_frame_larger_than_the_log_is_refused_outright() {
     let dir = tempfile::tempdir().unwrap();
     let (wal, _) = Wal::open(dir.path(), opts(1024, 256), &names(&["s"])).unwrap();
-    let err = rt().block_on(wal.append(frame(&[vec![0; 2000]]))).unwrap_err();
+    let err = rt()
+        .block_on(wal.append(frame(&[vec![0; 2000]])))
+        .unwrap_err();
     assert!(matches!(err, WalError::TooLarge { .. }), "{err}");
 }
 
 #[test]
 fn readers_wait_for_new_appends() {
     let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let (wal, _) = Wal::open(dir.path(), opts(1 << 20, 4096), &names(&["s"])).unwrap();
     let mut r = wal.reader("s").unwrap();
     let w = wal.clone();
