@@ -12,7 +12,7 @@ use axum::{Json, Router};
 use prometheus::{Encoder, IntGauge, Registry, TextEncoder};
 use serde::Serialize;
 use thoth_enrich::{Enricher, ProviderSummary};
-use thoth_sinks::{SinkHealth, SinkStatus};
+use thoth_sinks::{SinkHealth, SinkMetrics, SinkStatus};
 use thoth_wal::Wal;
 use time::OffsetDateTime;
 
@@ -25,6 +25,7 @@ pub struct ApiState {
     pub wal: Wal,
     pub enricher: Arc<Enricher>,
     pub sinks: Vec<(String, Arc<SinkHealth>)>,
+    pub sink_metrics: SinkMetrics,
     pub shutting_down: Arc<AtomicBool>,
     pub wal_gauges: WalGauges,
 }
@@ -221,6 +222,14 @@ async fn health(State(s): State<Arc<ApiState>>) -> Json<HealthReport> {
 
 async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
     s.wal_gauges.refresh(&s.wal);
+    let committed = s.wal.committed_seq();
+    for (name, _) in &s.sinks {
+        let cursor = s.wal.cursor(name).unwrap_or(committed);
+        s.sink_metrics
+            .queue_events
+            .with_label_values(&[name])
+            .set(committed.saturating_sub(cursor) as i64);
+    }
     let mut buf = Vec::new();
     let encoder = TextEncoder::new();
     if let Err(e) = encoder.encode(&s.registry.gather(), &mut buf) {

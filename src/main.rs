@@ -3,6 +3,7 @@
 
 mod api;
 mod default_config;
+mod dlq_cmd;
 mod health_cmd;
 mod pipeline;
 mod run;
@@ -55,8 +56,16 @@ enum Command {
     Mdm(Unavailable),
     /// The deployment checklist (not available in this version yet).
     Verify(Unavailable),
-    /// Dead-letter queues (not available in this version yet).
-    Dlq(Unavailable),
+    /// A sink's dead letters: list, replay (send again) or purge.
+    Dlq {
+        action: dlq_cmd::DlqAction,
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        sink: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -81,11 +90,13 @@ fn main() -> ExitCode {
         Command::Run { config } => run_command(config),
         Command::Validate { config, json } => validate::run(&config, json),
         Command::Health { url, json } => health_cmd::run(&url, json),
-        Command::Test(_)
-        | Command::TestWebhook(_)
-        | Command::Mdm(_)
-        | Command::Verify(_)
-        | Command::Dlq(_) => {
+        Command::Dlq {
+            action,
+            config,
+            sink,
+            json,
+        } => dlq_cmd::run(action, &config, &sink, json),
+        Command::Test(_) | Command::TestWebhook(_) | Command::Mdm(_) | Command::Verify(_) => {
             eprintln!("thoth-gateway: this command is not available in this version yet (see the README's roadmap)");
             2
         }

@@ -15,7 +15,9 @@ use thoth_config::{Config, FsyncMode, SinkKind};
 use thoth_enrich::{Enricher, MdmLoader};
 use thoth_event::Limits;
 use thoth_ingest::{IngestMetrics, IngestState, ListenerLimits, TokenTable};
-use thoth_sinks::{FileSink, SinkHealth, SinkMetrics};
+use thoth_sinks::{
+    DeadLetterQueue, FileSink, HttpSink, HttpSinkParts, SinkHealth, SinkMetrics, SplunkHec,
+};
 use thoth_wal::{FsyncPolicy, Wal, WalOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -72,8 +74,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let health = Arc::new(SinkHealth::default());
         sink_health.push((name.clone(), health.clone()));
         match &sink.kind {
-            SinkKind::File { .. } => {
-                let task = FileSink::new(sink, reader, health, sink_metrics.clone());
+            SinkKind::File { path } => {
+                let task = FileSink::new(sink, path.clone(), reader, health, sink_metrics.clone());
+                sink_tasks.push(tokio::spawn(task.run(stop_rx.clone())));
+            }
+            SinkKind::SplunkHec(hec) => {
+                let destination =
+                    SplunkHec::new(hec).map_err(|e| anyhow::anyhow!("sinks.{name}: {e}"))?;
+                let task = HttpSink::new(HttpSinkParts {
+                    name: name.clone(),
+                    destination: Arc::new(destination),
+                    tenants: sink.tenants.clone(),
+                    batch: sink.batch,
+                    retry: sink.retry,
+                    http: sink.http.clone(),
+                    reader,
+                    health,
+                    metrics: sink_metrics.clone(),
+                    dlq: DeadLetterQueue::new(&config.dlq_dir(), name),
+                })
+                .map_err(|e| anyhow::anyhow!("sinks.{name}: {e}"))?;
                 sink_tasks.push(tokio::spawn(task.run(stop_rx.clone())));
             }
         }
@@ -114,6 +134,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         wal: wal.clone(),
         enricher,
         sinks: sink_health,
+        sink_metrics,
         shutting_down: shutting_down.clone(),
     });
     let app = thoth_ingest::router(ingest).merge(api::router(api_state));

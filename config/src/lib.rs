@@ -190,7 +190,65 @@ pub struct SinkConfig {
     pub when_full: WhenFull,
     pub batch: BatchConfig,
     pub retry: RetryConfig,
+    /// Settings of sinks that send requests (unused by `file`).
+    pub http: HttpSinkConfig,
     pub kind: SinkKind,
+}
+
+/// Request body compression of an HTTP sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Gzip,
+    None,
+}
+
+/// `[sinks.NAME.tls]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// Extra CA certificates (PEM) to trust.
+    pub ca_file: Option<PathBuf>,
+    /// `false` accepts any certificate (tests only; logged loudly).
+    pub verify: bool,
+}
+
+/// Options common to HTTP sinks.
+#[derive(Debug, Clone)]
+pub struct HttpSinkConfig {
+    /// Requests in flight at once.
+    pub concurrency: u64,
+    pub compression: Compression,
+    pub tls: TlsConfig,
+    /// Timeout of one request.
+    pub timeout: Duration,
+}
+
+impl Default for HttpSinkConfig {
+    fn default() -> Self {
+        HttpSinkConfig {
+            concurrency: 4,
+            compression: Compression::Gzip,
+            tls: TlsConfig {
+                ca_file: None,
+                verify: true,
+            },
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `type = "splunk_hec"`.
+#[derive(Debug, Clone)]
+pub struct SplunkHecConfig {
+    /// Base URL, e.g. `https://splunk.acme.com:8088`.
+    pub endpoint: String,
+    pub token: Secret,
+    pub index: Option<String>,
+    /// Indexer acknowledgement: a batch counts only once HEC acknowledges it.
+    pub acknowledgements: bool,
+    /// How long to wait for an acknowledgement before resending.
+    pub ack_timeout: Duration,
+    /// How often to poll `/services/collector/ack`.
+    pub ack_poll_interval: Duration,
 }
 
 /// The destination of a sink.
@@ -198,12 +256,15 @@ pub struct SinkConfig {
 pub enum SinkKind {
     /// Appends enriched NDJSON to a file.
     File { path: PathBuf },
+    /// Splunk HTTP Event Collector.
+    SplunkHec(SplunkHecConfig),
 }
 
 impl SinkKind {
     pub fn type_name(&self) -> &'static str {
         match self {
             SinkKind::File { .. } => "file",
+            SinkKind::SplunkHec(_) => "splunk_hec",
         }
     }
 }
@@ -233,6 +294,11 @@ impl Config {
     /// Looks up a tenant.
     pub fn tenant(&self, id: &str) -> Option<&Tenant> {
         self.tenants.iter().find(|t| t.id == id)
+    }
+
+    /// Where dead letters live.
+    pub fn dlq_dir(&self) -> PathBuf {
+        self.data_dir.join("dlq")
     }
 
     /// Where the WAL lives.

@@ -558,6 +558,7 @@ fn read_sink(
     for key in ["condition", "remap"] {
         s.not_supported_yet(key, "VRL arrives with the VRL issue", errs);
     }
+    let mut http = HttpSinkConfig::default();
     let kind = match s.req_string("type", errs).as_deref() {
         Some("file") => {
             for key in ["concurrency", "compression", "tls", "timeout"] {
@@ -578,6 +579,10 @@ fn read_sink(
                 None
             };
             path.map(|path| SinkKind::File { path })
+        }
+        Some("splunk_hec") => {
+            http = read_http(s, base, errs);
+            read_splunk_hec(s, base, errs).map(SinkKind::SplunkHec)
         }
         Some(t) if FUTURE_SINK_TYPES.contains(&t) => {
             errs.push(
@@ -607,7 +612,88 @@ fn read_sink(
         when_full,
         batch,
         retry,
+        http,
         kind: kind?,
+    })
+}
+
+/// `concurrency`, `compression`, `tls`, `timeout` of an HTTP sink.
+fn read_http(s: &mut Obj, base: &Path, errs: &mut Errors) -> HttpSinkConfig {
+    let mut http = HttpSinkConfig::default();
+    if let Some(n) = s.int("concurrency", 1, 256, errs) {
+        http.concurrency = n;
+    }
+    match s.string("compression", errs).as_deref() {
+        None | Some("gzip") => {}
+        Some("none") => http.compression = Compression::None,
+        Some(other) => errs.push(
+            &s.key_path("compression"),
+            format!("must be \"gzip\" or \"none\" (got {other:?})"),
+        ),
+    }
+    if let Some(mut t) = s.table("tls", errs) {
+        if t.has("ca_file") {
+            http.tls.ca_file = t.path_value("ca_file", base, errs);
+            if let Some(p) = &http.tls.ca_file {
+                if let Err(e) = std::fs::metadata(p) {
+                    errs.push(
+                        &t.key_path("ca_file"),
+                        format!("cannot read {}: {e}", p.display()),
+                    );
+                }
+            }
+        }
+        if let Some(v) = t.bool("verify", errs) {
+            http.tls.verify = v;
+        }
+        t.finish(errs);
+    }
+    if let Some(d) = s.duration("timeout", errs) {
+        http.timeout = d;
+    }
+    http
+}
+
+fn read_url(s: &mut Obj, key: &str, errs: &mut Errors) -> Option<String> {
+    let url = s.req_string(key, errs)?;
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.starts_with('/') => {
+            Some(url.trim_end_matches('/').to_string())
+        }
+        _ => {
+            errs.push(
+                &s.key_path(key),
+                format!("{url:?} is not an http:// or https:// URL"),
+            );
+            None
+        }
+    }
+}
+
+fn read_splunk_hec(s: &mut Obj, base: &Path, errs: &mut Errors) -> Option<SplunkHecConfig> {
+    let endpoint = read_url(s, "endpoint", errs);
+    let token = s.secret("token", base, errs);
+    if token.is_none() && !s.has("token") && !s.has("token_file") {
+        errs.push(&s.key_path("token"), "is required (or token_file)");
+    }
+    let index = s.string("index", errs);
+    let acknowledgements = s.bool("acknowledgements", errs).unwrap_or(false);
+    let ack_timeout = s
+        .duration("ack_timeout", errs)
+        .unwrap_or(Duration::from_secs(300));
+    let ack_poll_interval = s
+        .duration("ack_poll_interval", errs)
+        .unwrap_or(Duration::from_secs(10));
+    Some(SplunkHecConfig {
+        endpoint: endpoint?,
+        token: token?,
+        index,
+        acknowledgements,
+        ack_timeout,
+        ack_poll_interval,
     })
 }
 

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use thoth_config::{BatchConfig, RetryConfig, SinkConfig, SinkKind};
+use thoth_config::{BatchConfig, RetryConfig, SinkConfig};
 use thoth_event::record;
 use thoth_wal::{Entry, Reader};
 use tokio::sync::watch;
@@ -28,17 +28,17 @@ pub struct FileSink {
 }
 
 impl FileSink {
-    /// A file sink for `config` (which must be of type `file`) reading with `reader`.
+    /// A file sink for `config`, appending to `path`, reading with `reader`.
     pub fn new(
         config: &SinkConfig,
+        path: PathBuf,
         reader: Reader,
         health: Arc<SinkHealth>,
         metrics: SinkMetrics,
     ) -> FileSink {
-        let SinkKind::File { path } = &config.kind;
         FileSink {
             name: config.name.clone(),
-            path: path.clone(),
+            path,
             tenants: config.tenants.as_ref().map(|t| t.iter().cloned().collect()),
             batch: config.batch,
             retry: config.retry,

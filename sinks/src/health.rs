@@ -74,6 +74,14 @@ impl SinkHealth {
         s.last_error = Some(error);
     }
 
+    /// An error retrying alone will not fix (a refused token): failing at once.
+    pub fn failing(&self, error: String) {
+        let mut s = self.state.lock().unwrap();
+        s.consecutive_failures += 1;
+        s.status = SinkStatus::Failing;
+        s.last_error = Some(error);
+    }
+
     pub fn pending_since(&self, appended_ms: u64) {
         let mut s = self.state.lock().unwrap();
         if s.oldest_pending_ms.is_none_or(|old| appended_ms < old) {

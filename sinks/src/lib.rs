@@ -1,12 +1,29 @@
 //! Sinks: delivery from the WAL to destinations. Each sink reads the WAL with its own cursor,
-//! keeps only its tenants' events, delivers, and moves its cursor only past what it delivered.
+//! keeps only its tenants' events, delivers, and moves its cursor only past what it delivered
+//! or dead-lettered.
+//!
+//! * [`FileSink`]: enriched NDJSON to a file.
+//! * [`HttpSink`]: the delivery engine for every HTTP destination; a destination module
+//!   ([`SplunkHec`]) only says how to encode events and read responses ([`Destination`]).
 
 mod backoff;
+mod client;
+mod destination;
+mod dlq;
+mod engine;
 mod file;
 mod health;
 mod metrics;
+mod pause;
+mod splunk_hec;
+mod watermark;
 
 pub use backoff::{backoff, Jitter};
+pub use destination::{retry_after, Destination, Framing, ItemOutcome, Outcome};
+pub use dlq::{DeadLetter, DeadLetterQueue};
+pub use engine::{HttpSink, HttpSinkParts};
 pub use file::FileSink;
 pub use health::{HealthSnapshot, SinkHealth, SinkStatus, FAILING_AFTER};
 pub use metrics::SinkMetrics;
+pub use splunk_hec::SplunkHec;
+pub use watermark::Watermark;

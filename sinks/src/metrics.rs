@@ -1,6 +1,6 @@
 //! Prometheus metrics shared by all sinks.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 /// Counters and histograms of every sink, labelled by sink name.
 #[derive(Clone)]
@@ -11,6 +11,16 @@ pub struct SinkMetrics {
     pub retries: IntCounterVec,
     /// `thoth_event_delivery_seconds{sink}`: from WAL append to delivery.
     pub delivery_seconds: HistogramVec,
+    /// `thoth_sink_requests_total{sink,status}`: requests by HTTP status (`error` when none).
+    pub requests: IntCounterVec,
+    /// `thoth_sink_dead_letters_total{sink,reason}`: `rejected`, `max_duration`, `encode`.
+    pub dead_letters: IntCounterVec,
+    /// `thoth_sink_queue_events{sink}`: accepted, not yet delivered (set at each scrape).
+    pub queue_events: IntGaugeVec,
+    /// `thoth_sink_request_seconds{sink}`.
+    pub request_seconds: HistogramVec,
+    /// `thoth_sink_batch_events{sink}`: events per request.
+    pub batch_events: HistogramVec,
 }
 
 impl SinkMetrics {
@@ -40,13 +50,59 @@ impl SinkMetrics {
             ]),
             &["sink"],
         )?;
-        registry.register(Box::new(events.clone()))?;
-        registry.register(Box::new(retries.clone()))?;
-        registry.register(Box::new(delivery_seconds.clone()))?;
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "thoth_sink_requests_total",
+                "Requests sent by each sink, by HTTP status.",
+            ),
+            &["sink", "status"],
+        )?;
+        let dead_letters = IntCounterVec::new(
+            Opts::new(
+                "thoth_sink_dead_letters_total",
+                "Events moved to a sink's dead-letter queue, by reason.",
+            ),
+            &["sink", "reason"],
+        )?;
+        let queue_events = IntGaugeVec::new(
+            Opts::new(
+                "thoth_sink_queue_events",
+                "Events accepted but not yet delivered, per sink.",
+            ),
+            &["sink"],
+        )?;
+        let request_seconds = HistogramVec::new(
+            HistogramOpts::new("thoth_sink_request_seconds", "Duration of sink requests.").buckets(
+                vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ],
+            ),
+            &["sink"],
+        )?;
+        let batch_events = HistogramVec::new(
+            HistogramOpts::new("thoth_sink_batch_events", "Events per sink request.").buckets(
+                vec![
+                    1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0, 10000.0,
+                ],
+            ),
+            &["sink"],
+        )?;
+        for m in [&events, &retries, &requests, &dead_letters] {
+            registry.register(Box::new(m.clone()))?;
+        }
+        registry.register(Box::new(queue_events.clone()))?;
+        for h in [&delivery_seconds, &request_seconds, &batch_events] {
+            registry.register(Box::new(h.clone()))?;
+        }
         Ok(SinkMetrics {
             events,
             retries,
             delivery_seconds,
+            requests,
+            dead_letters,
+            queue_events,
+            request_seconds,
+            batch_events,
         })
     }
 }

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use frame::FrameBuilder;
-pub use reader::{Entry, Reader};
+pub use reader::{Committer, Entry, Reader};
 
 use segment::Segment;
 

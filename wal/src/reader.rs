@@ -168,6 +168,40 @@ impl Reader {
     /// Persists the cursor: every event before `next_seq` is done with for this sink. Segments
     /// every cursor has passed are deleted.
     pub fn commit(&self, next_seq: u64) -> Result<(), WalError> {
+        self.committer().commit(next_seq)
+    }
+
+    /// A handle that persists this reader's cursor from another task.
+    pub fn committer(&self) -> Committer {
+        Committer {
+            shared: self.shared.clone(),
+            name: self.name.clone(),
+        }
+    }
+
+    /// The persisted cursor.
+    pub fn cursor(&self) -> u64 {
+        self.shared
+            .cursors
+            .lock()
+            .unwrap()
+            .get(&self.name)
+            .copied()
+            .unwrap_or(self.loaded_upto)
+    }
+}
+
+/// Persists one reader's cursor; see [`Reader::commit`].
+#[derive(Clone)]
+pub struct Committer {
+    shared: Arc<Shared>,
+    name: String,
+}
+
+impl Committer {
+    /// Persists the cursor: every event before `next_seq` is done with for this sink. Segments
+    /// every cursor has passed are deleted.
+    pub fn commit(&self, next_seq: u64) -> Result<(), WalError> {
         cursor::store(&self.shared.dir, &self.name, next_seq)?;
         self.shared
             .cursors

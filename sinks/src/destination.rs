@@ -1,0 +1,137 @@
+//! What a destination module supplies to the delivery engine: how to encode events, how to
+//! build the request, and how to read the response. The engine does everything else.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::HeaderMap;
+use reqwest::StatusCode;
+
+/// The result of one request, as the destination reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every event of the request is delivered.
+    Delivered,
+    /// A transient failure: send the whole batch again, not before `after` when given.
+    Retry {
+        after: Option<Duration>,
+        reason: String,
+    },
+    /// The destination refuses us (auth, disabled token, retired endpoint): keep the events
+    /// queued and retry, mark the sink failing; never dead-letter for this.
+    Failing { reason: String },
+    /// The destination refuses these events for good: dead-letter the whole batch.
+    Reject { reason: String },
+    /// Per-event results, in the order of the events sent.
+    Partial(Vec<ItemOutcome>),
+    /// Accepted, pending confirmation (Splunk indexer acknowledgement) under this id.
+    AwaitAck(u64),
+}
+
+/// The result for one event of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemOutcome {
+    Delivered,
+    Retry(String),
+    Reject(String),
+}
+
+/// How encoded events are put together into a body.
+#[derive(Debug, Clone, Copy)]
+pub struct Framing {
+    pub prefix: &'static [u8],
+    pub separator: &'static [u8],
+    pub suffix: &'static [u8],
+}
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A destination: one small module per SIEM / SOAR / HTTP target.
+pub trait Destination: Send + Sync + 'static {
+    /// How the encoded events of a batch are framed.
+    fn framing(&self) -> Framing;
+
+    /// Appends one enriched event (its JSON) in the destination's format to `out`. An error
+    /// dead-letters that event with the reason.
+    fn encode_event(&self, json: &[u8], out: &mut Vec<u8>) -> Result<(), String>;
+
+    /// The request for an encoded body (`gzip`: the body is gzip-compressed).
+    fn request(&self, client: &reqwest::Client, body: Bytes, gzip: bool)
+        -> reqwest::RequestBuilder;
+
+    /// Reads the response to a request of `events` events.
+    fn classify(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+        events: usize,
+    ) -> Outcome;
+
+    /// Waits for the confirmation of an [`Outcome::AwaitAck`]; the default has none to wait for.
+    fn await_ack<'a>(
+        &'a self,
+        _client: &'a reqwest::Client,
+        _ack_id: u64,
+    ) -> BoxFuture<'a, Outcome> {
+        Box::pin(async { Outcome::Delivered })
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(s) = v.parse::<u64>() {
+        return Some(Duration::from_secs(s));
+    }
+    let when =
+        time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc2822).ok()?;
+    let delta = when - time::OffsetDateTime::now_utc();
+    Some(Duration::try_from(delta).unwrap_or(Duration::ZERO))
+}
+
+/// At most this many bytes of a response body are kept in reasons and dead letters.
+pub const MAX_REASON_BYTES: usize = 512;
+
+/// A response body as text for a reason, cut to [`MAX_REASON_BYTES`].
+pub fn body_excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(MAX_REASON_BYTES)]);
+    let mut s = text.trim().to_string();
+    if body.len() > MAX_REASON_BYTES {
+        s.push('…');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        let mut h = HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert("retry-after", "7".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        h.insert(
+            "retry-after",
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn excerpts_are_bounded() {
+        assert_eq!(body_excerpt(b" hi \n"), "hi");
+        assert_eq!(
+            body_excerpt(&[b'a'; 1000]).chars().count(),
+            MAX_REASON_BYTES + 1
+        );
+    }
+}

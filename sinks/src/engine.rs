@@ -1,0 +1,648 @@
+//! The delivery engine every HTTP sink runs on: read the sink's WAL cursor → keep its tenants'
+//! events → batch (`max_events`, `max_bytes`, `timeout`) → encode → gzip → send with up to
+//! `concurrency` requests in flight → classify → deliver, retry (exponential backoff with full
+//! jitter, `Retry-After` pausing the whole sink), or dead-letter. The cursor moves only past
+//! events that are delivered or dead-lettered, whatever order requests complete in.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::value::RawValue;
+use thoth_config::{BatchConfig, Compression, HttpSinkConfig, RetryConfig};
+use thoth_event::{now_rfc3339, record, EnrichedView};
+use thoth_wal::{Committer, Entry, Reader};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::time::Instant;
+
+use crate::backoff::{backoff, Jitter};
+use crate::destination::{Destination, ItemOutcome, Outcome};
+use crate::dlq::{DeadLetter, DeadLetterQueue};
+use crate::health::SinkHealth;
+use crate::metrics::SinkMetrics;
+use crate::pause::Pause;
+
+/// Largest response body read from a destination; the rest is ignored.
+const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+/// How often a sink looks for dead letters handed back by `dlq replay`.
+const REPLAY_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a stopping sink waits for requests in flight.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Everything an HTTP sink needs.
+pub struct HttpSinkParts {
+    pub name: String,
+    pub destination: Arc<dyn Destination>,
+    pub tenants: Option<Vec<String>>,
+    pub batch: BatchConfig,
+    pub retry: RetryConfig,
+    pub http: HttpSinkConfig,
+    pub reader: Reader,
+    pub health: Arc<SinkHealth>,
+    pub metrics: SinkMetrics,
+    pub dlq: DeadLetterQueue,
+}
+
+struct Shared {
+    name: String,
+    destination: Arc<dyn Destination>,
+    tenants: Option<HashSet<String>>,
+    retry: RetryConfig,
+    gzip: bool,
+    client: reqwest::Client,
+    health: Arc<SinkHealth>,
+    metrics: SinkMetrics,
+    dlq: DeadLetterQueue,
+    pause: Pause,
+}
+
+/// A running HTTP sink.
+pub struct HttpSink {
+    shared: Arc<Shared>,
+    reader: Reader,
+    batch: BatchConfig,
+    concurrency: usize,
+}
+
+/// One event on its way.
+struct Item {
+    tenant_id: String,
+    json: Vec<u8>,
+    appended_ms: Option<u64>,
+    encoded: Vec<u8>,
+    attempts: u32,
+    first_failed_at: Option<String>,
+}
+
+enum Progress {
+    Begin(u64, u64),
+    Finish(u64),
+}
+
+impl HttpSink {
+    /// Builds the sink and its HTTP client (TLS settings are checked here).
+    pub fn new(parts: HttpSinkParts) -> Result<HttpSink, String> {
+        let client = crate::client::build(&parts.http)?;
+        Ok(HttpSink {
+            shared: Arc::new(Shared {
+                name: parts.name,
+                destination: parts.destination,
+                tenants: parts.tenants.map(|t| t.into_iter().collect()),
+                retry: parts.retry,
+                gzip: parts.http.compression == Compression::Gzip,
+                client,
+                health: parts.health,
+                metrics: parts.metrics,
+                dlq: parts.dlq,
+                pause: Pause::default(),
+            }),
+            reader: parts.reader,
+            batch: parts.batch,
+            concurrency: parts.http.concurrency as usize,
+        })
+    }
+
+    /// Delivers until `stop` turns true. Requests in flight finish their current attempt;
+    /// whatever is not delivered stays in the WAL for the next start.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let (progress_tx, progress_rx) = mpsc::unbounded_channel();
+        let committer = tokio::spawn(commit_progress(
+            self.reader.committer(),
+            self.reader.cursor(),
+            progress_rx,
+            self.shared.clone(),
+        ));
+        let replay = tokio::spawn(replay_dead_letters(self.shared.clone(), stop.clone()));
+        let slots = Arc::new(Semaphore::new(self.concurrency));
+        loop {
+            let permit = tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                p = slots.clone().acquire_owned() => p.expect("never closed"),
+            };
+            let entries = tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                e = self.collect() => e,
+            };
+            let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+                continue;
+            };
+            let (start, end) = (first.seq, last.seq + 1);
+            let _ = progress_tx.send(Progress::Begin(start, end));
+            let shared = self.shared.clone();
+            let progress = progress_tx.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let items = shared.items_from_wal(entries);
+                if shared.deliver(items, stop).await {
+                    let _ = progress.send(Progress::Finish(start));
+                }
+                drop(permit);
+            });
+        }
+        let _ =
+            tokio::time::timeout(STOP_TIMEOUT, slots.acquire_many(self.concurrency as u32)).await;
+        drop(progress_tx);
+        let _ = committer.await;
+        let _ = replay.await;
+    }
+
+    /// A batch: waits for the first event, then up to `batch.timeout` for more until the
+    /// batch is full.
+    async fn collect(&mut self) -> Vec<Entry> {
+        let max_events = self.batch.max_events as usize;
+        let max_bytes = self.batch.max_bytes as usize;
+        let mut entries: Vec<Entry> = Vec::new();
+        let mut bytes = 0usize;
+        let mut deadline = None;
+        loop {
+            match self.reader.read(
+                max_events - entries.len(),
+                max_bytes.saturating_sub(bytes).max(1),
+            ) {
+                Ok(more) => {
+                    bytes += more.iter().map(|e| e.data.len()).sum::<usize>();
+                    entries.extend(more);
+                }
+                Err(e) => {
+                    tracing::error!(sink = %self.shared.name, error = %e, "cannot read the WAL");
+                    self.shared
+                        .health
+                        .failed(format!("cannot read the WAL: {e}"));
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    return entries;
+                }
+            }
+            if entries.len() >= max_events || bytes >= max_bytes {
+                return entries;
+            }
+            let deadline = *deadline.get_or_insert_with(|| Instant::now() + self.batch.timeout);
+            if entries.is_empty() {
+                self.reader.wait().await;
+                continue;
+            }
+            tokio::select! {
+                _ = self.reader.wait() => {}
+                _ = tokio::time::sleep_until(deadline) => return entries,
+            }
+        }
+    }
+}
+
+/// Persists the watermark as batches finish.
+async fn commit_progress(
+    committer: Committer,
+    cursor: u64,
+    mut rx: mpsc::UnboundedReceiver<Progress>,
+    shared: Arc<Shared>,
+) {
+    let mut watermark = crate::watermark::Watermark::new(cursor);
+    while let Some(first) = rx.recv().await {
+        let mut moved = None;
+        let mut apply = |p: Progress| match p {
+            Progress::Begin(s, e) => watermark.begin(s, e),
+            Progress::Finish(s) => {
+                if let Some(w) = watermark.finish(s) {
+                    moved = Some(w);
+                }
+            }
+        };
+        apply(first);
+        // Coalesce: one cursor write for everything that finished meanwhile.
+        while let Ok(p) = rx.try_recv() {
+            apply(p);
+        }
+        if let Some(next) = moved {
+            let c = committer.clone();
+            match tokio::task::spawn_blocking(move || c.commit(next)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(sink = %shared.name, error = %e, "cannot persist the sink cursor");
+                    shared
+                        .health
+                        .failed(format!("cannot persist the cursor: {e}"));
+                }
+                Err(e) => tracing::error!(sink = %shared.name, error = %e, "cursor task failed"),
+            }
+        }
+    }
+}
+
+/// Sends again what `dlq replay` handed back, outside the WAL.
+async fn replay_dead_letters(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(REPLAY_CHECK_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stopping = stop.clone();
+    loop {
+        tokio::select! {
+            _ = stopping.wait_for(|s| *s) => return,
+            _ = tick.tick() => {}
+        }
+        let dlq = shared.dlq.clone();
+        let letters = match tokio::task::spawn_blocking(move || dlq.take_replay()).await {
+            Ok(Ok(l)) if !l.is_empty() => l,
+            Ok(Ok(_)) => continue,
+            Ok(Err(e)) => {
+                tracing::error!(sink = %shared.name, error = %e, "cannot read replayed dead letters");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        tracing::info!(sink = %shared.name, events = letters.len(), "replaying dead letters");
+        let items = letters
+            .into_iter()
+            .map(|l| Item {
+                tenant_id: l.tenant_id,
+                json: l.event.get().as_bytes().to_vec(),
+                appended_ms: None,
+                encoded: Vec::new(),
+                attempts: 0,
+                first_failed_at: None,
+            })
+            .collect();
+        if shared.deliver(items, stop.clone()).await {
+            let dlq = shared.dlq.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || dlq.finish_replay()).await {
+                tracing::error!(sink = %shared.name, error = %e, "cannot finish a dead-letter replay");
+            }
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Shared {
+    fn items_from_wal(&self, entries: Vec<Entry>) -> Vec<Item> {
+        let mut filtered = 0u64;
+        let mut items = Vec::with_capacity(entries.len());
+        for e in entries {
+            let Some(rec) = record::decode(&e.data) else {
+                tracing::error!(sink = %self.name, seq = e.seq, "skipping an unreadable WAL record");
+                filtered += 1;
+                continue;
+            };
+            if self
+                .tenants
+                .as_ref()
+                .is_some_and(|t| !t.contains(rec.tenant_id))
+            {
+                filtered += 1;
+                continue;
+            }
+            items.push(Item {
+                tenant_id: rec.tenant_id.to_string(),
+                json: rec.json.to_vec(),
+                appended_ms: Some(e.appended_ms),
+                encoded: Vec::new(),
+                attempts: 0,
+                first_failed_at: None,
+            });
+        }
+        if filtered > 0 {
+            self.metrics
+                .events
+                .with_label_values(&[&self.name, "filtered"])
+                .inc_by(filtered);
+        }
+        items
+    }
+
+    /// Delivers or dead-letters every item. `false` when stopped first (the items stay in the
+    /// WAL, to be sent after the restart).
+    async fn deliver(&self, items: Vec<Item>, mut stop: watch::Receiver<bool>) -> bool {
+        let mut items = self.encode(items).await;
+        if let Some(oldest) = items.iter().filter_map(|i| i.appended_ms).min() {
+            self.health.pending_since(oldest);
+        }
+        let mut attempt = 0u32;
+        let mut first_failure: Option<Instant> = None;
+        let mut jitter = Jitter::new();
+        while !items.is_empty() {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return false,
+                _ = self.pause.wait() => {}
+            }
+            let outcome = self.send(&items).await;
+            let (retry_reason, counts_toward_max) = match outcome {
+                Outcome::Delivered | Outcome::AwaitAck(_) => {
+                    self.delivered(std::mem::take(&mut items));
+                    break;
+                }
+                Outcome::Reject { reason } => {
+                    let all = std::mem::take(&mut items);
+                    if !self.dead_letter(all, &reason, "rejected", &mut stop).await {
+                        return false;
+                    }
+                    break;
+                }
+                Outcome::Partial(results) => {
+                    let mut keep = Vec::new();
+                    let mut done = Vec::new();
+                    let mut rejected: Vec<(Item, String)> = Vec::new();
+                    let mut reason = String::new();
+                    let mut results = results.into_iter();
+                    for item in items.drain(..) {
+                        match results
+                            .next()
+                            .unwrap_or(ItemOutcome::Retry("no result for this event".into()))
+                        {
+                            ItemOutcome::Delivered => done.push(item),
+                            ItemOutcome::Reject(r) => rejected.push((item, r)),
+                            ItemOutcome::Retry(r) => {
+                                reason = r;
+                                keep.push(item);
+                            }
+                        }
+                    }
+                    self.delivered(done);
+                    for (item, r) in rejected {
+                        if !self
+                            .dead_letter(vec![item], &r, "rejected", &mut stop)
+                            .await
+                        {
+                            return false;
+                        }
+                    }
+                    items = keep;
+                    if items.is_empty() {
+                        break;
+                    }
+                    (reason, true)
+                }
+                Outcome::Retry { after, reason } => {
+                    if let Some(after) = after {
+                        self.pause.extend(after);
+                    }
+                    self.health.failed(reason.clone());
+                    (reason, true)
+                }
+                Outcome::Failing { reason } => {
+                    self.health.failing(reason.clone());
+                    (reason, false)
+                }
+            };
+            attempt += 1;
+            for item in &mut items {
+                item.attempts += 1;
+                item.first_failed_at.get_or_insert_with(now_rfc3339);
+            }
+            self.metrics.retries.with_label_values(&[&self.name]).inc();
+            self.metrics
+                .events
+                .with_label_values(&[&self.name, "retried"])
+                .inc_by(items.len() as u64);
+            tracing::warn!(sink = %self.name, attempt, events = items.len(), reason = %retry_reason, "delivery failed; retrying");
+            let first = *first_failure.get_or_insert_with(Instant::now);
+            if counts_toward_max && first.elapsed() >= self.retry.max_duration {
+                let reason = format!(
+                    "{retry_reason} (still failing after retry.max_duration {:?})",
+                    self.retry.max_duration
+                );
+                let all = std::mem::take(&mut items);
+                if !self
+                    .dead_letter(all, &reason, "max_duration", &mut stop)
+                    .await
+                {
+                    return false;
+                }
+                break;
+            }
+            let delay = backoff(
+                attempt,
+                self.retry.initial_backoff,
+                self.retry.max_backoff,
+                jitter.next_unit(),
+            );
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return false,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+        true
+    }
+
+    /// Encodes each item; those the destination cannot encode are dead-lettered.
+    async fn encode(&self, items: Vec<Item>) -> Vec<Item> {
+        let mut ok = Vec::with_capacity(items.len());
+        let mut failed = Vec::new();
+        for mut item in items {
+            let mut out = Vec::with_capacity(item.json.len() + 256);
+            match self.destination.encode_event(&item.json, &mut out) {
+                Ok(()) => {
+                    item.encoded = out;
+                    ok.push(item);
+                }
+                Err(reason) => failed.push((item, reason)),
+            }
+        }
+        // Never stopped: an encode failure is dead-lettered before the batch goes on.
+        let (_keep, mut stop) = watch::channel(false);
+        for (item, reason) in failed {
+            self.dead_letter(
+                vec![item],
+                &format!("cannot encode: {reason}"),
+                "encode",
+                &mut stop,
+            )
+            .await;
+        }
+        ok
+    }
+
+    /// One request for `items`, classified.
+    async fn send(&self, items: &[Item]) -> Outcome {
+        let framing = self.destination.framing();
+        let size: usize = items
+            .iter()
+            .map(|i| i.encoded.len() + framing.separator.len())
+            .sum();
+        let mut body = Vec::with_capacity(size + framing.prefix.len() + framing.suffix.len());
+        body.extend_from_slice(framing.prefix);
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                body.extend_from_slice(framing.separator);
+            }
+            body.extend_from_slice(&item.encoded);
+        }
+        body.extend_from_slice(framing.suffix);
+        let body = if self.gzip { gzip(&body) } else { body };
+        self.metrics
+            .batch_events
+            .with_label_values(&[&self.name])
+            .observe(items.len() as f64);
+
+        let started = Instant::now();
+        let result = self
+            .destination
+            .request(&self.client, Bytes::from(body), self.gzip)
+            .send()
+            .await;
+        let outcome = match result {
+            Ok(mut resp) => {
+                let status = resp.status();
+                let headers = resp.headers().clone();
+                let mut body = Vec::new();
+                while let Ok(Some(chunk)) = resp.chunk().await {
+                    let room = MAX_RESPONSE_BYTES - body.len();
+                    body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    if body.len() >= MAX_RESPONSE_BYTES {
+                        break;
+                    }
+                }
+                self.metrics
+                    .requests
+                    .with_label_values(&[&self.name, status.as_str()])
+                    .inc();
+                self.destination
+                    .classify(status, &headers, &body, items.len())
+            }
+            Err(e) => {
+                self.metrics
+                    .requests
+                    .with_label_values(&[&self.name, "error"])
+                    .inc();
+                Outcome::Retry {
+                    after: None,
+                    reason: describe_error(&e),
+                }
+            }
+        };
+        self.metrics
+            .request_seconds
+            .with_label_values(&[&self.name])
+            .observe(started.elapsed().as_secs_f64());
+        match outcome {
+            Outcome::AwaitAck(id) => self.destination.await_ack(&self.client, id).await,
+            other => other,
+        }
+    }
+
+    fn delivered(&self, items: Vec<Item>) {
+        if items.is_empty() {
+            return;
+        }
+        self.health.delivered();
+        self.metrics
+            .events
+            .with_label_values(&[&self.name, "delivered"])
+            .inc_by(items.len() as u64);
+        let now = now_ms();
+        let hist = self
+            .metrics
+            .delivery_seconds
+            .with_label_values(&[&self.name]);
+        for item in &items {
+            if let Some(t) = item.appended_ms {
+                hist.observe(now.saturating_sub(t) as f64 / 1000.0);
+            }
+        }
+    }
+
+    /// Writes dead letters durably, retrying the write until it works (or the sink stops:
+    /// then `false`, and the events stay in the WAL).
+    async fn dead_letter(
+        &self,
+        items: Vec<Item>,
+        reason: &str,
+        class: &str,
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        if items.is_empty() {
+            return true;
+        }
+        let now = now_rfc3339();
+        let letters: Vec<DeadLetter> = items
+            .iter()
+            .map(|item| {
+                let event_id = EnrichedView::parse(&item.json)
+                    .ok()
+                    .and_then(|v| v.event_id.map(|s| s.into_owned()))
+                    .unwrap_or_default();
+                let json = String::from_utf8_lossy(&item.json).into_owned();
+                let event = RawValue::from_string(json.clone()).unwrap_or_else(|_| {
+                    RawValue::from_string(serde_json::to_string(&json).expect("a string"))
+                        .expect("a JSON string is valid JSON")
+                });
+                DeadLetter {
+                    event_id,
+                    sink: self.name.clone(),
+                    tenant_id: item.tenant_id.clone(),
+                    reason: reason.to_string(),
+                    attempts: item.attempts + 1,
+                    first_failed_at: item.first_failed_at.clone().unwrap_or_else(|| now.clone()),
+                    event,
+                }
+            })
+            .collect();
+        let letters = Arc::new(letters);
+        let mut attempt = 0;
+        loop {
+            let dlq = self.dlq.clone();
+            let batch = letters.clone();
+            match tokio::task::spawn_blocking(move || dlq.append(&batch)).await {
+                Ok(Ok(())) => break,
+                Ok(Err(e)) => {
+                    attempt += 1;
+                    tracing::error!(sink = %self.name, error = %e, "cannot write dead letters; retrying");
+                    self.health
+                        .failed(format!("cannot write dead letters: {e}"));
+                }
+                Err(e) => tracing::error!(sink = %self.name, error = %e, "dead-letter task failed"),
+            }
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return false,
+                _ = tokio::time::sleep(backoff(attempt, self.retry.initial_backoff, self.retry.max_backoff, 0.5)) => {}
+            }
+        }
+        tracing::warn!(sink = %self.name, events = letters.len(), %reason, "events dead-lettered");
+        self.metrics
+            .dead_letters
+            .with_label_values(&[&self.name, class])
+            .inc_by(letters.len() as u64);
+        self.metrics
+            .events
+            .with_label_values(&[&self.name, "dead_lettered"])
+            .inc_by(letters.len() as u64);
+        true
+    }
+}
+
+fn gzip(body: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4 + 64),
+        flate2::Compression::fast(),
+    );
+    e.write_all(body).expect("writing to a Vec cannot fail");
+    e.finish().expect("writing to a Vec cannot fail")
+}
+
+/// A transport error as text for health and logs: kind and cause, never headers (tokens).
+fn describe_error(e: &reqwest::Error) -> String {
+    let kind = if e.is_connect() {
+        "cannot connect"
+    } else if e.is_timeout() {
+        "request timed out"
+    } else if e.is_request() {
+        "request failed"
+    } else if e.is_body() || e.is_decode() {
+        "response could not be read"
+    } else {
+        "transport error"
+    };
+    let mut cause = String::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        cause = s.to_string();
+        source = s.source();
+    }
+    if cause.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}: {cause}")
+    }
+}
