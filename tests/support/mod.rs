@@ -2,6 +2,8 @@
 //! stderr collected (the listening address is read from it), SIGKILL or SIGTERM on demand.
 #![allow(dead_code)]
 
+pub mod hec;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
