@@ -471,3 +471,79 @@ fn kill_9_mid_delivery_loses_no_acknowledged_event() {
     );
     assert!(hec.violations().is_empty());
 }
+
+#[test]
+fn events_still_failing_after_max_duration_are_dead_lettered_with_the_last_reason() {
+    let hec = Hec::start(HEC_TOKEN);
+    hec.push_faults((0..100_000).map(|_| Fault::Status {
+        http: 500,
+        code: 8,
+        text: "Internal server error",
+        retry_after: None,
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &hec, HEC_TOKEN, "");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "max_backoff = \"400ms\"",
+        "max_backoff = \"400ms\"\nmax_duration = \"1s\"",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let gw = Gateway::start(&cfg);
+    let lines: Vec<String> = (0..10)
+        .map(|i| decision(&format!("m-{i}"), "acme", "ep-7f3a"))
+        .collect();
+    post_all(&gw, "acme-token", &lines);
+    let mut list = Value::Null;
+    wait_until("the events are dead-lettered", || {
+        list = dlq(&cfg, "list");
+        list["count"] == 10
+    });
+    let reason = list["entries"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("HEC code 8: Internal server error"),
+        "{reason}"
+    );
+    assert!(reason.contains("max_duration"), "{reason}");
+    assert!(list["entries"][0]["attempts"].as_u64().unwrap() >= 2);
+    wait_until("the cursor moves past them", || {
+        health(&gw)["sinks"]["splunk"]["queued_events"] == 0
+    });
+    assert!(hec.indexed().is_empty());
+}
+
+#[test]
+fn retry_after_pauses_every_slot_of_the_sink() {
+    let hec = Hec::start(HEC_TOKEN);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &hec, HEC_TOKEN, "concurrency = 4");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("max_events = 500", "max_events = 10");
+    std::fs::write(&cfg, text).unwrap();
+    // Slow answers keep four requests in flight; then one busy answer with Retry-After: 2.
+    hec.push_faults((0..8).map(|_| Fault::Delay(Duration::from_millis(100))));
+    hec.push_faults([Fault::busy(Some(2))]);
+    hec.push_faults((0..1000).map(|_| Fault::Delay(Duration::from_millis(10))));
+    let gw = Gateway::start(&cfg);
+    let lines: Vec<String> = (0..2000)
+        .map(|i| decision(&format!("p-{i}"), "acme", "ep-7f3a"))
+        .collect();
+    post_all(&gw, "acme-token", &lines);
+    wait_until("everything is indexed", || {
+        hec.indexed_ids().into_iter().collect::<HashSet<_>>().len() >= 2000
+    });
+    let requests = hec.requests();
+    let busy = requests
+        .iter()
+        .find(|r| r.retry_after == Some(2))
+        .expect("the busy answer");
+    // Requests already on their way when the answer went out may still land just after it;
+    // none may be sent until the pause is over.
+    let during: Vec<Duration> = requests
+        .iter()
+        .filter(|r| r.at > busy.at)
+        .map(|r| r.at.duration_since(busy.at))
+        .filter(|d| *d > Duration::from_millis(300) && *d < Duration::from_millis(1900))
+        .collect();
+    assert!(during.is_empty(), "requests during the pause: {during:?}");
+}

@@ -2,14 +2,15 @@
 
 use std::time::Duration;
 
-/// The delay before retry number `attempt` (1-based): a uniformly random duration up to
-/// `min(max, initial × 2^(attempt-1))`, never below `initial / 2` so a tight loop cannot form.
-/// `unit` is a random number in `[0, 1)`.
+/// The delay before retry number `attempt` (1-based): uniformly random ("full jitter") between
+/// `initial` and the exponential ceiling `min(max, initial × 2^attempt)`, so retries spread out
+/// and never come faster than `initial`. `unit` is a random number in `[0, 1)`.
 pub fn backoff(attempt: u32, initial: Duration, max: Duration, unit: f64) -> Duration {
-    let exp = initial.saturating_mul(1u32 << attempt.saturating_sub(1).min(30));
-    let cap = exp.min(max).max(initial / 2);
-    let floor = initial / 2;
-    floor + (cap - floor).mul_f64(unit.clamp(0.0, 1.0))
+    let ceiling = initial
+        .saturating_mul(1u32 << attempt.min(30))
+        .min(max)
+        .max(initial);
+    initial + (ceiling - initial).mul_f64(unit.clamp(0.0, 1.0))
 }
 
 /// A small, non-cryptographic random source for jitter (xorshift64*).
@@ -47,11 +48,14 @@ mod tests {
     fn grows_and_caps() {
         let i = Duration::from_millis(500);
         let m = Duration::from_secs(60);
-        assert_eq!(backoff(1, i, m, 1.0), i);
-        assert_eq!(backoff(3, i, m, 1.0), Duration::from_secs(2));
+        assert_eq!(backoff(1, i, m, 0.0), i);
+        assert_eq!(backoff(1, i, m, 1.0), Duration::from_secs(1));
+        assert_eq!(backoff(3, i, m, 1.0), Duration::from_secs(4));
         assert_eq!(backoff(30, i, m, 1.0), m);
-        assert_eq!(backoff(30, i, m, 0.0), i / 2);
-        assert_eq!(backoff(u32::MAX, i, m, 0.5), i / 2 + (m - i / 2) / 2);
+        assert_eq!(backoff(30, i, m, 0.0), i);
+        assert_eq!(backoff(u32::MAX, i, m, 0.5), i + (m - i) / 2);
+        // initial above max: never below initial
+        assert_eq!(backoff(2, m, i, 0.7), m);
     }
 
     #[test]

@@ -328,7 +328,7 @@ impl Shared {
                 _ = self.pause.wait() => {}
             }
             let outcome = self.send(&items).await;
-            let (retry_reason, counts_toward_max) = match outcome {
+            let (retry_reason, counts_toward_max, after) = match outcome {
                 Outcome::Delivered | Outcome::AwaitAck(_) => {
                     self.delivered(std::mem::take(&mut items));
                     break;
@@ -372,18 +372,15 @@ impl Shared {
                     if items.is_empty() {
                         break;
                     }
-                    (reason, true)
+                    (reason, true, None)
                 }
                 Outcome::Retry { after, reason } => {
-                    if let Some(after) = after {
-                        self.pause.extend(after);
-                    }
                     self.health.failed(reason.clone());
-                    (reason, true)
+                    (reason, true, after)
                 }
                 Outcome::Failing { reason } => {
                     self.health.failing(reason.clone());
-                    (reason, false)
+                    (reason, false, None)
                 }
             };
             attempt += 1;
@@ -412,16 +409,15 @@ impl Shared {
                 }
                 break;
             }
+            // The destination is struggling: the whole sink (every slot) waits, for
+            // `Retry-After` when given, else for the backoff delay.
             let delay = backoff(
                 attempt,
                 self.retry.initial_backoff,
                 self.retry.max_backoff,
                 jitter.next_unit(),
             );
-            tokio::select! {
-                _ = stop.wait_for(|s| *s) => return false,
-                _ = tokio::time::sleep(delay) => {}
-            }
+            self.pause.extend(after.unwrap_or(delay));
         }
         true
     }
