@@ -16,7 +16,8 @@ use thoth_enrich::{Enricher, MdmLoader};
 use thoth_event::Limits;
 use thoth_ingest::{IngestMetrics, IngestState, ListenerLimits, TokenTable};
 use thoth_sinks::{
-    DeadLetterQueue, FileSink, HttpSink, HttpSinkParts, SinkHealth, SinkMetrics, SplunkHec,
+    DeadLetterQueue, Destination, Elasticsearch, FileSink, HttpSink, HttpSinkParts, SinkHealth,
+    SinkMetrics, SplunkHec,
 };
 use thoth_wal::{FsyncPolicy, Wal, WalOptions};
 use tokio::net::TcpListener;
@@ -78,12 +79,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 let task = FileSink::new(sink, path.clone(), reader, health, sink_metrics.clone());
                 sink_tasks.push(tokio::spawn(task.run(stop_rx.clone())));
             }
-            SinkKind::SplunkHec(hec) => {
-                let destination =
-                    SplunkHec::new(hec).map_err(|e| anyhow::anyhow!("sinks.{name}: {e}"))?;
+            SinkKind::SplunkHec(_) | SinkKind::Elasticsearch(_) => {
+                let destination: Arc<dyn Destination> = match &sink.kind {
+                    SinkKind::SplunkHec(hec) => Arc::new(
+                        SplunkHec::new(hec).map_err(|e| anyhow::anyhow!("sinks.{name}: {e}"))?,
+                    ),
+                    SinkKind::Elasticsearch(es) => Arc::new(
+                        Elasticsearch::new(es).map_err(|e| anyhow::anyhow!("sinks.{name}: {e}"))?,
+                    ),
+                    SinkKind::File { .. } => unreachable!("matched above"),
+                };
                 let task = HttpSink::new(HttpSinkParts {
                     name: name.clone(),
-                    destination: Arc::new(destination),
+                    destination,
                     tenants: sink.tenants.clone(),
                     batch: sink.batch,
                     retry: sink.retry,

@@ -251,6 +251,36 @@ pub struct SplunkHecConfig {
     pub ack_poll_interval: Duration,
 }
 
+/// Authentication of an Elasticsearch sink.
+#[derive(Debug, Clone)]
+pub enum ElasticAuth {
+    None,
+    /// `Authorization: ApiKey <key>` (the base64 `id:api_key` Elasticsearch gives).
+    ApiKey(Secret),
+    Basic {
+        username: String,
+        password: Secret,
+    },
+}
+
+/// Where an Elasticsearch sink writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ElasticTarget {
+    /// A data stream (`create` actions).
+    DataStream(String),
+    /// An index name, with `%Y`, `%m`, `%d` taken from each event's `@timestamp`.
+    Index(String),
+}
+
+/// `type = "elasticsearch"` (Elasticsearch 8/9, OpenSearch 2).
+#[derive(Debug, Clone)]
+pub struct ElasticConfig {
+    /// Base URLs; requests go round-robin, skipping endpoints that just failed.
+    pub endpoints: Vec<String>,
+    pub auth: ElasticAuth,
+    pub target: ElasticTarget,
+}
+
 /// The destination of a sink.
 #[derive(Debug, Clone)]
 pub enum SinkKind {
@@ -258,6 +288,8 @@ pub enum SinkKind {
     File { path: PathBuf },
     /// Splunk HTTP Event Collector.
     SplunkHec(SplunkHecConfig),
+    /// Elasticsearch / OpenSearch `_bulk`.
+    Elasticsearch(ElasticConfig),
 }
 
 impl SinkKind {
@@ -265,6 +297,7 @@ impl SinkKind {
         match self {
             SinkKind::File { .. } => "file",
             SinkKind::SplunkHec(_) => "splunk_hec",
+            SinkKind::Elasticsearch(_) => "elasticsearch",
         }
     }
 }

@@ -14,13 +14,9 @@ const MIB: u64 = 1024 * KIB;
 const GIB: u64 = 1024 * MIB;
 
 /// Sink types described by SPEC §7 that later versions add.
-const FUTURE_SINK_TYPES: [&str; 5] = [
-    "splunk_hec",
-    "sentinel",
-    "elasticsearch",
-    "webhook",
-    "kafka",
-];
+const FUTURE_SINK_TYPES: [&str; 3] = ["sentinel", "webhook", "kafka"];
+/// Elasticsearch's default `http.max_content_length`: a bulk request must stay below it.
+const ELASTIC_MAX_CONTENT_LENGTH: u64 = 100 * MIB;
 
 pub(crate) fn parse(text: &str, base: &Path) -> Result<Config, Vec<ConfigError>> {
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
@@ -584,6 +580,16 @@ fn read_sink(
             http = read_http(s, base, errs);
             read_splunk_hec(s, base, errs).map(SinkKind::SplunkHec)
         }
+        Some("elasticsearch") => {
+            http = read_http(s, base, errs);
+            if batch.max_bytes >= ELASTIC_MAX_CONTENT_LENGTH {
+                errs.push(
+                    &format!("{}.max_bytes", s.key_path("batch")),
+                    format!("must stay below Elasticsearch's http.max_content_length ({ELASTIC_MAX_CONTENT_LENGTH} bytes)"),
+                );
+            }
+            read_elastic(s, base, errs).map(SinkKind::Elasticsearch)
+        }
         Some(t) if FUTURE_SINK_TYPES.contains(&t) => {
             errs.push(
                 &s.key_path("type"),
@@ -597,7 +603,7 @@ fn read_sink(
             errs.push(
                 &s.key_path("type"),
                 format!(
-                    "unknown sink type {t:?}; expected one of file, {}",
+                    "unknown sink type {t:?}; expected one of file, splunk_hec, elasticsearch, {}",
                     FUTURE_SINK_TYPES.join(", ")
                 ),
             );
@@ -671,6 +677,97 @@ fn read_url(s: &mut Obj, key: &str, errs: &mut Errors) -> Option<String> {
             None
         }
     }
+}
+
+fn read_elastic(s: &mut Obj, base: &Path, errs: &mut Errors) -> Option<ElasticConfig> {
+    let mut endpoints = Vec::new();
+    if !s.has("endpoints") {
+        errs.push(
+            &s.key_path("endpoints"),
+            "is required (a list of base URLs)",
+        );
+    }
+    let path = s.key_path("endpoints");
+    if let Some(list) = s.strings("endpoints", errs) {
+        if list.is_empty() {
+            errs.push(&path, "needs at least one URL");
+        }
+        for (i, url) in list.iter().enumerate() {
+            match url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"))
+            {
+                Some(host) if !host.is_empty() && !host.starts_with('/') => {
+                    endpoints.push(url.trim_end_matches('/').to_string())
+                }
+                _ => errs.push(
+                    &format!("{path}[{i}]"),
+                    format!("{url:?} is not an http:// or https:// URL"),
+                ),
+            }
+        }
+    }
+    let api_key = s.secret("api_key", base, errs);
+    let username = s.string("username", errs);
+    let password = s.secret("password", base, errs);
+    let auth = match (api_key, username, password) {
+        (Some(k), None, None) => ElasticAuth::ApiKey(k),
+        (None, Some(username), Some(password)) => ElasticAuth::Basic { username, password },
+        (None, None, None) => ElasticAuth::None,
+        (Some(_), _, _) => {
+            errs.push(
+                &s.key_path("api_key"),
+                "give either api_key or username/password, not both",
+            );
+            ElasticAuth::None
+        }
+        (None, Some(_), None) => {
+            errs.push(
+                &s.key_path("password"),
+                "is required with username (or password_file)",
+            );
+            ElasticAuth::None
+        }
+        (None, None, Some(_)) => {
+            errs.push(&s.key_path("username"), "is required with password");
+            ElasticAuth::None
+        }
+    };
+    let data_stream = s.string("data_stream", errs);
+    let index = s.string("index", errs);
+    let target = match (data_stream, index) {
+        (Some(ds), None) => ElasticTarget::DataStream(ds),
+        (None, Some(ix)) => ElasticTarget::Index(ix),
+        (None, None) => ElasticTarget::DataStream("logs-thoth.events-default".into()),
+        (Some(_), Some(_)) => {
+            errs.push(
+                &s.key_path("index"),
+                "give either data_stream or index, not both",
+            );
+            ElasticTarget::DataStream(String::new())
+        }
+    };
+    let (ElasticTarget::DataStream(ds) | ElasticTarget::Index(ds)) = &target;
+    {
+        if ds.is_empty()
+            || ds
+                .chars()
+                .any(|c| c.is_ascii_uppercase() || " \\/*?\"<>|,#".contains(c))
+        {
+            errs.push(
+                &s.key_path(if matches!(target, ElasticTarget::Index(_)) { "index" } else { "data_stream" }),
+                format!("{ds:?} is not a valid index or data stream name (lowercase, no spaces or \\/*?\"<>|,#)"),
+            );
+        }
+    }
+    if endpoints.is_empty() {
+        return None;
+    }
+    Some(ElasticConfig {
+        endpoints,
+        auth,
+        target,
+    })
 }
 
 fn read_splunk_hec(s: &mut Obj, base: &Path, errs: &mut Errors) -> Option<SplunkHecConfig> {

@@ -70,6 +70,10 @@ pub trait Destination: Send + Sync + 'static {
         events: usize,
     ) -> Outcome;
 
+    /// A request to `url` got no response (connection refused, reset, timeout): a destination
+    /// with several endpoints may avoid that one for a while.
+    fn transport_error(&self, _url: &str) {}
+
     /// Waits for the confirmation of an [`Outcome::AwaitAck`]; the default has none to wait for.
     fn await_ack<'a>(
         &'a self,

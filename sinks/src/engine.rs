@@ -502,6 +502,9 @@ impl Shared {
                     .requests
                     .with_label_values(&[&self.name, "error"])
                     .inc();
+                if let Some(url) = e.url() {
+                    self.destination.transport_error(url.as_str());
+                }
                 Outcome::Retry {
                     after: None,
                     reason: describe_error(&e),

@@ -4,12 +4,14 @@
 //!
 //! * [`FileSink`]: enriched NDJSON to a file.
 //! * [`HttpSink`]: the delivery engine for every HTTP destination; a destination module
-//!   ([`SplunkHec`]) only says how to encode events and read responses ([`Destination`]).
+//!   ([`SplunkHec`], [`Elasticsearch`]) only says how to encode events and read responses
+//!   ([`Destination`]).
 
 mod backoff;
 mod client;
 mod destination;
 mod dlq;
+mod elasticsearch;
 mod engine;
 mod file;
 mod health;
@@ -21,6 +23,7 @@ mod watermark;
 pub use backoff::{backoff, Jitter};
 pub use destination::{retry_after, Destination, Framing, ItemOutcome, Outcome};
 pub use dlq::{DeadLetter, DeadLetterQueue};
+pub use elasticsearch::{ecs_document, Elasticsearch};
 pub use engine::{HttpSink, HttpSinkParts};
 pub use file::FileSink;
 pub use health::{HealthSnapshot, SinkHealth, SinkStatus, FAILING_AFTER};

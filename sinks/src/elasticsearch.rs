@@ -1,0 +1,448 @@
+//! `elasticsearch`: Elasticsearch 8/9 and OpenSearch 2 `_bulk` (SPEC §7, PROTOCOLS.md §3).
+//!
+//! Each event is a `create` action with `_id = event_id` (a resend is idempotent: 409 on
+//! create means already indexed, so delivered) and an ECS document with the whole enriched
+//! event under `thoth`. A response with `"errors": true` is read item by item: 429 and 5xx
+//! items are retried alone, other item errors are dead-lettered with `error.type` and
+//! `error.reason`. Requests go round-robin over `endpoints`, skipping one that just failed.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
+use reqwest::StatusCode;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use thoth_config::{ElasticAuth, ElasticConfig, ElasticTarget};
+use thoth_event::{parse_rfc3339, EnrichedView};
+
+use crate::destination::{body_excerpt, retry_after, Destination, Framing, ItemOutcome, Outcome};
+
+/// How long an endpoint that did not answer is skipped.
+const ENDPOINT_QUARANTINE: Duration = Duration::from_secs(30);
+
+/// The Elasticsearch / OpenSearch destination.
+pub struct Elasticsearch {
+    endpoints: Vec<String>,
+    down_until: Mutex<Vec<Option<Instant>>>,
+    next: AtomicUsize,
+    auth: ElasticAuth,
+    target: ElasticTarget,
+}
+
+impl Elasticsearch {
+    pub fn new(config: &ElasticConfig) -> Result<Elasticsearch, String> {
+        if let ElasticAuth::ApiKey(key) = &config.auth {
+            HeaderValue::from_str(&format!("ApiKey {}", key.expose())).map_err(|_| {
+                "the api_key contains characters not allowed in a header".to_string()
+            })?;
+        }
+        Ok(Elasticsearch {
+            down_until: Mutex::new(vec![None; config.endpoints.len()]),
+            endpoints: config.endpoints.clone(),
+            next: AtomicUsize::new(0),
+            auth: config.auth.clone(),
+            target: config.target.clone(),
+        })
+    }
+
+    /// The next endpoint in turn that is not quarantined (or the next one, if all are).
+    fn pick_endpoint(&self) -> &str {
+        let n = self.endpoints.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        let down = self.down_until.lock().unwrap();
+        (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&i| down[i].is_none_or(|t| t <= now))
+            .map_or(&self.endpoints[start % n], |i| &self.endpoints[i])
+    }
+
+    fn index_for(&self, timestamp: Option<&str>) -> String {
+        match &self.target {
+            ElasticTarget::DataStream(ds) => ds.clone(),
+            ElasticTarget::Index(pattern) => {
+                let t = timestamp
+                    .and_then(|t| parse_rfc3339(t).ok())
+                    .unwrap_or_else(time::OffsetDateTime::now_utc);
+                pattern
+                    .replace("%Y", &format!("{:04}", t.year()))
+                    .replace("%m", &format!("{:02}", u8::from(t.month())))
+                    .replace("%d", &format!("{:02}", t.day()))
+            }
+        }
+    }
+}
+
+/// ECS `event.risk_score` (Elastic's detection-rule scale) and `event.severity` for a risk.
+fn risk_numbers(risk: &str) -> Option<(u32, u32)> {
+    match risk {
+        "low" => Some((21, 1)),
+        "medium" => Some((47, 2)),
+        "high" => Some((73, 3)),
+        "critical" => Some((99, 4)),
+        _ => None,
+    }
+}
+
+/// The ECS document for one enriched event (see `runbooks/elastic.md` for the mapping).
+pub fn ecs_document(json: &[u8], view: &EnrichedView<'_>) -> Result<serde_json::Value, String> {
+    use serde_json::json;
+    let raw: &RawValue = serde_json::from_slice(json).map_err(|e| format!("not JSON: {e}"))?;
+    let event_type = view.event_type.as_deref().unwrap_or("event");
+    let decision = view.decision.as_deref();
+    let (category, ecs_type, outcome) = match (event_type, decision) {
+        ("decision", Some("allow")) => ("api", "allowed", "success"),
+        ("decision", Some("block")) => ("api", "denied", "failure"),
+        ("decision", _) => ("api", "info", "unknown"),
+        ("checkin", _) => ("host", "info", "success"),
+        ("alert", _) => ("intrusion_detection", "indicator", "unknown"),
+        _ => ("configuration", "info", "unknown"),
+    };
+    let mut event = json!({
+        "kind": if event_type == "alert" { "alert" } else { "event" },
+        "category": [category],
+        "type": [ecs_type],
+        "action": decision.unwrap_or(event_type),
+        "outcome": outcome,
+        "dataset": "thoth.events",
+        "module": "thoth",
+    });
+    if let Some(id) = view.event_id.as_deref() {
+        event["id"] = id.into();
+    }
+    if let Some((score, severity)) = view.risk.as_deref().and_then(risk_numbers) {
+        event["risk_score"] = score.into();
+        event["severity"] = severity.into();
+    }
+    let mut doc = json!({ "@timestamp": view.time, "event": event });
+    let endpoint = view.context.as_ref().and_then(|c| c.endpoint.as_ref());
+    let mut host = serde_json::Map::new();
+    if let Some(h) = view.host() {
+        host.insert("name".into(), h.into());
+        host.insert("hostname".into(), h.into());
+    }
+    if let Some(e) = endpoint {
+        let mut os = serde_json::Map::new();
+        if let Some(name) = e.os.as_deref() {
+            os.insert("name".into(), name.into());
+        }
+        if let Some(v) = e.os_version.as_deref() {
+            os.insert("version".into(), v.into());
+        }
+        if !os.is_empty() {
+            host.insert("os".into(), os.into());
+        }
+    }
+    if !host.is_empty() {
+        doc["host"] = host.into();
+    }
+    if let Some(user) = view
+        .user
+        .as_deref()
+        .or(endpoint.and_then(|e| e.owner.as_deref()))
+    {
+        doc["user"] = json!({ "name": user });
+    }
+    let tenant = view.context.as_ref().and_then(|c| c.tenant.as_ref());
+    if let Some(id) = view.tenant_id.as_deref() {
+        let mut org = json!({ "id": id });
+        if let Some(name) = tenant.and_then(|t| t.name.as_deref()) {
+            org["name"] = name.into();
+        }
+        doc["organization"] = org;
+    }
+    let mut labels = serde_json::Map::new();
+    if let Some(f) = view.fleet_id() {
+        labels.insert("fleet_id".into(), f.into());
+    }
+    if let Some(e) = view.endpoint() {
+        labels.insert("endpoint_id".into(), e.into());
+    }
+    if !labels.is_empty() {
+        doc["labels"] = labels.into();
+    }
+    doc["thoth"] = serde_json::to_value(raw).map_err(|e| e.to_string())?;
+    Ok(doc)
+}
+
+#[derive(Debug, Deserialize)]
+struct BulkReply {
+    #[serde(default)]
+    errors: bool,
+    #[serde(default)]
+    items: Vec<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl Destination for Elasticsearch {
+    fn framing(&self) -> Framing {
+        // Each encoded event is two lines ending in '\n'; the body ends with one.
+        Framing {
+            prefix: b"",
+            separator: b"",
+            suffix: b"",
+        }
+    }
+
+    fn encode_event(&self, json: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+        let view = EnrichedView::parse(json).map_err(|e| format!("not a JSON object: {e}"))?;
+        let id = view
+            .event_id
+            .as_deref()
+            .ok_or("the event has no event_id")?
+            .to_string();
+        let index = self.index_for(view.time.as_deref());
+        let action = serde_json::json!({ "create": { "_index": index, "_id": id } });
+        serde_json::to_writer(&mut *out, &action).map_err(|e| e.to_string())?;
+        out.push(b'\n');
+        let doc = ecs_document(json, &view)?;
+        serde_json::to_writer(&mut *out, &doc).map_err(|e| e.to_string())?;
+        out.push(b'\n');
+        Ok(())
+    }
+
+    fn request(
+        &self,
+        client: &reqwest::Client,
+        body: Bytes,
+        gzip: bool,
+    ) -> reqwest::RequestBuilder {
+        let url = format!("{}/_bulk", self.pick_endpoint());
+        let mut req = client
+            .post(url)
+            .header(CONTENT_TYPE, "application/x-ndjson")
+            .body(body);
+        match &self.auth {
+            ElasticAuth::None => {}
+            ElasticAuth::ApiKey(key) => {
+                if let Ok(mut v) = HeaderValue::from_str(&format!("ApiKey {}", key.expose())) {
+                    v.set_sensitive(true);
+                    req = req.header(AUTHORIZATION, v);
+                }
+            }
+            ElasticAuth::Basic { username, password } => {
+                req = req.basic_auth(username, Some(password.expose()));
+            }
+        }
+        if gzip {
+            req = req.header(CONTENT_ENCODING, "gzip");
+        }
+        req
+    }
+
+    fn classify(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+        events: usize,
+    ) -> Outcome {
+        classify_bulk(status, retry_after(headers), body, events)
+    }
+
+    fn transport_error(&self, url: &str) {
+        if let Some(i) = self
+            .endpoints
+            .iter()
+            .position(|e| url.starts_with(e.as_str()))
+        {
+            tracing::warn!(endpoint = %self.endpoints[i], "endpoint did not answer; trying the others first");
+            self.down_until.lock().unwrap()[i] = Some(Instant::now() + ENDPOINT_QUARANTINE);
+        }
+    }
+}
+
+/// A `_bulk` response as outcomes (PROTOCOLS.md §3).
+fn classify_bulk(
+    status: StatusCode,
+    after: Option<Duration>,
+    body: &[u8],
+    events: usize,
+) -> Outcome {
+    let reason = || format!("HTTP {status}: {}", body_excerpt(body));
+    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        return Outcome::Retry {
+            after,
+            reason: reason(),
+        };
+    }
+    if matches!(
+        status,
+        StatusCode::UNAUTHORIZED
+            | StatusCode::FORBIDDEN
+            | StatusCode::NOT_FOUND
+            | StatusCode::PAYLOAD_TOO_LARGE
+    ) {
+        return Outcome::Failing { reason: reason() };
+    }
+    if !status.is_success() {
+        return Outcome::Reject { reason: reason() };
+    }
+    let reply: BulkReply = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => {
+            return Outcome::Retry {
+                after: None,
+                reason: format!("unreadable _bulk response ({e}): {}", body_excerpt(body)),
+            }
+        }
+    };
+    if !reply.errors {
+        return Outcome::Delivered;
+    }
+    if reply.items.len() != events {
+        // Cannot tell which events failed: send them all again (create makes that safe).
+        return Outcome::Retry {
+            after,
+            reason: format!(
+                "_bulk reported errors for {} items but {events} were sent",
+                reply.items.len()
+            ),
+        };
+    }
+    let results = reply
+        .items
+        .iter()
+        .map(|item| {
+            // One key: the action (create / index), whatever the version.
+            let result = item.values().next().cloned().unwrap_or_default();
+            let code = result["status"].as_u64().unwrap_or(0);
+            let error = &result["error"];
+            let why = format!(
+                "{}: {} (status {code})",
+                error["type"].as_str().unwrap_or("error"),
+                error["reason"].as_str().unwrap_or("no reason given")
+            );
+            match code {
+                200..=299 | 409 => ItemOutcome::Delivered,
+                429 | 500..=599 => ItemOutcome::Retry(why),
+                _ => ItemOutcome::Reject(why),
+            }
+        })
+        .collect();
+    Outcome::Partial(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const EVENT: &[u8] = br#"{"type":"decision","event_id":"e1","time":"2026-11-28T10:00:00.120Z","tenant_id":"acme","endpoint_id":"ep-1","user":"jdoe@acme.com","risk":"critical","decision":"block","context":{"tenant":{"id":"acme","name":"Acme Corp"},"fleet":{"id":"eng-macs","name":"E"},"endpoint":{"id":"ep-1","hostname":"mbp-jdoe","os":"macOS","os_version":"15.1"}}}"#;
+
+    fn es(target: ElasticTarget) -> Elasticsearch {
+        Elasticsearch::new(&ElasticConfig {
+            endpoints: vec!["http://a:9200".into(), "http://b:9200".into()],
+            auth: ElasticAuth::None,
+            target,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn encodes_a_create_action_and_an_ecs_document() {
+        let mut out = Vec::new();
+        es(ElasticTarget::DataStream(
+            "logs-thoth.events-default".into(),
+        ))
+        .encode_event(EVENT, &mut out)
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(text.ends_with('\n'));
+        let action: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(
+            action,
+            json!({"create":{"_index":"logs-thoth.events-default","_id":"e1"}})
+        );
+        let doc: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+        assert_eq!(doc["@timestamp"], "2026-11-28T10:00:00.120Z");
+        assert_eq!(
+            doc["event"],
+            json!({"kind":"event","category":["api"],"type":["denied"],"action":"block","outcome":"failure",
+                   "dataset":"thoth.events","module":"thoth","id":"e1","risk_score":99,"severity":4})
+        );
+        assert_eq!(
+            doc["host"],
+            json!({"name":"mbp-jdoe","hostname":"mbp-jdoe","os":{"name":"macOS","version":"15.1"}})
+        );
+        assert_eq!(doc["user"], json!({"name":"jdoe@acme.com"}));
+        assert_eq!(doc["organization"], json!({"id":"acme","name":"Acme Corp"}));
+        assert_eq!(
+            doc["labels"],
+            json!({"fleet_id":"eng-macs","endpoint_id":"ep-1"})
+        );
+        assert_eq!(
+            doc["thoth"],
+            serde_json::from_slice::<serde_json::Value>(EVENT).unwrap()
+        );
+    }
+
+    #[test]
+    fn index_patterns_take_the_event_date() {
+        let mut out = Vec::new();
+        es(ElasticTarget::Index("thoth-%Y.%m.%d".into()))
+            .encode_event(EVENT, &mut out)
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let action: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(action["create"]["_index"], "thoth-2026.11.28");
+    }
+
+    #[test]
+    fn mixed_item_results() {
+        let body = json!({"took":3,"errors":true,"items":[
+            {"create":{"_index":"x","_id":"1","status":201,"result":"created"}},
+            {"create":{"_index":"x","_type":"_doc","_id":"2","status":409,"error":{"type":"version_conflict_engine_exception","reason":"document already exists"}}},
+            {"create":{"_index":"x","_id":"3","status":429,"error":{"type":"es_rejected_execution_exception","reason":"queue full"}}},
+            {"create":{"_index":"x","_id":"4","status":400,"error":{"type":"mapper_parsing_exception","reason":"failed to parse field [x]"}}},
+            {"create":{"_index":"x","_id":"5","status":503,"error":{"type":"unavailable_shards_exception","reason":"primary shard is not active"}}}
+        ]}).to_string();
+        let Outcome::Partial(r) = classify_bulk(StatusCode::OK, None, body.as_bytes(), 5) else {
+            panic!()
+        };
+        assert_eq!(r[0], ItemOutcome::Delivered);
+        assert_eq!(r[1], ItemOutcome::Delivered);
+        assert!(matches!(&r[2], ItemOutcome::Retry(_)));
+        assert_eq!(
+            r[3],
+            ItemOutcome::Reject(
+                "mapper_parsing_exception: failed to parse field [x] (status 400)".into()
+            )
+        );
+        assert!(matches!(&r[4], ItemOutcome::Retry(_)));
+        let ok = json!({"errors":false,"items":[{"create":{"status":201}}]}).to_string();
+        assert_eq!(
+            classify_bulk(StatusCode::OK, None, ok.as_bytes(), 1),
+            Outcome::Delivered
+        );
+        assert!(matches!(
+            classify_bulk(StatusCode::TOO_MANY_REQUESTS, None, b"", 1),
+            Outcome::Retry { .. }
+        ));
+        assert!(matches!(
+            classify_bulk(StatusCode::UNAUTHORIZED, None, b"", 1),
+            Outcome::Failing { .. }
+        ));
+    }
+
+    #[test]
+    fn round_robin_skips_an_endpoint_that_failed() {
+        let e = es(ElasticTarget::DataStream("d".into()));
+        let picks: Vec<&str> = (0..4).map(|_| e.pick_endpoint()).collect();
+        assert_eq!(
+            picks,
+            [
+                "http://a:9200",
+                "http://b:9200",
+                "http://a:9200",
+                "http://b:9200"
+            ]
+        );
+        e.transport_error("http://a:9200/_bulk");
+        assert!((0..4).all(|_| e.pick_endpoint() == "http://b:9200"));
+    }
+}
