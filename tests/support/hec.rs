@@ -12,7 +12,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Read;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,6 +22,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Value};
+
+use super::server::Server;
 
 /// A fault the next event request gets instead of (or before) normal handling.
 #[derive(Debug, Clone)]
@@ -83,12 +84,8 @@ pub struct HecState {
 
 /// A running emulator; stop it to get "connection refused", restart it on the same port.
 pub struct Hec {
-    pub addr: SocketAddr,
     pub state: Arc<Mutex<HecState>>,
-    server: Option<(
-        tokio::sync::oneshot::Sender<()>,
-        std::thread::JoinHandle<()>,
-    )>,
+    server: Server,
 }
 
 fn reply(status: u16, code: i64, text: &str) -> Response {
@@ -108,20 +105,6 @@ impl Hec {
             max_content_length: 838_860_800,
             ..HecState::default()
         }));
-        let mut hec = Hec {
-            addr: "127.0.0.1:0".parse().unwrap(),
-            state,
-            server: None,
-        };
-        hec.serve();
-        hec
-    }
-
-    fn serve(&mut self) {
-        let std_listener =
-            std::net::TcpListener::bind(self.addr).expect("binding the HEC emulator");
-        std_listener.set_nonblocking(true).unwrap();
-        self.addr = std_listener.local_addr().unwrap();
         let app = Router::new()
             .route("/services/collector/event", post(event))
             .route("/services/collector/ack", post(ack))
@@ -132,41 +115,25 @@ impl Hec {
             .fallback(|| async {
                 reply(404, 404, "The requested URL was not found on this server.")
             })
-            .with_state(self.state.clone());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
-                let server = axum::serve(listener, app).with_graceful_shutdown(async {
-                    let _ = rx.await;
-                });
-                let _ = server.await;
-            });
-            // Dropping the runtime closes every open connection too.
-        });
-        self.server = Some((tx, thread));
+            .with_state(state.clone());
+        Hec {
+            state,
+            server: Server::start(app),
+        }
     }
 
     /// Stops listening and closes every connection: the gateway now sees connection errors.
     pub fn stop(&mut self) {
-        if let Some((tx, thread)) = self.server.take() {
-            let _ = tx.send(());
-            let _ = thread.join();
-        }
+        self.server.stop();
     }
 
     /// Listens again on the same port.
     pub fn restart(&mut self) {
-        self.serve();
+        self.server.restart();
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     pub fn with<T>(&self, f: impl FnOnce(&mut HecState) -> T) -> T {
@@ -202,12 +169,6 @@ impl Hec {
 
     pub fn push_faults(&self, faults: impl IntoIterator<Item = Fault>) {
         self.with(|s| s.faults.extend(faults));
-    }
-}
-
-impl Drop for Hec {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 

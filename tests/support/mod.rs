@@ -2,7 +2,9 @@
 //! stderr collected (the listening address is read from it), SIGKILL or SIGTERM on demand.
 #![allow(dead_code)]
 
+pub mod elastic;
 pub mod hec;
+pub mod server;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,267 @@
+//! End-to-end: the real binary delivering to the `_bulk` emulator.
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::elastic::{Elastic, Flavor};
+use support::*;
+
+const API_KEY: &str = "VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw==";
+
+fn write_config(dir: &std::path::Path, endpoints: &[String]) -> std::path::PathBuf {
+    let list: Vec<String> = endpoints.iter().map(|e| format!("\"{e}\"")).collect();
+    let extra = format!(
+        r#"
+[sinks.elastic]
+type = "elasticsearch"
+endpoints = [{}]
+api_key = "{API_KEY}"
+data_stream = "logs-thoth.events-default"
+[sinks.elastic.batch]
+max_events = 500
+timeout = "50ms"
+[sinks.elastic.retry]
+initial_backoff = "50ms"
+max_backoff = "400ms"
+"#,
+        list.join(", ")
+    );
+    let text = config_text(dir, "max_bytes = \"1GiB\"", "", &extra)
+        .replace("max_body_bytes = \"64KiB\"", "max_body_bytes = \"8MiB\"");
+    let cfg = dir.join("gateway.toml");
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+fn post_all(gw: &Gateway, token: &str, lines: &[String]) {
+    let c = client();
+    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    loop {
+        let (status, resp, _) = post_ndjson(&c, gw, token, body.clone());
+        match status {
+            200 => return,
+            503 => std::thread::sleep(Duration::from_millis(100)),
+            other => panic!("unexpected {other}: {resp}"),
+        }
+    }
+}
+
+fn dlq_list(cfg: &std::path::Path) -> Value {
+    let out = std::process::Command::new(BIN)
+        .args(["dlq", "list", "--sink", "elastic", "--json", "--config"])
+        .arg(cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn metric(gw: &Gateway, line_prefix: &str) -> Option<u64> {
+    let text = client()
+        .get(gw.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with(line_prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn a_hundred_thousand_events_land_once_with_ecs_fields() {
+    let es = Elastic::start(Flavor::Elasticsearch8, Some(API_KEY));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &[es.url()]);
+    let gw = Gateway::start(&cfg);
+    const TOTAL: usize = 100_000;
+    let risks = ["low", "medium", "high", "critical"];
+    let decisions = ["allow", "step_up", "block"];
+    for chunk in (0..TOTAL).collect::<Vec<_>>().chunks(2_000) {
+        let lines: Vec<String> = chunk
+            .iter()
+            .map(|&i| {
+                json!({"type":"decision","event_id":format!("e-{i}"),"tenant_id":"acme","endpoint_id":"ep-7f3a",
+                       "time":"2026-11-28T10:00:00.120Z","user":"jdoe@acme.com","risk":risks[i % 4],"decision":decisions[i % 3]})
+                .to_string()
+            })
+            .collect();
+        post_all(&gw, "acme-token", &lines);
+    }
+    wait_until("every document is indexed", || es.doc_count() >= TOTAL);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(es.doc_count(), TOTAL, "once each");
+    assert!(es.violations().is_empty(), "{:?}", es.violations());
+    let d = es.doc("e-7").unwrap(); // risk critical (7 % 4 = 3), decision step_up (7 % 3 = 1)
+    assert_eq!(d["@timestamp"], "2026-11-28T10:00:00.120Z");
+    assert_eq!(d["event"]["kind"], "event");
+    assert_eq!(d["event"]["action"], "step_up");
+    assert_eq!(d["event"]["risk_score"], 99);
+    assert_eq!(d["event"]["severity"], 4);
+    assert_eq!(d["host"]["name"], "mbp-jdoe");
+    assert_eq!(d["host"]["os"], json!({"name":"macOS","version":"15.1"}));
+    assert_eq!(d["user"]["name"], "jdoe@acme.com");
+    assert_eq!(d["organization"], json!({"id":"acme","name":"Acme Corp"}));
+    assert_eq!(
+        d["labels"],
+        json!({"fleet_id":"eng-macs","endpoint_id":"ep-7f3a"})
+    );
+    assert_eq!(d["thoth"]["context"]["endpoint"]["serial"], "C02XK1ZJMD6R");
+    let d = es.doc("e-2").unwrap();
+    assert_eq!(
+        (
+            d["event"]["action"].as_str(),
+            d["event"]["outcome"].as_str()
+        ),
+        (Some("block"), Some("failure"))
+    );
+    assert!(es.requests().iter().all(|r| r.gzip));
+    assert_eq!(
+        metric(
+            &gw,
+            "thoth_sink_events_total{outcome=\"delivered\",sink=\"elastic\"}"
+        ),
+        Some(TOTAL as u64)
+    );
+}
+
+#[test]
+fn mixed_item_results_resend_only_the_retryable_items() {
+    let es = Elastic::start(Flavor::Elasticsearch8, Some(API_KEY));
+    es.with(|s| {
+        s.docs.insert(
+            ("logs-thoth.events-default".into(), "b".into()),
+            json!({"@timestamp":"x"}),
+        );
+        s.item_faults.insert(
+            "c".into(),
+            [(429, "es_rejected_execution_exception")].into(),
+        );
+        s.item_faults
+            .insert("d".into(), [(400, "mapper_parsing_exception")].into());
+        s.item_faults
+            .insert("e".into(), [(503, "unavailable_shards_exception")].into());
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &[es.url()]);
+    let gw = Gateway::start(&cfg);
+    let ids = ["a", "b", "c", "d", "e"];
+    let lines: Vec<String> = ids
+        .iter()
+        .map(|id| decision(id, "acme", "ep-7f3a"))
+        .collect();
+    post_all(&gw, "acme-token", &lines);
+    wait_until("c and e arrive", || {
+        es.doc("c").is_some() && es.doc("e").is_some()
+    });
+    let mut list = Value::Null;
+    wait_until("d is dead-lettered", || {
+        list = dlq_list(&cfg);
+        list["count"] == 1
+    });
+    assert_eq!(list["entries"][0]["event_id"], "d");
+    let reason = list["entries"][0]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("mapper_parsing_exception: "), "{reason}");
+    wait_until("the cursor passes the batch", || {
+        metric(&gw, "thoth_sink_queue_events{sink=\"elastic\"}") == Some(0)
+    });
+    let requests = es.requests();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert_eq!(requests[0].ids, ids);
+    assert_eq!(
+        requests[1].ids,
+        ["c", "e"],
+        "only the 429 and 503 items are resent"
+    );
+    assert!(es.doc("a").is_some() && es.doc("d").is_none());
+    assert_eq!(
+        es.doc("b").unwrap(),
+        json!({"@timestamp":"x"}),
+        "the 409 document is untouched"
+    );
+    assert_eq!(
+        metric(
+            &gw,
+            "thoth_sink_events_total{outcome=\"delivered\",sink=\"elastic\"}"
+        ),
+        Some(4)
+    );
+}
+
+#[test]
+fn replaying_the_stream_after_a_crash_creates_no_duplicates() {
+    let es = Elastic::start(Flavor::OpenSearch2, Some(API_KEY));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &[es.url()]);
+    let gw = Gateway::start(&cfg);
+    let lines: Vec<String> = (0..1000)
+        .map(|i| decision(&format!("r-{i}"), "acme", "ep-7f3a"))
+        .collect();
+    post_all(&gw, "acme-token", &lines);
+    wait_until("all indexed", || es.doc_count() >= 1000);
+    wait_until("the cursor is persisted", || {
+        metric(&gw, "thoth_sink_queue_events{sink=\"elastic\"}") == Some(0)
+    });
+    gw.kill9();
+
+    // Rewind the sink's cursor to the start of the log: everything is sent again.
+    std::fs::write(dir.path().join("data/wal/cursors/elastic"), "0\n").unwrap();
+    let before = es.requests().len();
+    let gw = Gateway::start(&cfg);
+    wait_until("the whole stream is resent", || {
+        let resent: HashSet<String> = es.requests()[before..]
+            .iter()
+            .flat_map(|r| r.ids.clone())
+            .collect();
+        resent.len() >= 1000
+    });
+    wait_until("the replay is done", || {
+        metric(&gw, "thoth_sink_queue_events{sink=\"elastic\"}") == Some(0)
+    });
+    assert_eq!(es.doc_count(), 1000, "no duplicate documents");
+    assert_eq!(
+        metric(
+            &gw,
+            "thoth_sink_events_total{outcome=\"delivered\",sink=\"elastic\"}"
+        ),
+        Some(1000),
+        "409s count as delivered"
+    );
+    assert_eq!(dlq_list(&cfg)["count"], 0);
+}
+
+#[test]
+fn delivery_continues_through_the_other_endpoint_when_one_is_down() {
+    let es = Elastic::start(Flavor::OpenSearch2, Some(API_KEY));
+    // A port nothing listens on.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &[dead, es.url()]);
+    let gw = Gateway::start(&cfg);
+    for b in 0..10 {
+        let lines: Vec<String> = (0..100)
+            .map(|i| decision(&format!("f-{b}-{i}"), "acme", "ep-7f3a"))
+            .collect();
+        post_all(&gw, "acme-token", &lines);
+    }
+    wait_until("every event arrives through the live endpoint", || {
+        es.doc_count() >= 1000
+    });
+    assert_eq!(dlq_list(&cfg)["count"], 0);
+    assert!(
+        metric(
+            &gw,
+            "thoth_sink_requests_total{sink=\"elastic\",status=\"error\"}"
+        )
+        .unwrap_or(0)
+            >= 1,
+        "the dead endpoint was tried"
+    );
+}
