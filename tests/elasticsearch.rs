@@ -120,6 +120,33 @@ fn a_hundred_thousand_events_land_once_with_ecs_fields() {
         (Some("block"), Some("failure"))
     );
     assert!(es.requests().iter().all(|r| r.gzip));
+    // The runbook's index template maps every ECS field the sink writes.
+    let template: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/runbooks/elastic/index-template.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let mapped = &template["template"]["mappings"]["properties"];
+    for path in leaf_paths(&es.doc("e-7").unwrap(), "") {
+        if path.starts_with("thoth.") {
+            continue;
+        }
+        let mut node = mapped;
+        for (i, part) in path.split('.').enumerate() {
+            node = if i == 0 {
+                &node[part]
+            } else {
+                &node["properties"][part]
+            };
+        }
+        assert!(
+            node.get("type").is_some(),
+            "{path} is not mapped by the index template"
+        );
+    }
     assert_eq!(
         metric(
             &gw,
@@ -264,4 +291,21 @@ fn delivery_continues_through_the_other_endpoint_when_one_is_down() {
             >= 1,
         "the dead endpoint was tried"
     );
+}
+
+fn leaf_paths(v: &Value, prefix: &str) -> Vec<String> {
+    match v.as_object() {
+        Some(map) => map
+            .iter()
+            .flat_map(|(k, v)| {
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                leaf_paths(v, &p)
+            })
+            .collect(),
+        None => vec![prefix.to_string()],
+    }
 }

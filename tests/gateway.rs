@@ -620,6 +620,7 @@ fn the_example_config_is_valid() {
     let out = std::process::Command::new(BIN)
         .args(["validate", "--config"])
         .env("THOTH_HEC_TOKEN", "00000000-0000-0000-0000-000000000000")
+        .env("THOTH_ES_API_KEY", "a2V5OnNlY3JldA==")
         .arg(&cfg)
         .output()
         .unwrap();
