@@ -26,6 +26,9 @@ pub enum Outcome {
     Reject { reason: String },
     /// Per-event results, in the order of the events sent.
     Partial(Vec<ItemOutcome>),
+    /// The request was too large: send the batch again in halves (a single event that is too
+    /// large alone is dead-lettered).
+    TooLarge { reason: String },
     /// Accepted, pending confirmation (Splunk indexer acknowledgement) under this id.
     AwaitAck(u64),
 }
@@ -69,6 +72,18 @@ pub trait Destination: Send + Sync + 'static {
         body: &[u8],
         events: usize,
     ) -> Outcome;
+
+    /// The largest request body (uncompressed, framing included) the destination takes;
+    /// batches are split to fit.
+    fn max_request_bytes(&self) -> Option<usize> {
+        None
+    }
+
+    /// Runs before each attempt (e.g. to get or refresh an OAuth token). An `Err` outcome is
+    /// taken as the attempt's result without sending anything.
+    fn prepare<'a>(&'a self, _client: &'a reqwest::Client) -> BoxFuture<'a, Result<(), Outcome>> {
+        Box::pin(async { Ok(()) })
+    }
 
     /// A request to `url` got no response (connection refused, reset, timeout): a destination
     /// with several endpoints may avoid that one for a while.

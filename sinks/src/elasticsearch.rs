@@ -268,12 +268,12 @@ fn classify_bulk(
             reason: reason(),
         };
     }
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        return Outcome::TooLarge { reason: reason() };
+    }
     if matches!(
         status,
-        StatusCode::UNAUTHORIZED
-            | StatusCode::FORBIDDEN
-            | StatusCode::NOT_FOUND
-            | StatusCode::PAYLOAD_TOO_LARGE
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND
     ) {
         return Outcome::Failing { reason: reason() };
     }

@@ -76,6 +76,13 @@ struct Item {
     first_failed_at: Option<String>,
 }
 
+enum GroupResult {
+    Done,
+    Stopped,
+    /// Too large: send in halves.
+    Split(Vec<Item>),
+}
+
 enum Progress {
     Begin(u64, u64),
     Finish(u64),
@@ -315,19 +322,66 @@ impl Shared {
     /// Delivers or dead-letters every item. `false` when stopped first (the items stay in the
     /// WAL, to be sent after the restart).
     async fn deliver(&self, items: Vec<Item>, mut stop: watch::Receiver<bool>) -> bool {
-        let mut items = self.encode(items).await;
+        let items = self.encode(items).await;
         if let Some(oldest) = items.iter().filter_map(|i| i.appended_ms).min() {
             self.health.pending_since(oldest);
         }
+        let mut groups: std::collections::VecDeque<Vec<Item>> = self.split_to_fit(items).into();
+        while let Some(group) = groups.pop_front() {
+            match self.deliver_group(group, &mut stop).await {
+                GroupResult::Done => {}
+                GroupResult::Stopped => return false,
+                GroupResult::Split(mut group) => {
+                    let second = group.split_off(group.len() / 2);
+                    groups.push_front(second);
+                    groups.push_front(group);
+                }
+            }
+        }
+        true
+    }
+
+    /// Groups of items whose request bodies stay within the destination's limit.
+    fn split_to_fit(&self, items: Vec<Item>) -> Vec<Vec<Item>> {
+        let Some(limit) = self.destination.max_request_bytes() else {
+            return vec![items];
+        };
+        let framing = self.destination.framing();
+        let overhead = framing.prefix.len() + framing.suffix.len();
+        let mut groups = Vec::new();
+        let mut current: Vec<Item> = Vec::new();
+        let mut size = overhead;
+        for item in items {
+            let add = item.encoded.len() + if current.is_empty() { 0 } else { framing.separator.len() };
+            if !current.is_empty() && size + add > limit {
+                groups.push(std::mem::take(&mut current));
+                size = overhead;
+                size += item.encoded.len();
+            } else {
+                size += add;
+            }
+            current.push(item);
+        }
+        if !current.is_empty() {
+            groups.push(current);
+        }
+        groups
+    }
+
+    /// Sends one group until it is delivered or dead-lettered.
+    async fn deliver_group(&self, mut items: Vec<Item>, stop: &mut watch::Receiver<bool>) -> GroupResult {
         let mut attempt = 0u32;
         let mut first_failure: Option<Instant> = None;
         let mut jitter = Jitter::new();
         while !items.is_empty() {
             tokio::select! {
-                _ = stop.wait_for(|s| *s) => return false,
+                _ = stop.wait_for(|s| *s) => return GroupResult::Stopped,
                 _ = self.pause.wait() => {}
             }
-            let outcome = self.send(&items).await;
+            let outcome = match self.destination.prepare(&self.client).await {
+                Ok(()) => self.send(&items).await,
+                Err(outcome) => outcome,
+            };
             let (retry_reason, counts_toward_max, after) = match outcome {
                 Outcome::Delivered | Outcome::AwaitAck(_) => {
                     self.delivered(std::mem::take(&mut items));
@@ -335,8 +389,20 @@ impl Shared {
                 }
                 Outcome::Reject { reason } => {
                     let all = std::mem::take(&mut items);
-                    if !self.dead_letter(all, &reason, "rejected", &mut stop).await {
-                        return false;
+                    if !self.dead_letter(all, &reason, "rejected", stop).await {
+                        return GroupResult::Stopped;
+                    }
+                    break;
+                }
+                Outcome::TooLarge { reason } => {
+                    if items.len() > 1 {
+                        tracing::info!(sink = %self.name, events = items.len(), %reason, "request too large; splitting the batch");
+                        return GroupResult::Split(items);
+                    }
+                    let all = std::mem::take(&mut items);
+                    let reason = format!("{reason} (a single event larger than the destination takes)");
+                    if !self.dead_letter(all, &reason, "rejected", stop).await {
+                        return GroupResult::Stopped;
                     }
                     break;
                 }
@@ -361,11 +427,8 @@ impl Shared {
                     }
                     self.delivered(done);
                     for (item, r) in rejected {
-                        if !self
-                            .dead_letter(vec![item], &r, "rejected", &mut stop)
-                            .await
-                        {
-                            return false;
+                        if !self.dead_letter(vec![item], &r, "rejected", stop).await {
+                            return GroupResult::Stopped;
                         }
                     }
                     items = keep;
@@ -402,10 +465,10 @@ impl Shared {
                 );
                 let all = std::mem::take(&mut items);
                 if !self
-                    .dead_letter(all, &reason, "max_duration", &mut stop)
+                    .dead_letter(all, &reason, "max_duration", stop)
                     .await
                 {
-                    return false;
+                    return GroupResult::Stopped;
                 }
                 break;
             }
@@ -419,7 +482,7 @@ impl Shared {
             );
             self.pause.extend(after.unwrap_or(delay));
         }
-        true
+        GroupResult::Done
     }
 
     /// Encodes each item; those the destination cannot encode are dead-lettered.

@@ -258,11 +258,11 @@ fn classify_reply(
     {
         return Outcome::Failing { reason };
     }
-    if matches!(
-        status,
-        StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED | StatusCode::PAYLOAD_TOO_LARGE
-    ) {
-        // The endpoint or batch size is misconfigured: keep the events until it is fixed.
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        return Outcome::TooLarge { reason };
+    }
+    if matches!(status, StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED) {
+        // The endpoint is misconfigured: keep the events until it is fixed.
         return Outcome::Failing { reason };
     }
     if let (Some(6), Some(bad)) = (code, reply.invalid_event_number) {
