@@ -16,8 +16,8 @@ use thoth_enrich::{Enricher, MdmLoader};
 use thoth_event::Limits;
 use thoth_ingest::{IngestMetrics, IngestState, ListenerLimits, TokenTable};
 use thoth_sinks::{
-    DeadLetterQueue, Destination, Elasticsearch, FileSink, HttpSink, HttpSinkParts, SinkHealth,
-    SinkMetrics, SplunkHec,
+    DeadLetterQueue, Destination, Elasticsearch, FileSink, HttpSink, HttpSinkParts, Sentinel,
+    SinkHealth, SinkMetrics, SplunkHec,
 };
 use thoth_wal::{FsyncPolicy, Wal, WalOptions};
 use tokio::net::TcpListener;
@@ -79,7 +79,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 let task = FileSink::new(sink, path.clone(), reader, health, sink_metrics.clone());
                 sink_tasks.push(tokio::spawn(task.run(stop_rx.clone())));
             }
-            SinkKind::SplunkHec(_) | SinkKind::Elasticsearch(_) => {
+            SinkKind::SplunkHec(_) | SinkKind::Elasticsearch(_) | SinkKind::Sentinel(_) => {
                 let destination: Arc<dyn Destination> = match &sink.kind {
                     SinkKind::SplunkHec(hec) => Arc::new(
                         SplunkHec::new(hec).map_err(|e| anyhow::anyhow!("sinks.{name}: {e}"))?,
@@ -87,6 +87,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     SinkKind::Elasticsearch(es) => Arc::new(
                         Elasticsearch::new(es).map_err(|e| anyhow::anyhow!("sinks.{name}: {e}"))?,
                     ),
+                    SinkKind::Sentinel(config) => Arc::new(Sentinel::new(config)),
                     SinkKind::File { .. } => unreachable!("matched above"),
                 };
                 let task = HttpSink::new(HttpSinkParts {

@@ -281,6 +281,22 @@ pub struct ElasticConfig {
     pub target: ElasticTarget,
 }
 
+/// `type = "sentinel"`: Azure Monitor Logs Ingestion API with Entra ID client credentials.
+#[derive(Debug, Clone)]
+pub struct SentinelConfig {
+    /// The data collection endpoint (or the DCR's own ingestion endpoint).
+    pub endpoint: String,
+    pub dcr_immutable_id: String,
+    pub stream: String,
+    pub azure_tenant_id: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// Entra ID authority, e.g. `https://login.microsoftonline.com`.
+    pub authority: String,
+    /// OAuth scope (sovereign clouds use another audience).
+    pub scope: String,
+}
+
 /// The destination of a sink.
 #[derive(Debug, Clone)]
 pub enum SinkKind {
@@ -290,6 +306,8 @@ pub enum SinkKind {
     SplunkHec(SplunkHecConfig),
     /// Elasticsearch / OpenSearch `_bulk`.
     Elasticsearch(ElasticConfig),
+    /// Microsoft Sentinel through the Logs Ingestion API.
+    Sentinel(SentinelConfig),
 }
 
 impl SinkKind {
@@ -298,6 +316,7 @@ impl SinkKind {
             SinkKind::File { .. } => "file",
             SinkKind::SplunkHec(_) => "splunk_hec",
             SinkKind::Elasticsearch(_) => "elasticsearch",
+            SinkKind::Sentinel(_) => "sentinel",
         }
     }
 }

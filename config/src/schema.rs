@@ -14,7 +14,7 @@ const MIB: u64 = 1024 * KIB;
 const GIB: u64 = 1024 * MIB;
 
 /// Sink types described by SPEC §7 that later versions add.
-const FUTURE_SINK_TYPES: [&str; 3] = ["sentinel", "webhook", "kafka"];
+const FUTURE_SINK_TYPES: [&str; 2] = ["webhook", "kafka"];
 /// Elasticsearch's default `http.max_content_length`: a bulk request must stay below it.
 const ELASTIC_MAX_CONTENT_LENGTH: u64 = 100 * MIB;
 
@@ -580,6 +580,10 @@ fn read_sink(
             http = read_http(s, base, errs);
             read_splunk_hec(s, base, errs).map(SinkKind::SplunkHec)
         }
+        Some("sentinel") => {
+            http = read_http(s, base, errs);
+            read_sentinel(s, base, errs).map(SinkKind::Sentinel)
+        }
         Some("elasticsearch") => {
             http = read_http(s, base, errs);
             if batch.max_bytes >= ELASTIC_MAX_CONTENT_LENGTH {
@@ -603,7 +607,7 @@ fn read_sink(
             errs.push(
                 &s.key_path("type"),
                 format!(
-                    "unknown sink type {t:?}; expected one of file, splunk_hec, elasticsearch, {}",
+                    "unknown sink type {t:?}; expected one of file, splunk_hec, elasticsearch, sentinel, {}",
                     FUTURE_SINK_TYPES.join(", ")
                 ),
             );
@@ -767,6 +771,55 @@ fn read_elastic(s: &mut Obj, base: &Path, errs: &mut Errors) -> Option<ElasticCo
         endpoints,
         auth,
         target,
+    })
+}
+
+fn read_sentinel(s: &mut Obj, base: &Path, errs: &mut Errors) -> Option<SentinelConfig> {
+    let endpoint = read_url(s, "endpoint", errs);
+    let dcr_immutable_id = s.req_string("dcr_immutable_id", errs);
+    if let Some(id) = &dcr_immutable_id {
+        if !id.starts_with("dcr-") {
+            errs.push(
+                &s.key_path("dcr_immutable_id"),
+                format!("{id:?} is not a DCR immutable id (they look like dcr-0123…)"),
+            );
+        }
+    }
+    let stream = s.req_string("stream", errs);
+    if let Some(st) = &stream {
+        if !st.starts_with("Custom-") && !st.starts_with("Microsoft-") {
+            errs.push(
+                &s.key_path("stream"),
+                format!("{st:?} is not a stream name of the DCR (Custom-… or Microsoft-…)"),
+            );
+        }
+    }
+    let azure_tenant_id = s.req_string("azure_tenant_id", errs);
+    let client_id = s.req_string("client_id", errs);
+    let client_secret = s.secret("client_secret", base, errs);
+    if client_secret.is_none() && !s.has("client_secret") && !s.has("client_secret_file") {
+        errs.push(
+            &s.key_path("client_secret"),
+            "is required (or client_secret_file)",
+        );
+    }
+    let authority = if s.has("authority") {
+        read_url(s, "authority", errs)
+    } else {
+        Some("https://login.microsoftonline.com".to_string())
+    };
+    let scope = s
+        .string("scope", errs)
+        .unwrap_or_else(|| "https://monitor.azure.com//.default".to_string());
+    Some(SentinelConfig {
+        endpoint: endpoint?,
+        dcr_immutable_id: dcr_immutable_id?,
+        stream: stream?,
+        azure_tenant_id: azure_tenant_id?,
+        client_id: client_id?,
+        client_secret: client_secret?,
+        authority: authority?,
+        scope,
     })
 }
 

@@ -352,7 +352,12 @@ impl Shared {
         let mut current: Vec<Item> = Vec::new();
         let mut size = overhead;
         for item in items {
-            let add = item.encoded.len() + if current.is_empty() { 0 } else { framing.separator.len() };
+            let add = item.encoded.len()
+                + if current.is_empty() {
+                    0
+                } else {
+                    framing.separator.len()
+                };
             if !current.is_empty() && size + add > limit {
                 groups.push(std::mem::take(&mut current));
                 size = overhead;
@@ -369,7 +374,11 @@ impl Shared {
     }
 
     /// Sends one group until it is delivered or dead-lettered.
-    async fn deliver_group(&self, mut items: Vec<Item>, stop: &mut watch::Receiver<bool>) -> GroupResult {
+    async fn deliver_group(
+        &self,
+        mut items: Vec<Item>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> GroupResult {
         let mut attempt = 0u32;
         let mut first_failure: Option<Instant> = None;
         let mut jitter = Jitter::new();
@@ -400,7 +409,8 @@ impl Shared {
                         return GroupResult::Split(items);
                     }
                     let all = std::mem::take(&mut items);
-                    let reason = format!("{reason} (a single event larger than the destination takes)");
+                    let reason =
+                        format!("{reason} (a single event larger than the destination takes)");
                     if !self.dead_letter(all, &reason, "rejected", stop).await {
                         return GroupResult::Stopped;
                     }
@@ -464,10 +474,7 @@ impl Shared {
                     self.retry.max_duration
                 );
                 let all = std::mem::take(&mut items);
-                if !self
-                    .dead_letter(all, &reason, "max_duration", stop)
-                    .await
-                {
+                if !self.dead_letter(all, &reason, "max_duration", stop).await {
                     return GroupResult::Stopped;
                 }
                 break;
@@ -684,7 +691,7 @@ fn gzip(body: &[u8]) -> Vec<u8> {
 }
 
 /// A transport error as text for health and logs: kind and cause, never headers (tokens).
-fn describe_error(e: &reqwest::Error) -> String {
+pub(crate) fn describe_error(e: &reqwest::Error) -> String {
     let kind = if e.is_connect() {
         "cannot connect"
     } else if e.is_timeout() {

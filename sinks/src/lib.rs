@@ -17,6 +17,7 @@ mod file;
 mod health;
 mod metrics;
 mod pause;
+mod sentinel;
 mod splunk_hec;
 mod watermark;
 
@@ -28,5 +29,6 @@ pub use engine::{HttpSink, HttpSinkParts};
 pub use file::FileSink;
 pub use health::{HealthSnapshot, SinkHealth, SinkStatus, FAILING_AFTER};
 pub use metrics::SinkMetrics;
+pub use sentinel::Sentinel;
 pub use splunk_hec::SplunkHec;
 pub use watermark::Watermark;

@@ -261,7 +261,10 @@ fn classify_reply(
     if status == StatusCode::PAYLOAD_TOO_LARGE {
         return Outcome::TooLarge { reason };
     }
-    if matches!(status, StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED) {
+    if matches!(
+        status,
+        StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
+    ) {
         // The endpoint is misconfigured: keep the events until it is fixed.
         return Outcome::Failing { reason };
     }
