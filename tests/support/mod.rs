@@ -4,6 +4,7 @@
 
 pub mod elastic;
 pub mod hec;
+pub mod sentinel;
 pub mod server;
 
 use std::io::{BufRead, BufReader};
