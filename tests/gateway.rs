@@ -621,6 +621,7 @@ fn the_example_config_is_valid() {
         .args(["validate", "--config"])
         .env("THOTH_HEC_TOKEN", "00000000-0000-0000-0000-000000000000")
         .env("THOTH_ES_API_KEY", "a2V5OnNlY3JldA==")
+        .env("THOTH_SENTINEL_CLIENT_SECRET", "secret")
         .arg(&cfg)
         .output()
         .unwrap();

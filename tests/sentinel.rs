@@ -140,6 +140,32 @@ fn a_hundred_thousand_events_arrive_as_records_of_the_stream_in_calls_under_1_mb
         );
     });
     assert_eq!(emu.with(|s| s.tokens_issued), 1, "the token is cached");
+    // The runbook's DCR declares exactly the columns the emulator (and the sink) use.
+    let dcr: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/runbooks/sentinel/dcr.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let declared: Vec<(String, String)> = dcr["resources"][1]["properties"]["streamDeclarations"]
+        [STREAM]["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_string(),
+                c["type"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = COLUMNS
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.to_string()))
+        .collect();
+    assert_eq!(declared, expected);
     assert_eq!(health(&gw)["sinks"]["sentinel"]["status"], "healthy");
 }
 
