@@ -17,7 +17,7 @@ use thoth_event::Limits;
 use thoth_ingest::{IngestMetrics, IngestState, ListenerLimits, TokenTable};
 use thoth_sinks::{
     DeadLetterQueue, Destination, Elasticsearch, FileSink, HttpSink, HttpSinkParts, Sentinel,
-    SinkHealth, SinkMetrics, SplunkHec,
+    SinkHealth, SinkMetrics, SplunkHec, Webhook,
 };
 use thoth_wal::{FsyncPolicy, Wal, WalOptions};
 use tokio::net::TcpListener;
@@ -79,7 +79,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 let task = FileSink::new(sink, path.clone(), reader, health, sink_metrics.clone());
                 sink_tasks.push(tokio::spawn(task.run(stop_rx.clone())));
             }
-            SinkKind::SplunkHec(_) | SinkKind::Elasticsearch(_) | SinkKind::Sentinel(_) => {
+            SinkKind::SplunkHec(_)
+            | SinkKind::Elasticsearch(_)
+            | SinkKind::Sentinel(_)
+            | SinkKind::Webhook(_) => {
                 let destination: Arc<dyn Destination> = match &sink.kind {
                     SinkKind::SplunkHec(hec) => Arc::new(
                         SplunkHec::new(hec).map_err(|e| anyhow::anyhow!("sinks.{name}: {e}"))?,
@@ -88,6 +91,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                         Elasticsearch::new(es).map_err(|e| anyhow::anyhow!("sinks.{name}: {e}"))?,
                     ),
                     SinkKind::Sentinel(config) => Arc::new(Sentinel::new(config)),
+                    SinkKind::Webhook(config) => Arc::new(
+                        Webhook::new(config, sink.batch.max_events > 1)
+                            .map_err(|e| anyhow::anyhow!("sinks.{name}: {e}"))?,
+                    ),
                     SinkKind::File { .. } => unreachable!("matched above"),
                 };
                 let task = HttpSink::new(HttpSinkParts {

@@ -34,6 +34,31 @@ pub struct Config {
     pub checkins: CheckinsConfig,
     /// Sinks by name.
     pub sinks: BTreeMap<String, SinkConfig>,
+    /// `[[sources.webhooks]]`: signed inbound webhooks at `/v1/hooks/{name}`.
+    pub webhook_sources: Vec<WebhookSourceConfig>,
+}
+
+/// One `[[sources.webhooks]]`.
+#[derive(Debug, Clone)]
+pub struct WebhookSourceConfig {
+    pub name: String,
+    /// Events from this hook must be of this tenant (else 403).
+    pub tenant_id: Option<String>,
+    /// Any of these verifies (rotation).
+    pub secrets: Vec<thoth_event::WebhookSecret>,
+    pub tolerance: Duration,
+}
+
+/// `type = "webhook"`: signed HTTP POSTs (SOAR, PAM, any HTTP target).
+#[derive(Debug, Clone)]
+pub struct WebhookSinkConfig {
+    pub url: String,
+    /// One signature per secret (rotation).
+    pub secrets: Vec<thoth_event::WebhookSecret>,
+    /// Extra request headers.
+    pub headers: Vec<(String, String)>,
+    /// When set, also `X-Hub-Signature-256` with this key.
+    pub hub_secret: Option<Secret>,
 }
 
 /// `[api]`: the HTTP listener and who may use it.
@@ -308,6 +333,8 @@ pub enum SinkKind {
     Elasticsearch(ElasticConfig),
     /// Microsoft Sentinel through the Logs Ingestion API.
     Sentinel(SentinelConfig),
+    /// Standard Webhooks signed POSTs.
+    Webhook(WebhookSinkConfig),
 }
 
 impl SinkKind {
@@ -317,6 +344,7 @@ impl SinkKind {
             SinkKind::SplunkHec(_) => "splunk_hec",
             SinkKind::Elasticsearch(_) => "elasticsearch",
             SinkKind::Sentinel(_) => "sentinel",
+            SinkKind::Webhook(_) => "webhook",
         }
     }
 }

@@ -14,7 +14,7 @@ const MIB: u64 = 1024 * KIB;
 const GIB: u64 = 1024 * MIB;
 
 /// Sink types described by SPEC §7 that later versions add.
-const FUTURE_SINK_TYPES: [&str; 2] = ["webhook", "kafka"];
+const FUTURE_SINK_TYPES: [&str; 1] = ["kafka"];
 /// Elasticsearch's default `http.max_content_length`: a bulk request must stay below it.
 const ELASTIC_MAX_CONTENT_LENGTH: u64 = 100 * MIB;
 
@@ -45,11 +45,7 @@ pub(crate) fn parse(text: &str, base: &Path) -> Result<Config, Vec<ConfigError>>
     let checkins = read_checkins(&mut root, &mut errs);
     let sinks = read_sinks(&mut root, base, &tenant_ids, &mut errs);
 
-    root.not_supported_yet(
-        "sources",
-        "Kafka and inbound webhooks arrive with their issues",
-        &mut errs,
-    );
+    let webhook_sources = read_sources(&mut root, base, &tenant_ids, &mut errs);
     root.not_supported_yet(
         "transform",
         "VRL transforms arrive with the VRL issue",
@@ -85,6 +81,174 @@ pub(crate) fn parse(text: &str, base: &Path) -> Result<Config, Vec<ConfigError>>
         mdm,
         checkins,
         sinks,
+        webhook_sources,
+    })
+}
+
+fn read_sources(
+    root: &mut Obj,
+    base: &Path,
+    tenants: &HashSet<&str>,
+    errs: &mut Errors,
+) -> Vec<WebhookSourceConfig> {
+    let mut out = Vec::new();
+    let Some(mut sources) = root.table("sources", errs) else {
+        return out;
+    };
+    sources.not_supported_yet("kafka", "the Kafka source arrives with its issue", errs);
+    let mut names = HashSet::new();
+    for mut w in sources.tables("webhooks", errs) {
+        let name = w.req_string("name", errs);
+        if let Some(n) = &name {
+            if check_name(&w.key_path("name"), n, errs) && !names.insert(n.clone()) {
+                errs.push(
+                    &w.key_path("name"),
+                    format!("webhook source {n:?} is listed twice"),
+                );
+            }
+        }
+        let tenant_id = w.string("tenant_id", errs);
+        if let Some(t) = &tenant_id {
+            check_tenant(&w.key_path("tenant_id"), t, tenants, errs);
+        }
+        let secrets = read_webhook_secrets(&mut w, "secrets", base, errs);
+        let tolerance = w
+            .duration("tolerance", errs)
+            .unwrap_or(Duration::from_secs(300));
+        w.finish(errs);
+        if let (Some(name), Some(secrets)) = (name, secrets) {
+            out.push(WebhookSourceConfig {
+                name,
+                tenant_id,
+                secrets,
+                tolerance,
+            });
+        }
+    }
+    sources.finish(errs);
+    out
+}
+
+/// `whsec_` secrets from `KEY = [..]`, `KEY = "${ENV}"` (one per line) or `KEY_file` (one
+/// per line). At least one is required.
+fn read_webhook_secrets(
+    o: &mut Obj,
+    key: &str,
+    base: &Path,
+    errs: &mut Errors,
+) -> Option<Vec<thoth_event::WebhookSecret>> {
+    let file_key = format!("{key}_file");
+    let path = o.key_path(key);
+    let lines: Vec<String> = match (o.has(key), o.has(&file_key)) {
+        (true, true) => {
+            errs.push(
+                &path,
+                format!("give either `{key}` or `{file_key}`, not both"),
+            );
+            o.get(key);
+            o.get(&file_key);
+            return None;
+        }
+        (false, false) => {
+            errs.push(
+                &path,
+                format!("is required (or `{file_key}`, one whsec_ secret per line)"),
+            );
+            return None;
+        }
+        (true, false) => match o.get(key) {
+            Some(toml::Value::Array(items)) => {
+                let mut v = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    match item.as_str().map(crate::secret::resolve_inline) {
+                        Some(Ok(s)) => v.push(s.expose().to_string()),
+                        Some(Err(e)) => errs.push(&format!("{path}[{i}]"), e),
+                        None => errs.push(&format!("{path}[{i}]"), "expected a string"),
+                    }
+                }
+                v
+            }
+            Some(toml::Value::String(s)) => match crate::secret::resolve_inline(s) {
+                Ok(s) => s.expose().lines().map(str::to_string).collect(),
+                Err(e) => {
+                    errs.push(&path, e);
+                    return None;
+                }
+            },
+            _ => {
+                errs.push(&path, "expected a list of whsec_ secrets");
+                return None;
+            }
+        },
+        (false, true) => {
+            let p = o.path_value(&file_key, base, errs)?;
+            match std::fs::read_to_string(&p) {
+                Ok(text) => text.lines().map(str::to_string).collect(),
+                Err(e) => {
+                    errs.push(
+                        &o.key_path(&file_key),
+                        format!("cannot read {}: {e}", p.display()),
+                    );
+                    return None;
+                }
+            }
+        }
+    };
+    let mut secrets = Vec::new();
+    for (i, line) in lines
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty())
+        .enumerate()
+    {
+        match thoth_event::WebhookSecret::parse(line) {
+            Ok(s) => secrets.push(s),
+            Err(e) => errs.push(&path, format!("secret {}: {e}", i + 1)),
+        }
+    }
+    if secrets.is_empty() {
+        errs.push(&path, "no whsec_ secret given");
+        return None;
+    }
+    Some(secrets)
+}
+
+fn read_webhook_sink(s: &mut Obj, base: &Path, errs: &mut Errors) -> Option<WebhookSinkConfig> {
+    let url = read_url(s, "url", errs);
+    let secrets = if s.has("secret") || s.has("secret_file") {
+        read_webhook_secrets(s, "secret", base, errs)
+    } else {
+        errs.push(
+            &s.key_path("secret"),
+            "is required (or secret_file): a whsec_ secret to sign with",
+        );
+        None
+    };
+    let mut headers = Vec::new();
+    if let Some(mut h) = s.table("headers", errs) {
+        let keys: Vec<String> = h.keys().map(str::to_string).collect();
+        for k in keys {
+            let lower = k.to_ascii_lowercase();
+            if lower.starts_with("webhook-")
+                || lower == "content-type"
+                || lower == "content-encoding"
+            {
+                errs.push(&h.key_path(&k), "set by the gateway; cannot be overridden");
+                h.get(&k);
+                continue;
+            }
+            if let Some(v) = h.string(&k, errs) {
+                headers.push((k, v));
+            }
+        }
+        h.finish(errs);
+    }
+    let hub_secret = s.secret("hub_signature_secret", base, errs);
+    Some(WebhookSinkConfig {
+        url: url?,
+        secrets: secrets?,
+        headers,
+        hub_secret,
     })
 }
 
@@ -549,7 +713,10 @@ fn read_sink(
             WhenFull::Block
         }
     };
-    let batch = read_batch(s, errs);
+    let batch_max_events_given = s
+        .table_peek("batch")
+        .is_some_and(|b| b.contains_key("max_events"));
+    let mut batch = read_batch(s, errs);
     let retry = read_retry(s, errs);
     for key in ["condition", "remap"] {
         s.not_supported_yet(key, "VRL arrives with the VRL issue", errs);
@@ -580,6 +747,13 @@ fn read_sink(
             http = read_http(s, base, errs);
             read_splunk_hec(s, base, errs).map(SinkKind::SplunkHec)
         }
+        Some("webhook") => {
+            http = read_http(s, base, errs);
+            if !batch_max_events_given {
+                batch.max_events = 1; // one event per request unless asked otherwise
+            }
+            read_webhook_sink(s, base, errs).map(SinkKind::Webhook)
+        }
         Some("sentinel") => {
             http = read_http(s, base, errs);
             read_sentinel(s, base, errs).map(SinkKind::Sentinel)
@@ -607,7 +781,7 @@ fn read_sink(
             errs.push(
                 &s.key_path("type"),
                 format!(
-                    "unknown sink type {t:?}; expected one of file, splunk_hec, elasticsearch, sentinel, {}",
+                    "unknown sink type {t:?}; expected one of file, splunk_hec, elasticsearch, sentinel, webhook, {}",
                     FUTURE_SINK_TYPES.join(", ")
                 ),
             );

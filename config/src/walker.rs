@@ -72,6 +72,11 @@ impl<'a> Obj<'a> {
         join(&self.path, key)
     }
 
+    /// The table under `key`, without marking it read.
+    pub fn table_peek(&self, key: &str) -> Option<&'a Table> {
+        self.table.get(key).and_then(toml::Value::as_table)
+    }
+
     pub fn has(&self, key: &str) -> bool {
         self.table.contains_key(key)
     }

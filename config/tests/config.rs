@@ -128,7 +128,7 @@ fn references_and_types_are_checked() {
 #[test]
 fn later_features_are_refused_not_ignored() {
     let more = format!(
-        "{GOOD}\n[transform]\nsource = '.a = 1'\n[sinks.splunk]\ntype = \"webhook\"\nendpoint = \"https://x\"\n"
+        "{GOOD}\n[transform]\nsource = '.a = 1'\n[sinks.splunk]\ntype = \"kafka\"\nendpoint = \"https://x\"\n"
     )
     .replace("type = \"file\"\npath = \"/tmp/archive.ndjson\"", "type = \"file\"\npath = \"/tmp/archive.ndjson\"\ncondition = '.risk == \"high\"'");
     let errs = parse(&more).unwrap_err();
@@ -139,9 +139,8 @@ fn later_features_are_refused_not_ignored() {
         "{text:#?}"
     );
     assert!(
-        text.iter().any(
-            |e| e.starts_with("sinks.splunk.type: sink type \"webhook\" is not supported yet")
-        ),
+        text.iter()
+            .any(|e| e.starts_with("sinks.splunk.type: sink type \"kafka\" is not supported yet")),
         "{text:#?}"
     );
     assert!(

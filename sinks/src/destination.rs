@@ -60,9 +60,15 @@ pub trait Destination: Send + Sync + 'static {
     /// dead-letters that event with the reason.
     fn encode_event(&self, json: &[u8], out: &mut Vec<u8>) -> Result<(), String>;
 
-    /// The request for an encoded body (`gzip`: the body is gzip-compressed).
-    fn request(&self, client: &reqwest::Client, body: Bytes, gzip: bool)
-        -> reqwest::RequestBuilder;
+    /// The request for an encoded body (`gzip`: `body` is gzip-compressed; `raw` is the body
+    /// before compression, e.g. to sign it).
+    fn request(
+        &self,
+        client: &reqwest::Client,
+        body: Bytes,
+        gzip: bool,
+        raw: &[u8],
+    ) -> reqwest::RequestBuilder;
 
     /// Reads the response to a request of `events` events.
     fn classify(

@@ -208,6 +208,7 @@ impl Destination for Elasticsearch {
         client: &reqwest::Client,
         body: Bytes,
         gzip: bool,
+        _raw: &[u8],
     ) -> reqwest::RequestBuilder {
         let url = format!("{}/_bulk", self.pick_endpoint());
         let mut req = client

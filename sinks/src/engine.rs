@@ -536,7 +536,12 @@ impl Shared {
             body.extend_from_slice(&item.encoded);
         }
         body.extend_from_slice(framing.suffix);
-        let body = if self.gzip { gzip(&body) } else { body };
+        let body = Bytes::from(body);
+        let sent = if self.gzip {
+            Bytes::from(gzip(&body))
+        } else {
+            body.clone() // shares the buffer
+        };
         self.metrics
             .batch_events
             .with_label_values(&[&self.name])
@@ -545,7 +550,7 @@ impl Shared {
         let started = Instant::now();
         let result = self
             .destination
-            .request(&self.client, Bytes::from(body), self.gzip)
+            .request(&self.client, sent, self.gzip, &body)
             .send()
             .await;
         let outcome = match result {

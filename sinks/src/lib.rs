@@ -20,6 +20,7 @@ mod pause;
 mod sentinel;
 mod splunk_hec;
 mod watermark;
+mod webhook;
 
 pub use backoff::{backoff, Jitter};
 pub use destination::{retry_after, Destination, Framing, ItemOutcome, Outcome};
@@ -32,3 +33,4 @@ pub use metrics::SinkMetrics;
 pub use sentinel::Sentinel;
 pub use splunk_hec::SplunkHec;
 pub use watermark::Watermark;
+pub use webhook::Webhook;

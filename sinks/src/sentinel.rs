@@ -212,6 +212,7 @@ impl Destination for Sentinel {
         client: &reqwest::Client,
         body: Bytes,
         gzip: bool,
+        _raw: &[u8],
     ) -> reqwest::RequestBuilder {
         let mut req = client
             .post(&self.ingest_url)

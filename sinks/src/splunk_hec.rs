@@ -151,6 +151,7 @@ impl Destination for SplunkHec {
         client: &reqwest::Client,
         body: Bytes,
         gzip: bool,
+        _raw: &[u8],
     ) -> reqwest::RequestBuilder {
         let mut req = client
             .post(&self.event_url)

@@ -1,0 +1,250 @@
+//! `webhook`: signed HTTP POSTs for SOAR, PAM and any HTTP target (SPEC §5, §7).
+//!
+//! The body is the event (or `{"events":[...]}` when `batch.max_events > 1`), signed with
+//! Standard Webhooks headers: `webhook-id` (the event id, the same on every retry),
+//! `webhook-timestamp` (this attempt) and `webhook-signature` (one `v1,` per secret); plus
+//! `X-Hub-Signature-256` when `hub_signature_secret` is set. 2xx is delivered; 410 Gone marks
+//! the sink failing (the endpoint is retired); 429 / 5xx are retried with `Retry-After`; a
+//! redirect marks it failing; other 4xx dead-letter with the (truncated) response body.
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
+use reqwest::StatusCode;
+use sha2::{Digest, Sha256};
+use thoth_config::WebhookSinkConfig;
+use thoth_event::{hub_signature, sign_webhook, EnrichedView};
+
+use crate::destination::{body_excerpt, retry_after, Destination, Framing, Outcome};
+
+/// The webhook destination.
+pub struct Webhook {
+    url: String,
+    config: WebhookSinkConfig,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    batched: bool,
+}
+
+impl Webhook {
+    /// `batched`: several events per request (`{"events":[...]}`).
+    pub fn new(config: &WebhookSinkConfig, batched: bool) -> Result<Webhook, String> {
+        let headers = config
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                let name = HeaderName::from_bytes(k.as_bytes())
+                    .map_err(|_| format!("headers: {k:?} is not a valid header name"))?;
+                let value = HeaderValue::from_str(v)
+                    .map_err(|_| format!("headers.{k}: the value is not a valid header value"))?;
+                Ok((name, value))
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Webhook {
+            url: config.url.clone(),
+            config: config.clone(),
+            headers,
+            batched,
+        })
+    }
+
+    /// The `webhook-id` of a body: the event id for one event; for a batch, a digest of its
+    /// event ids (the same on every retry of that batch).
+    fn message_id(&self, raw: &[u8]) -> String {
+        if !self.batched {
+            if let Some(id) = EnrichedView::parse(raw)
+                .ok()
+                .and_then(|v| v.event_id.map(|s| s.into_owned()))
+            {
+                return id;
+            }
+        }
+        #[derive(serde::Deserialize)]
+        struct Batch<'a> {
+            #[serde(borrow)]
+            events: Vec<EnrichedView<'a>>,
+        }
+        let mut h = Sha256::new();
+        if let Ok(batch) = serde_json::from_slice::<Batch>(raw) {
+            for e in &batch.events {
+                h.update(e.event_id.as_deref().unwrap_or("").as_bytes());
+                h.update(b"\n");
+            }
+        } else {
+            h.update(raw);
+        }
+        format!("msg_{}", &hex_lower(&h.finalize())[..32])
+    }
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Destination for Webhook {
+    fn framing(&self) -> Framing {
+        if self.batched {
+            Framing {
+                prefix: b"{\"events\":[",
+                separator: b",",
+                suffix: b"]}",
+            }
+        } else {
+            Framing {
+                prefix: b"",
+                separator: b"",
+                suffix: b"",
+            }
+        }
+    }
+
+    fn encode_event(&self, json: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+        // The enriched event goes as it is (a per-sink `remap` will reshape it).
+        out.extend_from_slice(json);
+        Ok(())
+    }
+
+    fn request(
+        &self,
+        client: &reqwest::Client,
+        body: Bytes,
+        gzip: bool,
+        raw: &[u8],
+    ) -> reqwest::RequestBuilder {
+        let id = self.message_id(raw);
+        let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
+        let mut req = client
+            .post(&self.url)
+            .header(CONTENT_TYPE, "application/json")
+            .header("webhook-id", &id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header(
+                "webhook-signature",
+                sign_webhook(&self.config.secrets, &id, timestamp, raw),
+            );
+        if let Some(secret) = &self.config.hub_secret {
+            req = req.header(
+                "x-hub-signature-256",
+                hub_signature(secret.expose().as_bytes(), raw),
+            );
+        }
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
+        }
+        if gzip {
+            req = req.header(CONTENT_ENCODING, "gzip");
+        }
+        req.body(body)
+    }
+
+    fn classify(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+        _events: usize,
+    ) -> Outcome {
+        let reason = format!("HTTP {status}: {}", body_excerpt(body));
+        if status.is_success() {
+            return Outcome::Delivered;
+        }
+        if status == StatusCode::GONE {
+            return Outcome::Failing {
+                reason: format!("{reason} (the receiver retired this endpoint; update `url`)"),
+            };
+        }
+        if status.is_redirection() {
+            let to = headers
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("?");
+            return Outcome::Failing {
+                reason: format!(
+                    "HTTP {status}: redirected to {to}; redirects are not followed, update `url`"
+                ),
+            };
+        }
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            return Outcome::TooLarge { reason };
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS
+            || status == StatusCode::REQUEST_TIMEOUT
+            || status.is_server_error()
+        {
+            return Outcome::Retry {
+                after: retry_after(headers),
+                reason,
+            };
+        }
+        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            return Outcome::Failing {
+                reason: format!("{reason} (the receiver refuses our signature or credentials)"),
+            };
+        }
+        Outcome::Reject { reason }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use thoth_event::WebhookSecret;
+
+    fn hook(batched: bool) -> Webhook {
+        Webhook::new(
+            &WebhookSinkConfig {
+                url: "https://soar.example/hooks".into(),
+                secrets: vec![
+                    WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap(),
+                ],
+                headers: vec![("X-Tenant".into(), "acme".into())],
+                hub_secret: None,
+            },
+            batched,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn ids_are_stable_across_retries() {
+        let one = br#"{"event_id":"e-1","type":"alert"}"#;
+        assert_eq!(hook(false).message_id(one), "e-1");
+        let batch = br#"{"events":[{"event_id":"a"},{"event_id":"b"}]}"#;
+        let id = hook(true).message_id(batch);
+        assert!(id.starts_with("msg_") && id.len() == 36);
+        assert_eq!(id, hook(true).message_id(batch));
+        assert_ne!(
+            id,
+            hook(true).message_id(br#"{"events":[{"event_id":"a"}]}"#)
+        );
+    }
+
+    #[test]
+    fn classification() {
+        let h = hook(false);
+        let none = HeaderMap::new();
+        assert_eq!(
+            h.classify(StatusCode::ACCEPTED, &none, b"", 1),
+            Outcome::Delivered
+        );
+        assert!(matches!(
+            h.classify(StatusCode::GONE, &none, b"", 1),
+            Outcome::Failing { .. }
+        ));
+        assert!(matches!(
+            h.classify(StatusCode::SERVICE_UNAVAILABLE, &none, b"", 1),
+            Outcome::Retry { .. }
+        ));
+        assert!(matches!(
+            h.classify(StatusCode::TOO_MANY_REQUESTS, &none, b"", 1),
+            Outcome::Retry { .. }
+        ));
+        assert!(matches!(
+            h.classify(StatusCode::MOVED_PERMANENTLY, &none, b"", 1),
+            Outcome::Failing { .. }
+        ));
+        let long = vec![b'x'; 5000];
+        match h.classify(StatusCode::UNPROCESSABLE_ENTITY, &none, &long, 1) {
+            Outcome::Reject { reason } => assert!(reason.len() < 600, "truncated"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
