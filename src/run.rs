@@ -14,7 +14,7 @@ use prometheus::Registry;
 use thoth_config::{Config, FsyncMode, SinkKind};
 use thoth_enrich::{Enricher, MdmLoader};
 use thoth_event::Limits;
-use thoth_ingest::{IngestMetrics, IngestState, ListenerLimits, TokenTable};
+use thoth_ingest::{HookSource, IngestMetrics, IngestState, ListenerLimits, TokenTable};
 use thoth_sinks::{
     DeadLetterQueue, Destination, Elasticsearch, FileSink, HttpSink, HttpSinkParts, Sentinel,
     SinkHealth, SinkMetrics, SplunkHec, Webhook,
@@ -122,8 +122,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }));
     }
 
+    let hooks_dir = config.data_dir.join("hooks");
+    let mut hooks = std::collections::HashMap::new();
+    for source in &config.webhook_sources {
+        let hook = HookSource::open(source, &hooks_dir).with_context(|| {
+            format!(
+                "sources.webhooks {:?}: opening {}",
+                source.name,
+                hooks_dir.display()
+            )
+        })?;
+        hooks.insert(source.name.clone(), hook);
+    }
     let shutting_down = Arc::new(AtomicBool::new(false));
     let ingest = Arc::new(IngestState {
+        hooks,
         submit: Arc::new(Pipeline {
             enricher: enricher.clone(),
             wal: wal.clone(),

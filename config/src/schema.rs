@@ -748,7 +748,13 @@ fn read_sink(
             read_splunk_hec(s, base, errs).map(SinkKind::SplunkHec)
         }
         Some("webhook") => {
+            let compression_given = s.has("compression");
             http = read_http(s, base, errs);
+            if !compression_given {
+                // Webhook receivers verify the signature over the body they are handed and
+                // rarely decode gzip requests: plain JSON unless asked otherwise.
+                http.compression = Compression::None;
+            }
             if !batch_max_events_given {
                 batch.max_events = 1; // one event per request unless asked otherwise
             }

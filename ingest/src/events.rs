@@ -29,6 +29,8 @@ pub struct IngestState {
     pub body_timeout: Duration,
     /// Set when the gateway begins shutting down: new batches get 503.
     pub shutting_down: Arc<AtomicBool>,
+    /// Inbound webhook sources by name (`/v1/hooks/{name}`).
+    pub hooks: std::collections::HashMap<String, crate::hooks::HookSource>,
     pub metrics: IngestMetrics,
 }
 
@@ -36,7 +38,7 @@ pub struct IngestState {
 const RETRY_AFTER_S: u64 = 1;
 
 impl IngestState {
-    fn reject(&self, reason: &str, events: usize) {
+    pub(crate) fn reject(&self, reason: &str, events: usize) {
         self.metrics
             .rejected
             .with_label_values(&[reason])
@@ -74,93 +76,117 @@ async fn handle(state: &IngestState, headers: &HeaderMap, body: Body) -> Result<
         .inspect_err(|e| state.reject(e.code, 0))?;
 
     let received_at = now_rfc3339();
-    let events =
-        decode_batch(&bytes, format, &state.limits, &received_at).map_err(|e| match e {
-            BatchError::Invalid { errors, total } => {
-                state.reject("invalid", total);
-                let mut details: Vec<Detail> = errors
-                    .into_iter()
-                    .map(|e| Detail {
-                        index: Some(e.index),
-                        message: e.message,
-                    })
-                    .collect();
-                if total > details.len() {
-                    details.push(Detail {
-                        index: None,
-                        message: format!("… and {} more invalid events", total - details.len()),
-                    });
-                }
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_events",
-                    format!("{total} event(s) are invalid; no event of this request was accepted"),
-                )
-                .with_details(details)
-            }
-            BatchError::Body(msg) => {
-                state.reject("invalid", 0);
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", msg)
-            }
-            BatchError::TooManyEvents { .. } => {
-                state.reject("too_many_events", 0);
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "too_many_events",
-                    e.to_string(),
-                )
-            }
-        })?;
+    let events = decode_batch(&bytes, format, &state.limits, &received_at)
+        .map_err(|e| batch_error(state, e))?;
     authorize_tenants(state, &scope, &events)?;
+    submit(state, events, "http")
+        .await
+        .map_err(|e| submit_error(state, e))
+}
 
+/// The 400 / 413 answer for a batch that does not decode.
+pub(crate) fn batch_error(state: &IngestState, e: BatchError) -> ApiError {
+    match e {
+        BatchError::Invalid { errors, total } => {
+            state.reject("invalid", total);
+            let mut details: Vec<Detail> = errors
+                .into_iter()
+                .map(|e| Detail {
+                    index: Some(e.index),
+                    message: e.message,
+                })
+                .collect();
+            if total > details.len() {
+                details.push(Detail {
+                    index: None,
+                    message: format!("… and {} more invalid events", total - details.len()),
+                });
+            }
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_events",
+                format!("{total} event(s) are invalid; no event of this request was accepted"),
+            )
+            .with_details(details)
+        }
+        BatchError::Body(msg) => {
+            state.reject("invalid", 0);
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", msg)
+        }
+        BatchError::TooManyEvents { .. } => {
+            state.reject("too_many_events", 0);
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_many_events",
+                e.to_string(),
+            )
+        }
+    }
+}
+
+/// A refused submission (nothing of the batch was accepted).
+pub(crate) struct Refused {
+    error: SubmitError,
+    events: usize,
+}
+
+/// Hands a validated batch over; counts it as received once durable.
+pub(crate) async fn submit(
+    state: &IngestState,
+    events: Vec<Event>,
+    source: &str,
+) -> Result<usize, Refused> {
     let count = events.len();
     let mut by_type = [0u64; 4];
     for e in &events {
         by_type[type_slot(e.event_type)] += 1;
     }
-    match state.submit.submit(events).await {
-        Ok(n) => {
-            for t in EventType::ALL {
-                let n = by_type[type_slot(t)];
-                if n > 0 {
-                    state
-                        .metrics
-                        .received
-                        .with_label_values(&["http", t.as_str()])
-                        .inc_by(n);
-                }
-            }
-            Ok(n)
+    let n = state.submit.submit(events).await.map_err(|error| Refused {
+        error,
+        events: count,
+    })?;
+    for t in EventType::ALL {
+        let n = by_type[type_slot(t)];
+        if n > 0 {
+            state
+                .metrics
+                .received
+                .with_label_values(&[source, t.as_str()])
+                .inc_by(n);
         }
-        Err(SubmitError::Full) => {
+    }
+    Ok(n)
+}
+
+/// The 503 / 413 answer for a refused submission.
+pub(crate) fn submit_error(state: &IngestState, refused: Refused) -> ApiError {
+    let count = refused.events;
+    match refused.error {
+        SubmitError::Full => {
             state.reject("wal_full", count);
-            Err(ApiError::new(
+            ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "wal_full",
                 "the gateway's write-ahead log is full while sinks catch up; retry later",
             )
-            .retry_after(RETRY_AFTER_S))
+            .retry_after(RETRY_AFTER_S)
         }
-        Err(SubmitError::ShuttingDown) => {
+        SubmitError::ShuttingDown => {
             state.reject("shutting_down", count);
-            Err(shutting_down())
+            shutting_down()
         }
-        Err(SubmitError::Unavailable(why)) => {
+        SubmitError::Unavailable(why) => {
             state.reject("wal_unavailable", count);
-            Err(ApiError::new(
+            ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "wal_unavailable",
                 format!("the write-ahead log cannot be written right now ({why}); retry later"),
             )
-            .retry_after(RETRY_AFTER_S))
+            .retry_after(RETRY_AFTER_S)
         }
-        Err(SubmitError::TooLarge(why)) => {
+        SubmitError::TooLarge(why) => {
             state.reject("too_large", count);
-            Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "batch_too_large",
-                why,
-            ))
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large", why)
         }
     }
 }
@@ -174,7 +200,7 @@ fn type_slot(t: EventType) -> usize {
     }
 }
 
-fn shutting_down() -> ApiError {
+pub(crate) fn shutting_down() -> ApiError {
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "shutting_down",
@@ -210,33 +236,37 @@ fn authorize_tenants(state: &IngestState, scope: &Scope, events: &[Event]) -> Re
                 .with_details(foreign));
             }
         }
-        Scope::Admin => {
-            let unknown: Vec<Detail> = events
-                .iter()
-                .enumerate()
-                .filter(|(_, e)| !state.tenants.contains(&e.tenant_id))
-                .map(|(i, e)| Detail {
-                    index: Some(i),
-                    message: format!(
-                        "field `tenant_id`: tenant {:?} is not configured in [[tenants]]",
-                        e.tenant_id
-                    ),
-                })
-                .take(thoth_event::MAX_REPORTED_ERRORS)
-                .collect();
-            if !unknown.is_empty() {
-                state.reject("invalid", unknown.len());
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_events",
-                    format!(
-                        "{} event(s) are invalid; no event of this request was accepted",
-                        unknown.len()
-                    ),
-                )
-                .with_details(unknown));
-            }
-        }
+        Scope::Admin => check_listed_tenants(state, events)?,
     }
     Ok(())
+}
+
+/// Every event must be of a tenant `[[tenants]]` lists (400 otherwise).
+pub(crate) fn check_listed_tenants(state: &IngestState, events: &[Event]) -> Result<(), ApiError> {
+    let unknown: Vec<Detail> = events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| !state.tenants.contains(&e.tenant_id))
+        .map(|(i, e)| Detail {
+            index: Some(i),
+            message: format!(
+                "field `tenant_id`: tenant {:?} is not configured in [[tenants]]",
+                e.tenant_id
+            ),
+        })
+        .take(thoth_event::MAX_REPORTED_ERRORS)
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    state.reject("invalid", unknown.len());
+    Err(ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_events",
+        format!(
+            "{} event(s) are invalid; no event of this request was accepted",
+            unknown.len()
+        ),
+    )
+    .with_details(unknown))
 }

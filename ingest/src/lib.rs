@@ -8,6 +8,7 @@ mod auth;
 mod body;
 mod error;
 mod events;
+mod hooks;
 mod metrics;
 mod server;
 mod submit;
@@ -21,13 +22,15 @@ pub use auth::{AuthError, Scope, TokenTable};
 pub use body::{body_format, gunzip, read_body};
 pub use error::{ApiError, Detail};
 pub use events::IngestState;
+pub use hooks::HookSource;
 pub use metrics::IngestMetrics;
 pub use server::{serve, ListenerLimits};
 pub use submit::{Submit, SubmitError, SubmitFuture};
 
-/// The ingest routes: `POST /v1/events`.
+/// The ingest routes: `POST /v1/events` and `POST /v1/hooks/{source}`.
 pub fn router(state: Arc<IngestState>) -> Router {
     Router::new()
         .route("/v1/events", post(events::post_events))
+        .route("/v1/hooks/{source}", post(hooks::post_hook))
         .with_state(state)
 }
