@@ -3,10 +3,12 @@
 
 mod api;
 mod default_config;
+mod destinations;
 mod dlq_cmd;
 mod health_cmd;
 mod pipeline;
 mod run;
+mod test_webhook;
 mod validate;
 
 use std::io::IsTerminal;
@@ -50,8 +52,15 @@ enum Command {
     },
     /// Run the config's [[tests]] (not available in this version yet).
     Test(Unavailable),
-    /// Send a signed webhook_test event to a sink (not available in this version yet).
-    TestWebhook(Unavailable),
+    /// Send one signed webhook_test event to a sink now (bypassing the buffer).
+    TestWebhook {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        sink: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// MDM operations (not available in this version yet).
     Mdm(Unavailable),
     /// The deployment checklist (not available in this version yet).
@@ -96,7 +105,8 @@ fn main() -> ExitCode {
             sink,
             json,
         } => dlq_cmd::run(action, &config, &sink, json),
-        Command::Test(_) | Command::TestWebhook(_) | Command::Mdm(_) | Command::Verify(_) => {
+        Command::TestWebhook { config, sink, json } => test_webhook::run(&config, &sink, json),
+        Command::Test(_) | Command::Mdm(_) | Command::Verify(_) => {
             eprintln!("thoth-gateway: this command is not available in this version yet (see the README's roadmap)");
             2
         }

@@ -15,15 +15,13 @@ use thoth_config::{Config, FsyncMode, SinkKind};
 use thoth_enrich::{Enricher, MdmLoader};
 use thoth_event::Limits;
 use thoth_ingest::{HookSource, IngestMetrics, IngestState, ListenerLimits, TokenTable};
-use thoth_sinks::{
-    DeadLetterQueue, Destination, Elasticsearch, FileSink, HttpSink, HttpSinkParts, Sentinel,
-    SinkHealth, SinkMetrics, SplunkHec, Webhook,
-};
+use thoth_sinks::{DeadLetterQueue, FileSink, HttpSink, HttpSinkParts, SinkHealth, SinkMetrics};
 use thoth_wal::{FsyncPolicy, Wal, WalOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::api::{self, ApiState, WalGauges};
+use crate::destinations;
 use crate::pipeline::Pipeline;
 
 /// How often MDM snapshot files are checked for changes (a `stat` each).
@@ -83,20 +81,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             | SinkKind::Elasticsearch(_)
             | SinkKind::Sentinel(_)
             | SinkKind::Webhook(_) => {
-                let destination: Arc<dyn Destination> = match &sink.kind {
-                    SinkKind::SplunkHec(hec) => Arc::new(
-                        SplunkHec::new(hec).map_err(|e| anyhow::anyhow!("sinks.{name}: {e}"))?,
-                    ),
-                    SinkKind::Elasticsearch(es) => Arc::new(
-                        Elasticsearch::new(es).map_err(|e| anyhow::anyhow!("sinks.{name}: {e}"))?,
-                    ),
-                    SinkKind::Sentinel(config) => Arc::new(Sentinel::new(config)),
-                    SinkKind::Webhook(config) => Arc::new(
-                        Webhook::new(config, sink.batch.max_events > 1)
-                            .map_err(|e| anyhow::anyhow!("sinks.{name}: {e}"))?,
-                    ),
-                    SinkKind::File { .. } => unreachable!("matched above"),
-                };
+                let destination = destinations::build(sink)
+                    .map_err(|e| anyhow::anyhow!("sinks.{name}: {e}"))?
+                    .expect("an HTTP sink has a destination");
                 let task = HttpSink::new(HttpSinkParts {
                     name: name.clone(),
                     destination,

@@ -547,3 +547,25 @@ fn retry_after_pauses_every_slot_of_the_sink() {
         .collect();
     assert!(during.is_empty(), "requests during the pause: {during:?}");
 }
+
+#[test]
+fn test_webhook_sends_a_test_event_through_hec() {
+    let hec = Hec::start(HEC_TOKEN);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &hec, HEC_TOKEN, "");
+    let out = std::process::Command::new(BIN)
+        .args(["test-webhook", "--json", "--sink", "splunk", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert_eq!(
+        (report["ok"].as_bool(), report["status"].as_u64()),
+        (Some(true), Some(200))
+    );
+    let indexed = hec.indexed();
+    assert_eq!(indexed.len(), 1);
+    assert_eq!(indexed[0]["sourcetype"], "thoth:webhook_test");
+    assert!(hec.violations().is_empty(), "{:?}", hec.violations());
+}

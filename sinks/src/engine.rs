@@ -720,3 +720,84 @@ pub(crate) fn describe_error(e: &reqwest::Error) -> String {
         format!("{kind}: {cause}")
     }
 }
+
+/// The result of [`send_one`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProbeResult {
+    pub ok: bool,
+    /// The destination's HTTP status, when it answered.
+    pub status: Option<u16>,
+    pub latency_ms: u64,
+    pub error: Option<String>,
+}
+
+/// Sends one enriched event to a destination now, bypassing the WAL (for `test-webhook` and
+/// `verify`): encode, compress, authenticate, send, classify, wait for an acknowledgement.
+pub async fn send_one(
+    destination: &dyn Destination,
+    http: &HttpSinkConfig,
+    json: &[u8],
+) -> ProbeResult {
+    let started = std::time::Instant::now();
+    let done = |ok: bool, status: Option<u16>, error: Option<String>| ProbeResult {
+        ok,
+        status,
+        latency_ms: started.elapsed().as_millis() as u64,
+        error,
+    };
+    let client = match crate::client::build(http) {
+        Ok(c) => c,
+        Err(e) => return done(false, None, Some(e)),
+    };
+    let framing = destination.framing();
+    let mut body = framing.prefix.to_vec();
+    if let Err(e) = destination.encode_event(json, &mut body) {
+        return done(
+            false,
+            None,
+            Some(format!("cannot encode the test event: {e}")),
+        );
+    }
+    body.extend_from_slice(framing.suffix);
+    if let Err(outcome) = destination.prepare(&client).await {
+        return done(false, None, Some(outcome_text(&outcome)));
+    }
+    let gzip_on = http.compression == Compression::Gzip;
+    let raw = Bytes::from(body);
+    let sent = if gzip_on {
+        Bytes::from(gzip(&raw))
+    } else {
+        raw.clone()
+    };
+    let resp = match destination
+        .request(&client, sent, gzip_on, &raw)
+        .send()
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return done(false, None, Some(describe_error(&e))),
+    };
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = resp.bytes().await.unwrap_or_default();
+    let mut outcome = destination.classify(status, &headers, &text, 1);
+    if let Outcome::AwaitAck(id) = outcome {
+        outcome = destination.await_ack(&client, id).await;
+    }
+    match outcome {
+        Outcome::Delivered => done(true, Some(status.as_u16()), None),
+        other => done(false, Some(status.as_u16()), Some(outcome_text(&other))),
+    }
+}
+
+fn outcome_text(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Retry { reason, .. }
+        | Outcome::Failing { reason }
+        | Outcome::Reject { reason }
+        | Outcome::TooLarge { reason } => reason.clone(),
+        Outcome::Partial(items) => format!("{items:?}"),
+        Outcome::Delivered => "delivered".into(),
+        Outcome::AwaitAck(id) => format!("awaiting acknowledgement {id}"),
+    }
+}

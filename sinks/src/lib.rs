@@ -26,7 +26,7 @@ pub use backoff::{backoff, Jitter};
 pub use destination::{retry_after, Destination, Framing, ItemOutcome, Outcome};
 pub use dlq::{DeadLetter, DeadLetterQueue};
 pub use elasticsearch::{ecs_document, Elasticsearch};
-pub use engine::{HttpSink, HttpSinkParts};
+pub use engine::{send_one, HttpSink, HttpSinkParts, ProbeResult};
 pub use file::FileSink;
 pub use health::{HealthSnapshot, SinkHealth, SinkStatus, FAILING_AFTER};
 pub use metrics::SinkMetrics;
