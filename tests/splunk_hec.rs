@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::hec::{Fault, Hec};
+
 use support::*;
 
 const RISKS: [&str; 3] = ["low", "high", "critical"];
@@ -568,4 +569,49 @@ fn test_webhook_sends_a_test_event_through_hec() {
     assert_eq!(indexed.len(), 1);
     assert_eq!(indexed[0]["sourcetype"], "thoth:webhook_test");
     assert!(hec.violations().is_empty(), "{:?}", hec.violations());
+}
+
+#[test]
+fn tls_with_a_private_ca_delivers_and_an_untrusted_certificate_never_falls_back() {
+    let pki = support::server::TestPki::new();
+    let hec = Hec::start_with(HEC_TOKEN, Some(pki.server.clone()));
+    let https = hec.url().replace("http://", "https://");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), &pki.ca_pem).unwrap();
+
+    // Trusting the private CA: delivered over TLS.
+    let text = |extra: &str| {
+        let cfg = write_config(dir.path(), &hec, HEC_TOKEN, extra);
+        let t = std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace(&hec.url(), &https);
+        std::fs::write(&cfg, t).unwrap();
+        cfg
+    };
+    let cfg = text(&format!(
+        "[sinks.splunk.tls]\nca_file = \"{}\"",
+        dir.path().join("ca.pem").display()
+    ));
+    let gw = Gateway::start(&cfg);
+    post_all(&gw, "acme-token", &[decision("tls-1", "acme", "ep-7f3a")]);
+    wait_until("the event arrives over TLS", || {
+        hec.indexed_ids().contains(&"tls-1".to_string())
+    });
+    assert!(gw.terminate().success());
+
+    // Without the CA: a clear certificate error, nothing sent in plaintext.
+    let cfg = text("");
+    let gw = Gateway::start(&cfg);
+    post_all(&gw, "acme-token", &[decision("tls-2", "acme", "ep-7f3a")]);
+    wait_until("the sink reports the certificate", || {
+        health(&gw)["sinks"]["splunk"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.to_lowercase().contains("certificate"))
+    });
+    assert!(!hec.indexed_ids().contains(&"tls-2".to_string()));
+    assert_eq!(
+        hec.requests().len(),
+        1,
+        "only the first gateway's request got through"
+    );
 }

@@ -431,6 +431,36 @@ mod tests {
     }
 
     #[test]
+    fn authentication_headers() {
+        let client = reqwest::Client::new();
+        let auth_of = |auth: ElasticAuth| {
+            let es = Elasticsearch::new(&ElasticConfig {
+                endpoints: vec!["http://a:9200".into()],
+                auth,
+                target: ElasticTarget::DataStream("d".into()),
+            })
+            .unwrap();
+            let req = es.request(&client, Bytes::new(), true, b"").build().unwrap();
+            assert_eq!(req.url().as_str(), "http://a:9200/_bulk");
+            assert_eq!(req.headers()["content-type"], "application/x-ndjson");
+            assert_eq!(req.headers()["content-encoding"], "gzip");
+            req.headers().get("authorization").map(|v| v.to_str().unwrap().to_string())
+        };
+        assert_eq!(auth_of(ElasticAuth::None), None);
+        assert_eq!(
+            auth_of(ElasticAuth::ApiKey(thoth_config::Secret::new("a2V5"))),
+            Some("ApiKey a2V5".into())
+        );
+        assert_eq!(
+            auth_of(ElasticAuth::Basic {
+                username: "thoth".into(),
+                password: thoth_config::Secret::new("s3cret"),
+            }),
+            Some("Basic dGhvdGg6czNjcmV0".into())
+        );
+    }
+
+    #[test]
     fn round_robin_skips_an_endpoint_that_failed() {
         let e = es(ElasticTarget::DataStream("d".into()));
         let picks: Vec<&str> = (0..4).map(|_| e.pick_endpoint()).collect();

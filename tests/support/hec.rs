@@ -99,6 +99,11 @@ fn reply(status: u16, code: i64, text: &str) -> Response {
 
 impl Hec {
     pub fn start(token: &str) -> Hec {
+        Hec::start_with(token, None)
+    }
+
+    /// A HEC emulator serving HTTPS with this TLS configuration.
+    pub fn start_with(token: &str, tls: Option<std::sync::Arc<rustls::ServerConfig>>) -> Hec {
         let state = Arc::new(Mutex::new(HecState {
             token: token.to_string(),
             allowed_indexes: vec!["thoth".into(), "main".into()],
@@ -118,7 +123,7 @@ impl Hec {
             .with_state(state.clone());
         Hec {
             state,
-            server: Server::start(app),
+            server: Server::start_with(app, tls),
         }
     }
 

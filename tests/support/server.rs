@@ -2,23 +2,71 @@
 //! gateway sees connection refused), restart on the same port.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
 
 pub struct Server {
     pub addr: SocketAddr,
     app: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
     running: Option<(
         tokio::sync::oneshot::Sender<()>,
         std::thread::JoinHandle<()>,
     )>,
 }
 
+/// A CA and a server certificate for `localhost` / 127.0.0.1, made now.
+pub struct TestPki {
+    pub ca_pem: String,
+    pub server: Arc<rustls::ServerConfig>,
+}
+
+impl TestPki {
+    pub fn new() -> TestPki {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "thoth test CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+        let server = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+        TestPki {
+            ca_pem: ca.pem(),
+            server: Arc::new(server),
+        }
+    }
+}
+
 impl Server {
     pub fn start(app: Router) -> Server {
+        Server::start_with(app, None)
+    }
+
+    /// Serves HTTPS with this TLS configuration (HTTP when `None`).
+    pub fn start_with(app: Router, tls: Option<Arc<rustls::ServerConfig>>) -> Server {
         let mut s = Server {
             addr: "127.0.0.1:0".parse().unwrap(),
             app,
+            tls,
             running: None,
         };
         s.serve();
@@ -30,6 +78,7 @@ impl Server {
         listener.set_nonblocking(true).unwrap();
         self.addr = listener.local_addr().unwrap();
         let app = self.app.clone();
+        let tls = self.tls.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -39,10 +88,15 @@ impl Server {
                 .unwrap();
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                let server = axum::serve(listener, app).with_graceful_shutdown(async {
-                    let _ = rx.await;
-                });
-                let _ = server.await;
+                match tls {
+                    None => {
+                        let server = axum::serve(listener, app).with_graceful_shutdown(async {
+                            let _ = rx.await;
+                        });
+                        let _ = server.await;
+                    }
+                    Some(config) => serve_tls(listener, app, config, rx).await,
+                }
             });
             // Dropping the runtime closes every open connection too.
         });
@@ -70,5 +124,31 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    config: Arc<rustls::ServerConfig>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    loop {
+        let (tcp, _) = tokio::select! {
+            _ = &mut stop => return,
+            accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => continue },
+        };
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            // A client that does not trust the certificate ends the handshake here.
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await;
+        });
     }
 }
