@@ -7,7 +7,9 @@ mod destinations;
 mod dlq_cmd;
 mod health_cmd;
 mod pipeline;
+mod programs;
 mod run;
+mod test_cmd;
 mod test_webhook;
 mod validate;
 
@@ -50,8 +52,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run the config's [[tests]] (not available in this version yet).
-    Test(Unavailable),
+    /// Run the config's [[tests]] (VRL and routing unit tests).
+    Test {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Send one signed webhook_test event to a sink now (bypassing the buffer).
     TestWebhook {
         #[arg(long)]
@@ -106,7 +113,8 @@ fn main() -> ExitCode {
             json,
         } => dlq_cmd::run(action, &config, &sink, json),
         Command::TestWebhook { config, sink, json } => test_webhook::run(&config, &sink, json),
-        Command::Test(_) | Command::Mdm(_) | Command::Verify(_) => {
+        Command::Test { config, json } => test_cmd::run(&config, json),
+        Command::Mdm(_) | Command::Verify(_) => {
             eprintln!("thoth-gateway: this command is not available in this version yet (see the README's roadmap)");
             2
         }
@@ -150,7 +158,20 @@ fn run_command(config_path: Option<PathBuf>) -> i32 {
             return 1;
         }
     };
-    match runtime.block_on(run::run(config)) {
+    let programs = match programs::Programs::compile(&config) {
+        Ok(p) => p,
+        Err(diagnostics) => {
+            eprintln!("invalid VRL in the config:");
+            for d in diagnostics {
+                eprintln!("  {d}\n{}", d.rendered);
+            }
+            return 2;
+        }
+    };
+    for w in &programs.warnings {
+        tracing::warn!("{w}");
+    }
+    match runtime.block_on(run::run(config, programs)) {
         Ok(()) => 0,
         Err(e) => {
             tracing::error!("{e:#}");

@@ -1,32 +1,89 @@
-//! The hot path behind ingest: enrich each event of a batch into one WAL frame and append it.
+//! The hot path behind ingest: enrich each event of a batch, run the global transform when
+//! there is one, and append the batch to the WAL as one frame. An event the transform aborts
+//! (or fails on) goes to the `ingest` dead-letter queue with the VRL error — durably, before
+//! the batch is acknowledged.
 
 use std::sync::Arc;
 
 use thoth_enrich::Enricher;
-use thoth_event::{record, Event};
+use thoth_event::{now_rfc3339, record, Event};
 use thoth_ingest::{Submit, SubmitError, SubmitFuture};
+use thoth_sinks::{DeadLetter, DeadLetterQueue};
+use thoth_transform::{TransformMetrics, VrlProgram};
 use thoth_wal::{FrameBuilder, Wal, WalError};
 use time::OffsetDateTime;
 
-/// Enriches batches and makes them durable in the WAL.
+/// The dead-letter queue of what could not be accepted into the pipeline.
+pub const INGEST_DLQ: &str = "ingest";
+
+/// Enriches and transforms batches and makes them durable in the WAL.
 pub struct Pipeline {
     pub enricher: Arc<Enricher>,
+    pub transform: Option<Arc<VrlProgram>>,
+    pub ingest_dlq: DeadLetterQueue,
+    pub metrics: TransformMetrics,
     pub wal: Wal,
+}
+
+impl Pipeline {
+    /// The WAL frame of a batch, and the dead letters of events the transform refused.
+    fn build_frame(&self, events: &[Event]) -> (FrameBuilder, Vec<DeadLetter>) {
+        let now = OffsetDateTime::now_utc();
+        let mut frame = FrameBuilder::new();
+        let mut refused = Vec::new();
+        let mut enriched = Vec::with_capacity(1024);
+        for event in events {
+            match &self.transform {
+                // No transform: enrich straight into the frame, no copy, no conversion.
+                None => frame.push_with(|buf| {
+                    record::encode_header(buf, &event.tenant_id);
+                    self.enricher.enrich_into(event, now, buf);
+                }),
+                Some(program) => {
+                    enriched.clear();
+                    self.enricher.enrich_into(event, now, &mut enriched);
+                    match program.remap_json(&enriched) {
+                        Ok(json) => {
+                            frame.push_with(|buf| record::encode(buf, &event.tenant_id, &json))
+                        }
+                        Err(e) => {
+                            self.metrics.errors.with_label_values(&["global"]).inc();
+                            refused.push(DeadLetter::new(
+                                INGEST_DLQ,
+                                &event.tenant_id,
+                                &enriched,
+                                &format!("{}: {e}", program.key()),
+                                1,
+                                now_rfc3339(),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        (frame, refused)
+    }
 }
 
 impl Submit for Pipeline {
     fn submit(&self, events: Vec<Event>) -> SubmitFuture<'_> {
         Box::pin(async move {
-            let now = OffsetDateTime::now_utc();
-            let mut frame = FrameBuilder::new();
-            for event in &events {
-                frame.push_with(|buf| {
-                    record::encode_header(buf, &event.tenant_id);
-                    self.enricher.enrich_into(event, now, buf);
-                });
+            let (frame, refused) = self.build_frame(&events);
+            if !refused.is_empty() {
+                tracing::warn!(events = refused.len(), reason = %refused[0].reason, "the global transform refused events; they are in the ingest dead-letter queue");
+                let dlq = self.ingest_dlq.clone();
+                tokio::task::spawn_blocking(move || dlq.append(&refused))
+                    .await
+                    .map_err(|e| SubmitError::Unavailable(e.to_string()))?
+                    .map_err(|e| {
+                        SubmitError::Unavailable(format!("cannot write dead letters: {e}"))
+                    })?;
+            }
+            if frame.is_empty() {
+                return Ok(events.len());
             }
             match self.wal.append(frame).await {
-                Ok(ack) => Ok(ack.count as usize),
+                Ok(_) => Ok(events.len()),
                 Err(WalError::Full { .. }) => Err(SubmitError::Full),
                 Err(WalError::Closed) => Err(SubmitError::ShuttingDown),
                 Err(e @ WalError::TooLarge { .. }) => Err(SubmitError::TooLarge(e.to_string())),

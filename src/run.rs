@@ -16,13 +16,15 @@ use thoth_enrich::{Enricher, MdmLoader};
 use thoth_event::Limits;
 use thoth_ingest::{HookSource, IngestMetrics, IngestState, ListenerLimits, TokenTable};
 use thoth_sinks::{DeadLetterQueue, FileSink, HttpSink, HttpSinkParts, SinkHealth, SinkMetrics};
+use thoth_transform::TransformMetrics;
 use thoth_wal::{FsyncPolicy, Wal, WalOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::api::{self, ApiState, WalGauges};
 use crate::destinations;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, INGEST_DLQ};
+use crate::programs::Programs;
 
 /// How often MDM snapshot files are checked for changes (a `stat` each).
 const SNAPSHOT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -31,8 +33,9 @@ const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long sinks get to finish the batch in hand at shutdown.
 const SINK_STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub async fn run(config: Config) -> anyhow::Result<()> {
+pub async fn run(config: Config, programs: Programs) -> anyhow::Result<()> {
     let registry = Registry::new();
+    let transform_metrics = TransformMetrics::new(&registry)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
 
@@ -74,7 +77,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         sink_health.push((name.clone(), health.clone()));
         match &sink.kind {
             SinkKind::File { path } => {
-                let task = FileSink::new(sink, path.clone(), reader, health, sink_metrics.clone());
+                let task = FileSink::new(
+                    sink,
+                    path.clone(),
+                    programs.route(sink, &transform_metrics),
+                    DeadLetterQueue::new(&config.dlq_dir(), name),
+                    reader,
+                    health,
+                    sink_metrics.clone(),
+                );
                 sink_tasks.push(tokio::spawn(task.run(stop_rx.clone())));
             }
             SinkKind::SplunkHec(_)
@@ -87,7 +98,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 let task = HttpSink::new(HttpSinkParts {
                     name: name.clone(),
                     destination,
-                    tenants: sink.tenants.clone(),
+                    route: programs.route(sink, &transform_metrics),
                     batch: sink.batch,
                     retry: sink.retry,
                     http: sink.http.clone(),
@@ -126,6 +137,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         hooks,
         submit: Arc::new(Pipeline {
             enricher: enricher.clone(),
+            transform: programs.global.clone(),
+            ingest_dlq: DeadLetterQueue::new(&config.dlq_dir(), INGEST_DLQ),
+            metrics: transform_metrics.clone(),
             wal: wal.clone(),
         }),
         tokens: TokenTable::new(&config.api.tokens),

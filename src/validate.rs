@@ -6,11 +6,30 @@ use serde_json::json;
 use thoth_config::{Config, ConfigError};
 
 struct Summary {
+    /// VRL warnings (they do not make the config invalid).
+    warnings: Vec<ConfigError>,
     tenants: usize,
     tokens: usize,
     mdm_providers: usize,
     mdm_endpoints: usize,
     sinks: Vec<String>,
+}
+
+/// A VRL diagnostic as a config error: the program's key, then the line and column in the
+/// program, VRL's code and message, and VRL's own rendering.
+fn vrl_error(d: thoth_transform::VrlDiagnostic) -> ConfigError {
+    ConfigError {
+        path: d.key.clone(),
+        message: format!(
+            "line {}, column {}: {}[E{:03}]: {}\n{}",
+            d.line,
+            d.column,
+            if d.error { "error" } else { "warning" },
+            d.code,
+            d.message,
+            d.rendered.trim_end()
+        ),
+    }
 }
 
 /// Checks a config file, including the MDM snapshot files it names (a broken snapshot would
@@ -23,6 +42,15 @@ pub fn run(path: &Path, json: bool) -> i32 {
             .iter()
             .map(|e| json!({"path": e.path, "message": e.message}))
             .collect();
+        let warnings: Vec<_> = summary
+            .as_ref()
+            .map(|s| {
+                s.warnings
+                    .iter()
+                    .map(|e| json!({"path": e.path, "message": e.message}))
+                    .collect()
+            })
+            .unwrap_or_default();
         let summary = summary.filter(|_| ok).map(|s| {
             json!({
                 "tenants": s.tenants,
@@ -34,9 +62,12 @@ pub fn run(path: &Path, json: bool) -> i32 {
         });
         println!(
             "{}",
-            json!({"ok": ok, "config": path.display().to_string(), "errors": errors, "summary": summary})
+            json!({"ok": ok, "config": path.display().to_string(), "errors": errors, "warnings": warnings, "summary": summary})
         );
     } else if let (true, Some(s)) = (ok, &summary) {
+        for w in &s.warnings {
+            println!("warning: {}: {}", w.path, w.message);
+        }
         println!(
             "{}: valid ({} tenants, {} tokens, {} MDM providers with {} endpoints, sinks: {})",
             path.display(),
@@ -69,6 +100,11 @@ fn check(path: &Path) -> (Vec<ConfigError>, Option<Summary>) {
         Err(errors) => return (errors, None),
     };
     let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    match crate::programs::Programs::compile(&config) {
+        Ok(p) => warnings = p.warnings,
+        Err(diagnostics) => errors.extend(diagnostics.into_iter().map(vrl_error)),
+    }
     let mut endpoints = 0;
     for (i, p) in config.mdm.providers.iter().enumerate() {
         match thoth_enrich::load_provider(p) {
@@ -80,6 +116,7 @@ fn check(path: &Path) -> (Vec<ConfigError>, Option<Summary>) {
         }
     }
     let summary = Summary {
+        warnings: warnings.into_iter().map(vrl_error).collect(),
         tenants: config.tenants.len(),
         tokens: config.api.tokens.len(),
         mdm_providers: config.mdm.providers.len(),

@@ -36,6 +36,32 @@ pub struct Config {
     pub sinks: BTreeMap<String, SinkConfig>,
     /// `[[sources.webhooks]]`: signed inbound webhooks at `/v1/hooks/{name}`.
     pub webhook_sources: Vec<WebhookSourceConfig>,
+    /// `[transform]`: the global VRL program, run after enrichment.
+    pub transform: Option<VrlSource>,
+    /// `[[tests]]`, run by `thoth-gateway test`.
+    pub tests: Vec<ConfigTest>,
+}
+
+/// A VRL program's source and the config key it was found at (for diagnostics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VrlSource {
+    pub key: String,
+    pub source: String,
+}
+
+/// One `[[tests]]` entry.
+#[derive(Debug, Clone)]
+pub struct ConfigTest {
+    pub name: String,
+    pub path: String,
+    /// The input event, as JSON.
+    pub input: serde_json::Value,
+    /// The exact set of sinks the event must reach.
+    pub expect_sinks: Option<Vec<String>>,
+    /// A VRL assertion program run on the transformed event.
+    pub expect: Option<VrlSource>,
+    /// Per sink: a VRL assertion program run on that sink's `remap` result.
+    pub expect_remap: Vec<(String, VrlSource)>,
 }
 
 /// One `[[sources.webhooks]]`.
@@ -215,6 +241,10 @@ pub struct SinkConfig {
     pub when_full: WhenFull,
     pub batch: BatchConfig,
     pub retry: RetryConfig,
+    /// VRL: the sink takes an event only when this returns `true`.
+    pub condition: Option<VrlSource>,
+    /// VRL: what the sink sends instead of the enriched event.
+    pub remap: Option<VrlSource>,
     /// Settings of sinks that send requests (unused by `file`).
     pub http: HttpSinkConfig,
     pub kind: SinkKind,

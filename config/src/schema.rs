@@ -46,16 +46,13 @@ pub(crate) fn parse(text: &str, base: &Path) -> Result<Config, Vec<ConfigError>>
     let sinks = read_sinks(&mut root, base, &tenant_ids, &mut errs);
 
     let webhook_sources = read_sources(&mut root, base, &tenant_ids, &mut errs);
-    root.not_supported_yet(
-        "transform",
-        "VRL transforms arrive with the VRL issue",
-        &mut errs,
-    );
-    root.not_supported_yet(
-        "tests",
-        "config unit tests arrive with the VRL issue",
-        &mut errs,
-    );
+    let transform = root.table("transform", &mut errs).and_then(|mut t| {
+        let source = t.req_string("source", &mut errs);
+        let key = t.key_path("source");
+        t.finish(&mut errs);
+        source.map(|source| VrlSource { key, source })
+    });
+    let tests = read_tests(&mut root, &sinks, &mut errs);
     root.finish(&mut errs);
 
     if let Some(api) = &api {
@@ -82,7 +79,85 @@ pub(crate) fn parse(text: &str, base: &Path) -> Result<Config, Vec<ConfigError>>
         checkins,
         sinks,
         webhook_sources,
+        transform,
+        tests,
     })
+}
+
+fn read_tests(
+    root: &mut Obj,
+    sinks: &BTreeMap<String, SinkConfig>,
+    errs: &mut Errors,
+) -> Vec<ConfigTest> {
+    let mut out = Vec::new();
+    for mut t in root.tables("tests", errs) {
+        let name = t.req_string("name", errs);
+        let input = match t.get("input") {
+            Some(v @ toml::Value::Table(_)) => serde_json::to_value(v).ok(),
+            Some(_) => {
+                errs.push(&t.key_path("input"), "expected a table (an event)");
+                None
+            }
+            None => {
+                errs.push(&t.key_path("input"), "is required (the event to test)");
+                None
+            }
+        };
+        let expect_sinks = t.strings("expect_sinks", errs);
+        if let Some(list) = &expect_sinks {
+            for (i, s) in list.iter().enumerate() {
+                if !sinks.contains_key(s) {
+                    errs.push(
+                        &format!("{}[{i}]", t.key_path("expect_sinks")),
+                        format!("no sink named {s:?}"),
+                    );
+                }
+            }
+        }
+        let expect = t.string("expect", errs).map(|source| VrlSource {
+            key: t.key_path("expect"),
+            source,
+        });
+        let mut expect_remap = Vec::new();
+        if let Some(mut r) = t.table("expect_remap", errs) {
+            let keys: Vec<String> = r.keys().map(str::to_string).collect();
+            for sink in keys {
+                let key = r.key_path(&sink);
+                match sinks.get(&sink) {
+                    Some(s) if s.remap.is_none() => {
+                        errs.push(&key, format!("sink {sink:?} has no remap"));
+                        r.get(&sink);
+                    }
+                    None => {
+                        errs.push(&key, format!("no sink named {sink:?}"));
+                        r.get(&sink);
+                    }
+                    Some(_) => {
+                        if let Some(source) = r.string(&sink, errs) {
+                            expect_remap.push((sink, VrlSource { key, source }));
+                        }
+                    }
+                }
+            }
+            r.finish(errs);
+        }
+        if expect_sinks.is_none() && expect.is_none() && expect_remap.is_empty() {
+            errs.push(&t.path, "a test needs expect_sinks, expect or expect_remap");
+        }
+        let path = t.path.clone();
+        t.finish(errs);
+        if let (Some(name), Some(input)) = (name, input) {
+            out.push(ConfigTest {
+                name,
+                path,
+                input,
+                expect_sinks,
+                expect,
+                expect_remap,
+            });
+        }
+    }
+    out
 }
 
 fn read_sources(
@@ -718,9 +793,14 @@ fn read_sink(
         .is_some_and(|b| b.contains_key("max_events"));
     let mut batch = read_batch(s, errs);
     let retry = read_retry(s, errs);
-    for key in ["condition", "remap"] {
-        s.not_supported_yet(key, "VRL arrives with the VRL issue", errs);
-    }
+    let condition = s.string("condition", errs).map(|source| VrlSource {
+        key: s.key_path("condition"),
+        source,
+    });
+    let remap = s.string("remap", errs).map(|source| VrlSource {
+        key: s.key_path("remap"),
+        source,
+    });
     let mut http = HttpSinkConfig::default();
     let kind = match s.req_string("type", errs).as_deref() {
         Some("file") => {
@@ -802,6 +882,8 @@ fn read_sink(
         when_full,
         batch,
         retry,
+        condition,
+        remap,
         http,
         kind: kind?,
     })

@@ -128,14 +128,13 @@ fn references_and_types_are_checked() {
 #[test]
 fn later_features_are_refused_not_ignored() {
     let more = format!(
-        "{GOOD}\n[transform]\nsource = '.a = 1'\n[sinks.splunk]\ntype = \"kafka\"\nendpoint = \"https://x\"\n"
-    )
-    .replace("type = \"file\"\npath = \"/tmp/archive.ndjson\"", "type = \"file\"\npath = \"/tmp/archive.ndjson\"\ncondition = '.risk == \"high\"'");
+        "{GOOD}\n[sources.kafka]\nname = \"fleet\"\n[sinks.splunk]\ntype = \"kafka\"\nendpoint = \"https://x\"\n"
+    );
     let errs = parse(&more).unwrap_err();
     let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
     assert!(
         text.iter()
-            .any(|e| e.starts_with("transform: not supported yet")),
+            .any(|e| e.starts_with("sources.kafka: not supported yet")),
         "{text:#?}"
     );
     assert!(
@@ -144,13 +143,32 @@ fn later_features_are_refused_not_ignored() {
         "{text:#?}"
     );
     assert!(
-        text.iter()
-            .any(|e| e.starts_with("sinks.archive.condition: not supported yet")),
-        "{text:#?}"
-    );
-    assert!(
         !text.iter().any(|e| e.contains("sinks.splunk.endpoint")),
         "{text:#?}"
+    );
+}
+
+#[test]
+fn vrl_sources_and_tests_are_kept_with_their_key_paths() {
+    let more = format!(
+        "{GOOD}\n[transform]\nsource = '.a = 1'\n[[tests]]\nname = \"t\"\ninput = {{ type = \"alert\", tenant_id = \"acme\" }}\nexpect_sinks = [\"archive\"]\nexpect = 'assert!(true)'\n"
+    )
+    .replace(
+        "type = \"file\"\npath = \"/tmp/archive.ndjson\"",
+        "type = \"file\"\npath = \"/tmp/archive.ndjson\"\ncondition = '.risk == \"high\"'",
+    );
+    let c = parse(&more).unwrap();
+    assert_eq!(c.transform.as_ref().unwrap().key, "transform.source");
+    assert_eq!(
+        c.sinks["archive"].condition.as_ref().unwrap().key,
+        "sinks.archive.condition"
+    );
+    assert_eq!(c.tests[0].input["tenant_id"], "acme");
+    assert_eq!(c.tests[0].expect.as_ref().unwrap().key, "tests[0].expect");
+    let bad = more.replace("expect_sinks = [\"archive\"]", "expect_sinks = [\"nope\"]");
+    assert_eq!(
+        paths(&parse(&bad).unwrap_err()),
+        vec!["tests[0].expect_sinks[0]"]
     );
 }
 

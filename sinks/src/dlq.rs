@@ -26,6 +26,37 @@ pub struct DeadLetter {
     pub event: Box<RawValue>,
 }
 
+impl DeadLetter {
+    /// A dead letter for an event (its JSON; kept as a string if it is not valid JSON).
+    pub fn new(
+        sink: &str,
+        tenant_id: &str,
+        json: &[u8],
+        reason: &str,
+        attempts: u32,
+        first_failed_at: String,
+    ) -> DeadLetter {
+        let event_id = thoth_event::EnrichedView::parse(json)
+            .ok()
+            .and_then(|v| v.event_id.map(|s| s.into_owned()))
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(json).into_owned();
+        let event = RawValue::from_string(text.clone()).unwrap_or_else(|_| {
+            RawValue::from_string(serde_json::to_string(&text).expect("a string"))
+                .expect("a JSON string is valid JSON")
+        });
+        DeadLetter {
+            event_id,
+            sink: sink.to_string(),
+            tenant_id: tenant_id.to_string(),
+            reason: reason.to_string(),
+            attempts,
+            first_failed_at,
+            event,
+        }
+    }
+}
+
 /// The dead-letter queue of one sink.
 #[derive(Debug, Clone)]
 pub struct DeadLetterQueue {

@@ -440,11 +440,16 @@ mod tests {
                 target: ElasticTarget::DataStream("d".into()),
             })
             .unwrap();
-            let req = es.request(&client, Bytes::new(), true, b"").build().unwrap();
+            let req = es
+                .request(&client, Bytes::new(), true, b"")
+                .build()
+                .unwrap();
             assert_eq!(req.url().as_str(), "http://a:9200/_bulk");
             assert_eq!(req.headers()["content-type"], "application/x-ndjson");
             assert_eq!(req.headers()["content-encoding"], "gzip");
-            req.headers().get("authorization").map(|v| v.to_str().unwrap().to_string())
+            req.headers()
+                .get("authorization")
+                .map(|v| v.to_str().unwrap().to_string())
         };
         assert_eq!(auth_of(ElasticAuth::None), None);
         assert_eq!(

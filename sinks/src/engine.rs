@@ -4,15 +4,13 @@
 //! jitter, `Retry-After` pausing the whole sink), or dead-letter. The cursor moves only past
 //! events that are delivered or dead-lettered, whatever order requests complete in.
 
-use std::collections::HashSet;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde_json::value::RawValue;
 use thoth_config::{BatchConfig, Compression, HttpSinkConfig, RetryConfig};
-use thoth_event::{now_rfc3339, record, EnrichedView};
+use thoth_event::{now_rfc3339, record};
 use thoth_wal::{Committer, Entry, Reader};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::Instant;
@@ -23,6 +21,7 @@ use crate::dlq::{DeadLetter, DeadLetterQueue};
 use crate::health::SinkHealth;
 use crate::metrics::SinkMetrics;
 use crate::pause::Pause;
+use crate::route::{Route, Routed};
 
 /// Largest response body read from a destination; the rest is ignored.
 const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
@@ -35,7 +34,8 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct HttpSinkParts {
     pub name: String,
     pub destination: Arc<dyn Destination>,
-    pub tenants: Option<Vec<String>>,
+    /// Tenants, condition and remap.
+    pub route: Route,
     pub batch: BatchConfig,
     pub retry: RetryConfig,
     pub http: HttpSinkConfig,
@@ -48,7 +48,7 @@ pub struct HttpSinkParts {
 struct Shared {
     name: String,
     destination: Arc<dyn Destination>,
-    tenants: Option<HashSet<String>>,
+    route: Route,
     retry: RetryConfig,
     gzip: bool,
     client: reqwest::Client,
@@ -69,7 +69,10 @@ pub struct HttpSink {
 /// One event on its way.
 struct Item {
     tenant_id: String,
+    /// What is sent: the enriched event, or the sink's remap of it.
     json: Vec<u8>,
+    /// The enriched event, when `json` is a remap (dead letters keep the enriched event).
+    original: Option<Vec<u8>>,
     appended_ms: Option<u64>,
     encoded: Vec<u8>,
     attempts: u32,
@@ -96,7 +99,7 @@ impl HttpSink {
             shared: Arc::new(Shared {
                 name: parts.name,
                 destination: parts.destination,
-                tenants: parts.tenants.map(|t| t.into_iter().collect()),
+                route: parts.route,
                 retry: parts.retry,
                 gzip: parts.http.compression == Compression::Gzip,
                 client,
@@ -141,7 +144,16 @@ impl HttpSink {
             let progress = progress_tx.clone();
             let stop = stop.clone();
             tokio::spawn(async move {
-                let items = shared.items_from_wal(entries);
+                let (items, failed) = shared.items_from_wal(entries);
+                let mut stopping = stop.clone();
+                for (item, reason) in failed {
+                    if !shared
+                        .dead_letter(vec![item], &reason, "remap", &mut stopping)
+                        .await
+                    {
+                        return; // stopped: the batch stays in the WAL
+                    }
+                }
                 if shared.deliver(items, stop).await {
                     let _ = progress.send(Progress::Finish(start));
                 }
@@ -257,17 +269,22 @@ async fn replay_dead_letters(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
             Err(_) => continue,
         };
         tracing::info!(sink = %shared.name, events = letters.len(), "replaying dead letters");
-        let items = letters
-            .into_iter()
-            .map(|l| Item {
-                tenant_id: l.tenant_id,
-                json: l.event.get().as_bytes().to_vec(),
-                appended_ms: None,
-                encoded: Vec::new(),
-                attempts: 0,
-                first_failed_at: None,
-            })
-            .collect();
+        // Dead letters hold the enriched event: route (and remap) it again.
+        let mut items = Vec::new();
+        let mut failed = Vec::new();
+        for l in letters {
+            match shared.route_one(&l.tenant_id, l.event.get().as_bytes(), None) {
+                None => {}
+                Some(Ok(item)) => items.push(item),
+                Some(Err(failure)) => failed.push(failure),
+            }
+        }
+        let mut stopping = stop.clone();
+        for (item, reason) in failed {
+            if !shared.dead_letter(vec![item], &reason, "remap", &mut stopping).await {
+                return;
+            }
+        }
         if shared.deliver(items, stop.clone()).await {
             let dlq = shared.dlq.clone();
             if let Ok(Err(e)) = tokio::task::spawn_blocking(move || dlq.finish_replay()).await {
@@ -284,31 +301,49 @@ fn now_ms() -> u64 {
 }
 
 impl Shared {
-    fn items_from_wal(&self, entries: Vec<Entry>) -> Vec<Item> {
+    /// Routes one enriched event: `None` when the sink does not take it, `Err` when its remap
+    /// failed (with the reason).
+    fn route_one(
+        &self,
+        tenant: &str,
+        json: &[u8],
+        appended_ms: Option<u64>,
+    ) -> Option<Result<Item, (Item, String)>> {
+        let item = |json: Vec<u8>, original: Option<Vec<u8>>| Item {
+            tenant_id: tenant.to_string(),
+            json,
+            original,
+            appended_ms,
+            encoded: Vec::new(),
+            attempts: 0,
+            first_failed_at: None,
+        };
+        match self.route.route(tenant, json) {
+            Routed::Skip => None,
+            Routed::Send(std::borrow::Cow::Borrowed(_)) => Some(Ok(item(json.to_vec(), None))),
+            Routed::Send(std::borrow::Cow::Owned(remapped)) => {
+                Some(Ok(item(remapped, Some(json.to_vec()))))
+            }
+            Routed::Failed(reason) => Some(Err((item(json.to_vec(), None), reason))),
+        }
+    }
+
+    /// The events this sink takes, routed (remapped); and those whose remap failed.
+    fn items_from_wal(&self, entries: Vec<Entry>) -> (Vec<Item>, Vec<(Item, String)>) {
         let mut filtered = 0u64;
         let mut items = Vec::with_capacity(entries.len());
+        let mut failed = Vec::new();
         for e in entries {
             let Some(rec) = record::decode(&e.data) else {
                 tracing::error!(sink = %self.name, seq = e.seq, "skipping an unreadable WAL record");
                 filtered += 1;
                 continue;
             };
-            if self
-                .tenants
-                .as_ref()
-                .is_some_and(|t| !t.contains(rec.tenant_id))
-            {
-                filtered += 1;
-                continue;
+            match self.route_one(rec.tenant_id, rec.json, Some(e.appended_ms)) {
+                None => filtered += 1,
+                Some(Ok(item)) => items.push(item),
+                Some(Err(failure)) => failed.push(failure),
             }
-            items.push(Item {
-                tenant_id: rec.tenant_id.to_string(),
-                json: rec.json.to_vec(),
-                appended_ms: Some(e.appended_ms),
-                encoded: Vec::new(),
-                attempts: 0,
-                first_failed_at: None,
-            });
         }
         if filtered > 0 {
             self.metrics
@@ -316,7 +351,7 @@ impl Shared {
                 .with_label_values(&[&self.name, "filtered"])
                 .inc_by(filtered);
         }
-        items
+        (items, failed)
     }
 
     /// Delivers or dead-letters every item. `false` when stopped first (the items stay in the
@@ -633,24 +668,14 @@ impl Shared {
         let letters: Vec<DeadLetter> = items
             .iter()
             .map(|item| {
-                let event_id = EnrichedView::parse(&item.json)
-                    .ok()
-                    .and_then(|v| v.event_id.map(|s| s.into_owned()))
-                    .unwrap_or_default();
-                let json = String::from_utf8_lossy(&item.json).into_owned();
-                let event = RawValue::from_string(json.clone()).unwrap_or_else(|_| {
-                    RawValue::from_string(serde_json::to_string(&json).expect("a string"))
-                        .expect("a JSON string is valid JSON")
-                });
-                DeadLetter {
-                    event_id,
-                    sink: self.name.clone(),
-                    tenant_id: item.tenant_id.clone(),
-                    reason: reason.to_string(),
-                    attempts: item.attempts + 1,
-                    first_failed_at: item.first_failed_at.clone().unwrap_or_else(|| now.clone()),
-                    event,
-                }
+                DeadLetter::new(
+                    &self.name,
+                    &item.tenant_id,
+                    item.original.as_deref().unwrap_or(&item.json),
+                    reason,
+                    item.attempts + 1,
+                    item.first_failed_at.clone().unwrap_or_else(|| now.clone()),
+                )
             })
             .collect();
         let letters = Arc::new(letters);

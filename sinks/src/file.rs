@@ -1,25 +1,27 @@
 //! The `file` sink: appends enriched NDJSON to a file and fsyncs before it moves its cursor.
 
-use std::collections::HashSet;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use thoth_config::{BatchConfig, RetryConfig, SinkConfig};
-use thoth_event::record;
+use thoth_event::{now_rfc3339, record};
 use thoth_wal::{Entry, Reader};
 use tokio::sync::watch;
 
 use crate::backoff::{backoff, Jitter};
+use crate::dlq::{DeadLetter, DeadLetterQueue};
 use crate::health::SinkHealth;
 use crate::metrics::SinkMetrics;
+use crate::route::{Route, Routed};
 
 /// A running file sink.
 pub struct FileSink {
     name: String,
     path: PathBuf,
-    tenants: Option<HashSet<String>>,
+    route: Route,
+    dlq: DeadLetterQueue,
     batch: BatchConfig,
     retry: RetryConfig,
     reader: Reader,
@@ -28,10 +30,13 @@ pub struct FileSink {
 }
 
 impl FileSink {
-    /// A file sink for `config`, appending to `path`, reading with `reader`.
+    /// A file sink for `config`, appending to `path`, reading with `reader`; events whose
+    /// `remap` fails go to `dlq`.
     pub fn new(
         config: &SinkConfig,
         path: PathBuf,
+        route: Route,
+        dlq: DeadLetterQueue,
         reader: Reader,
         health: Arc<SinkHealth>,
         metrics: SinkMetrics,
@@ -39,7 +44,8 @@ impl FileSink {
         FileSink {
             name: config.name.clone(),
             path,
-            tenants: config.tenants.as_ref().map(|t| t.iter().cloned().collect()),
+            route,
+            dlq,
             batch: config.batch,
             retry: config.retry,
             reader,
@@ -76,7 +82,10 @@ impl FileSink {
             let Some(last) = entries.last() else { continue };
             let next_seq = last.seq + 1;
             buf.clear();
-            let (lines, filtered) = self.encode(&entries, &mut buf);
+            let (lines, filtered, failed) = self.encode(&entries, &mut buf);
+            if !failed.is_empty() && !self.dead_letter(failed, &mut stop).await {
+                return; // stopping: the batch stays in the WAL
+            }
             if let Some(first) = entries.first() {
                 self.health.pending_since(first.appended_ms);
             }
@@ -112,29 +121,81 @@ impl FileSink {
         }
     }
 
-    /// Appends the lines of the events this sink takes; returns (lines, filtered).
-    fn encode(&self, entries: &[Entry], buf: &mut Vec<u8>) -> (u64, u64) {
+    /// Appends the lines of the events this sink takes; returns (lines, filtered, dead
+    /// letters for events whose remap failed).
+    fn encode(&self, entries: &[Entry], buf: &mut Vec<u8>) -> (u64, u64, Vec<DeadLetter>) {
         let mut lines = 0;
         let mut filtered = 0;
+        let mut failed = Vec::new();
         for e in entries {
             let Some(rec) = record::decode(&e.data) else {
                 tracing::error!(sink = %self.name, seq = e.seq, "skipping an unreadable WAL record");
                 filtered += 1;
                 continue;
             };
-            if self
-                .tenants
-                .as_ref()
-                .is_some_and(|t| !t.contains(rec.tenant_id))
-            {
-                filtered += 1;
-                continue;
+            match self.route.route(rec.tenant_id, rec.json) {
+                Routed::Skip => filtered += 1,
+                Routed::Send(json) => {
+                    buf.extend_from_slice(&json);
+                    buf.push(b'\n');
+                    lines += 1;
+                }
+                Routed::Failed(reason) => failed.push(DeadLetter::new(
+                    &self.name,
+                    rec.tenant_id,
+                    rec.json,
+                    &reason,
+                    1,
+                    now_rfc3339(),
+                )),
             }
-            buf.extend_from_slice(rec.json);
-            buf.push(b'\n');
-            lines += 1;
         }
-        (lines, filtered)
+        (lines, filtered, failed)
+    }
+
+    /// Writes dead letters, retrying until it works; `false` when asked to stop first.
+    async fn dead_letter(
+        &self,
+        letters: Vec<DeadLetter>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let n = letters.len() as u64;
+        let letters = Arc::new(letters);
+        let mut attempt = 0;
+        loop {
+            let (dlq, batch) = (self.dlq.clone(), letters.clone());
+            match tokio::task::spawn_blocking(move || dlq.append(&batch)).await {
+                Ok(Ok(())) => break,
+                Ok(Err(e)) => {
+                    attempt += 1;
+                    self.health
+                        .failed(format!("cannot write dead letters: {e}"));
+                }
+                Err(_) => attempt += 1,
+            }
+            let delay = backoff(
+                attempt,
+                self.retry.initial_backoff,
+                self.retry.max_backoff,
+                0.5,
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = stop.changed() => {}
+            }
+            if *stop.borrow() {
+                return false;
+            }
+        }
+        self.metrics
+            .dead_letters
+            .with_label_values(&[&self.name, "remap"])
+            .inc_by(n);
+        self.metrics
+            .events
+            .with_label_values(&[&self.name, "dead_lettered"])
+            .inc_by(n);
+        true
     }
 
     /// Writes `buf` until it succeeds, backing off between attempts. `None` when asked to

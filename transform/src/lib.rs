@@ -80,7 +80,9 @@ pub struct VrlProgram {
 
 impl std::fmt::Debug for VrlProgram {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VrlProgram").field("key", &self.key).finish()
+        f.debug_struct("VrlProgram")
+            .field("key", &self.key)
+            .finish()
     }
 }
 
@@ -117,7 +119,10 @@ fn diagnostics(key: &str, source: &str, list: DiagnosticList) -> Vec<VrlDiagnost
 
 impl VrlProgram {
     /// Compiles `source` (found at config key `key`). `Ok` carries VRL's warnings.
-    pub fn compile(key: &str, source: &str) -> Result<(VrlProgram, Vec<VrlDiagnostic>), Vec<VrlDiagnostic>> {
+    pub fn compile(
+        key: &str,
+        source: &str,
+    ) -> Result<(VrlProgram, Vec<VrlDiagnostic>), Vec<VrlDiagnostic>> {
         match vrl::compiler::compile(source, functions()) {
             Ok(result) => Ok((
                 VrlProgram {
@@ -174,6 +179,42 @@ impl VrlProgram {
     }
 }
 
+/// Transform metrics, shared by the global transform and every sink.
+#[derive(Clone)]
+pub struct TransformMetrics {
+    /// `thoth_transform_errors_total{stage}`: `global`, `condition`, `remap`.
+    pub errors: prometheus::IntCounterVec,
+    /// `thoth_route_events_total{sink,matched}`: condition results per sink.
+    pub routed: prometheus::IntCounterVec,
+}
+
+impl TransformMetrics {
+    pub fn new(registry: &prometheus::Registry) -> prometheus::Result<Self> {
+        let errors = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "thoth_transform_errors_total",
+                "VRL runtime errors and aborts, by stage (global, condition, remap).",
+            ),
+            &["stage"],
+        )?;
+        let routed = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "thoth_route_events_total",
+                "Events a sink's condition matched (true) or not (false).",
+            ),
+            &["sink", "matched"],
+        )?;
+        registry.register(Box::new(errors.clone()))?;
+        registry.register(Box::new(routed.clone()))?;
+        Ok(TransformMetrics { errors, routed })
+    }
+
+    /// Metrics registered nowhere (tests, one-shot commands).
+    pub fn unregistered() -> Self {
+        TransformMetrics::new(&prometheus::Registry::new()).expect("fresh registry")
+    }
+}
+
 /// JSON to a VRL value.
 pub fn json_to_value(json: &[u8]) -> Result<Value, RunError> {
     let value: Value = serde_json::from_slice(json).map_err(|e| RunError::Input(e.to_string()))?;
@@ -221,13 +262,17 @@ mod tests {
         let (p, _) = VrlProgram::compile("t", "abort").unwrap();
         assert!(matches!(p.remap_json(EVENT), Err(RunError::Abort(_))));
         let (p, _) = VrlProgram::compile("t", "assert_eq!(.context.fleet.id, \"ops\")").unwrap();
-        let err = p.run(json_to_value(EVENT).unwrap()).unwrap_err().to_string();
+        let err = p
+            .run(json_to_value(EVENT).unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("assertion failed"), "{err}");
     }
 
     #[test]
     fn compile_errors_carry_line_and_column() {
-        let errs = VrlProgram::compile("sinks.soar.remap", ".a = 1\n.b = upcase(.missing)\n").unwrap_err();
+        let errs =
+            VrlProgram::compile("sinks.soar.remap", ".a = 1\n.b = upcase(.missing)\n").unwrap_err();
         let e = &errs[0];
         assert_eq!(e.key, "sinks.soar.remap");
         assert!(e.error);
@@ -235,13 +280,22 @@ mod tests {
         assert!(e.rendered.contains("upcase"), "{}", e.rendered);
         let syntax = VrlProgram::compile("transform.source", ".a = = 1").unwrap_err();
         assert_eq!(syntax[0].line, 1);
-        assert!(syntax[0].to_string().starts_with("transform.source: line 1, column "));
+        assert!(syntax[0]
+            .to_string()
+            .starts_with("transform.source: line 1, column "));
     }
 
     #[test]
     fn excluded_functions_do_not_compile() {
-        for f in ["get_env_var(\"HOME\")", "get_hostname()", "http_request(\"http://x\")"] {
-            assert!(VrlProgram::compile("t", f).is_err(), "{f} should not be available");
+        for f in [
+            "get_env_var(\"HOME\")",
+            "get_hostname()",
+            "http_request(\"http://x\")",
+        ] {
+            assert!(
+                VrlProgram::compile("t", f).is_err(),
+                "{f} should not be available"
+            );
         }
     }
 }
