@@ -615,7 +615,7 @@ fn a_changed_snapshot_is_reloaded_and_a_broken_one_keeps_the_previous() {
 }
 
 #[test]
-fn the_example_config_is_valid() {
+fn the_example_config_is_valid_and_its_tests_pass() {
     let cfg = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gateway.toml");
     let out = std::process::Command::new(BIN)
         .args(["validate", "--config"])
@@ -631,6 +631,17 @@ fn the_example_config_is_valid() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+    let tests = std::process::Command::new(BIN)
+        .args(["test", "--config"])
+        .env("THOTH_HEC_TOKEN", "00000000-0000-0000-0000-000000000000")
+        .env("THOTH_ES_API_KEY", "a2V5OnNlY3JldA==")
+        .env("THOTH_SENTINEL_CLIENT_SECRET", "secret")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&tests.stdout);
+    assert_eq!(tests.status.code(), Some(0), "{text}");
+    assert!(text.contains("2 passed, 0 failed"), "{text}");
 }
 
 #[test]

@@ -281,7 +281,10 @@ async fn replay_dead_letters(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
         }
         let mut stopping = stop.clone();
         for (item, reason) in failed {
-            if !shared.dead_letter(vec![item], &reason, "remap", &mut stopping).await {
+            if !shared
+                .dead_letter(vec![item], &reason, "remap", &mut stopping)
+                .await
+            {
                 return;
             }
         }

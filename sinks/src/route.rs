@@ -54,12 +54,21 @@ impl Route {
         if self.condition.is_none() && self.remap.is_none() {
             return Routed::Send(Cow::Borrowed(json)); // no VRL: no conversion
         }
-        let value = match json_to_value(json) {
-            Ok(v) => v,
-            Err(e) => return Routed::Failed(format!("sinks.{}: {e}", self.sink)),
+        // A condition alone builds only the fields it reads; with a remap the whole event is
+        // built once for both.
+        let value = match &self.remap {
+            Some(_) => match json_to_value(json) {
+                Ok(v) => Some(v),
+                Err(e) => return Routed::Failed(format!("sinks.{}: {e}", self.sink)),
+            },
+            None => None,
         };
         if let Some(condition) = &self.condition {
-            let matched = match condition.condition(value.clone()) {
+            let result = match &value {
+                Some(v) => condition.condition(v.clone()),
+                None => condition.condition_json(json),
+            };
+            let matched = match result {
                 Ok(m) => m,
                 Err(e) => {
                     self.metrics.errors.with_label_values(&["condition"]).inc();
@@ -75,15 +84,15 @@ impl Route {
                 return Routed::Skip;
             }
         }
-        match &self.remap {
-            None => Routed::Send(Cow::Borrowed(json)),
-            Some(remap) => match remap.run(value) {
+        match (&self.remap, value) {
+            (Some(remap), Some(value)) => match remap.run(value) {
                 Ok((event, _)) => Routed::Send(Cow::Owned(thoth_transform::value_to_json(&event))),
                 Err(e) => {
                     self.metrics.errors.with_label_values(&["remap"]).inc();
                     Routed::Failed(format!("{}: {e}", remap.key()))
                 }
             },
+            _ => Routed::Send(Cow::Borrowed(json)),
         }
     }
 }

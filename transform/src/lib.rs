@@ -76,6 +76,60 @@ pub enum RunError {
 pub struct VrlProgram {
     key: String,
     program: Program,
+    /// The top-level fields the program reads; `None` when it may read the whole event.
+    reads: Option<Vec<String>>,
+}
+
+/// The top-level event fields a program queries, when that set is known.
+fn top_level_reads(program: &Program) -> Option<Vec<String>> {
+    use vrl::path::{OwnedSegment, PathPrefix};
+    let mut fields = Vec::new();
+    for q in &program.info().target_queries {
+        if q.prefix != PathPrefix::Event {
+            continue;
+        }
+        match q.path.segments.first() {
+            Some(OwnedSegment::Field(k)) => fields.push(k.to_string()),
+            _ => return None, // `.` itself, or an index: needs the whole event
+        }
+    }
+    fields.sort();
+    fields.dedup();
+    Some(fields)
+}
+
+/// A VRL object of only the wanted top-level fields of a JSON object; the others are skipped
+/// without being built.
+fn partial_value(json: &[u8], wanted: &[String]) -> Result<Value, RunError> {
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+    struct Seed<'w>(&'w [String]);
+    impl<'de> DeserializeSeed<'de> for Seed<'_> {
+        type Value = Value;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Seed<'_> {
+        type Value = Value;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if self.0.iter().any(|w| *w == key) {
+                    out.insert(key.as_ref().into(), map.next_value::<Value>()?);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(Value::Object(out))
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(json);
+    Seed(wanted)
+        .deserialize(&mut de)
+        .map_err(|e| RunError::Input(e.to_string()))
 }
 
 impl std::fmt::Debug for VrlProgram {
@@ -127,6 +181,7 @@ impl VrlProgram {
             Ok(result) => Ok((
                 VrlProgram {
                     key: key.to_string(),
+                    reads: top_level_reads(&result.program),
                     program: result.program,
                 },
                 diagnostics(key, source, result.warnings),
@@ -165,6 +220,20 @@ impl VrlProgram {
     pub fn remap_json(&self, json: &[u8]) -> Result<Vec<u8>, RunError> {
         let (event, _) = self.run(json_to_value(json)?)?;
         Ok(value_to_json(&event))
+    }
+
+    /// Runs a condition on a JSON event, building only the fields it reads.
+    pub fn condition_json(&self, json: &[u8]) -> Result<bool, RunError> {
+        let value = match &self.reads {
+            Some(fields) => partial_value(json, fields)?,
+            None => json_to_value(json)?,
+        };
+        self.condition(value)
+    }
+
+    /// The top-level fields the program reads (`None`: possibly all).
+    pub fn reads(&self) -> Option<&[String]> {
+        self.reads.as_deref()
     }
 
     /// Runs a condition: `true` only when the program returns the boolean `true`.
@@ -283,6 +352,29 @@ mod tests {
         assert!(syntax[0]
             .to_string()
             .starts_with("transform.source: line 1, column "));
+    }
+
+    #[test]
+    fn conditions_build_only_the_fields_they_read() {
+        let (p, _) =
+            VrlProgram::compile("c", ".risk == \"critical\" && .context.fleet.id == \"eng\"")
+                .unwrap();
+        assert_eq!(
+            p.reads(),
+            Some(&["context".to_string(), "risk".to_string()][..])
+        );
+        assert_eq!(p.condition_json(EVENT), Ok(true));
+        let (whole, _) = VrlProgram::compile("c", "length(keys(.)) > 2").unwrap();
+        assert_eq!(whole.reads(), None);
+        assert_eq!(whole.condition_json(EVENT), Ok(true));
+        let (missing, _) = VrlProgram::compile("c", "exists(.nope)").unwrap();
+        assert_eq!(missing.condition_json(EVENT), Ok(false));
+    }
+
+    #[test]
+    fn unhandled_fallible_expressions_are_reported_as_vrl_does() {
+        let errs = VrlProgram::compile("sinks.s.remap", ".x = parse_json(.msg)").unwrap_err();
+        assert_eq!(errs[0].code, 103, "{}", errs[0].rendered);
     }
 
     #[test]
