@@ -4,14 +4,17 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, put};
 use axum::{Json, Router};
 use prometheus::{Encoder, IntGauge, Registry, TextEncoder};
 use serde::Serialize;
-use thoth_enrich::{Enricher, ProviderSummary};
+use thoth_config::{MdmProvider, MdmSource};
+use thoth_enrich::{Enricher, MdmStatus, ProviderSummary};
+use thoth_ingest::{ApiError, Scope, TokenTable};
 use thoth_sinks::{SinkHealth, SinkMetrics, SinkStatus};
 use thoth_wal::Wal;
 use time::OffsetDateTime;
@@ -26,6 +29,12 @@ pub struct ApiState {
     pub enricher: Arc<Enricher>,
     pub sinks: Vec<(String, Arc<SinkHealth>)>,
     pub sink_metrics: SinkMetrics,
+    /// For the admin endpoints.
+    pub tokens: TokenTable,
+    pub mdm_status: MdmStatus,
+    /// Asks the MDM task to reload snapshots now; answered once the new index is in place.
+    pub mdm_reload: tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<()>>,
+    pub providers: Vec<MdmProvider>,
     pub shutting_down: Arc<AtomicBool>,
     pub wal_gauges: WalGauges,
 }
@@ -80,13 +89,115 @@ impl WalGauges {
     }
 }
 
+/// The largest MDM snapshot `PUT /v1/mdm/{provider}` takes.
+const MAX_SNAPSHOT_BYTES: usize = 512 * 1024 * 1024;
+
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/health", get(|| async { (StatusCode::OK, "ok\n") }))
         .route("/ready", get(ready))
         .route("/v1/health", get(health))
         .route("/metrics", get(metrics))
+        .route(
+            "/v1/mdm/{provider}",
+            put(push_snapshot).layer(DefaultBodyLimit::max(MAX_SNAPSHOT_BYTES)),
+        )
+        .route("/v1/endpoints/{tenant}/{endpoint}", get(endpoint))
         .with_state(state)
+}
+
+fn require_admin(s: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
+    match s
+        .tokens
+        .authorize(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()))
+    {
+        Ok(Scope::Admin) => Ok(()),
+        Ok(Scope::Tenant(_)) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "admin_required",
+            "this endpoint needs an admin token",
+        )),
+        Err(e) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            e.message(),
+        )),
+    }
+}
+
+/// `PUT /v1/mdm/{provider}`: a snapshot in the provider's native format, validated, stored as
+/// its current snapshot and in use when this answers.
+async fn push_snapshot(
+    State(s): State<Arc<ApiState>>,
+    Path(provider): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(e) = require_admin(&s, &headers) {
+        return e.into_response();
+    }
+    let Some(p) = s.providers.iter().find(|p| p.name == provider).cloned() else {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_provider",
+            format!("no [[mdm.providers]] named {provider:?}"),
+        )
+        .into_response();
+    };
+    if matches!(p.source, MdmSource::File) {
+        return ApiError::new(
+            StatusCode::CONFLICT,
+            "file_provider",
+            format!(
+                "provider {provider:?} reads its snapshot from {}; update that file instead",
+                p.file.display()
+            ),
+        )
+        .into_response();
+    }
+    let stored = {
+        let p = p.clone();
+        tokio::task::spawn_blocking(move || thoth_enrich::store_snapshot(&p, &body)).await
+    };
+    match stored {
+        Ok(Ok(counts)) => {
+            s.mdm_status.success(&provider, counts.clone());
+            let (ack, done) = tokio::sync::oneshot::channel();
+            if s.mdm_reload.send(ack).await.is_ok() {
+                let _ = done.await;
+            }
+            Json(serde_json::json!({
+                "provider": provider, "kind": p.kind.as_str(),
+                "imported": counts.imported, "upserted": counts.upserted,
+                "unchanged": counts.unchanged, "removed": counts.removed, "errors": [],
+            }))
+            .into_response()
+        }
+        Ok(Err(e)) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_snapshot", e).into_response(),
+        Err(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            .into_response(),
+    }
+}
+
+/// `GET /v1/endpoints/{tenant}/{endpoint}`: the context and check-in health held for one
+/// endpoint.
+async fn endpoint(
+    State(s): State<Arc<ApiState>>,
+    Path((tenant, endpoint)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(e) = require_admin(&s, &headers) {
+        return e.into_response();
+    }
+    match s.enricher.describe(&tenant, &endpoint) {
+        Some(v) => Json(v).into_response(),
+        None => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_endpoint",
+            format!("neither the MDM data nor any check-in knows endpoint {endpoint:?} of tenant {tenant:?}"),
+        )
+        .into_response(),
+    }
 }
 
 async fn ready(State(s): State<Arc<ApiState>>) -> Response {
@@ -116,7 +227,22 @@ struct SinkReport {
 struct MdmReport {
     loaded: bool,
     endpoints: usize,
-    providers: Vec<ProviderSummary>,
+    /// Per provider, by name: its snapshot and its last sync.
+    #[serde(flatten)]
+    providers: BTreeMap<String, ProviderReport>,
+}
+
+#[derive(Serialize)]
+struct ProviderReport {
+    kind: &'static str,
+    tenant_id: String,
+    source: &'static str,
+    endpoints: usize,
+    /// When the snapshot in use was taken (`null`: none yet).
+    snapshot: Option<String>,
+    last_success: Option<String>,
+    last_error: Option<String>,
+    last_counts: Option<thoth_enrich::SyncCounts>,
 }
 
 #[derive(Serialize)]
@@ -189,7 +315,32 @@ fn health_report(s: &ApiState) -> HealthReport {
         mdm: MdmReport {
             loaded: s.enricher.is_loaded(),
             endpoints,
-            providers: index.providers.clone(),
+            providers: s
+                .providers
+                .iter()
+                .map(|p| {
+                    let loaded: Option<&ProviderSummary> =
+                        index.providers.iter().find(|l| l.provider == p.name);
+                    let status = s.mdm_status.get(&p.name);
+                    (
+                        p.name.clone(),
+                        ProviderReport {
+                            kind: p.kind.as_str(),
+                            tenant_id: p.tenant_id.clone(),
+                            source: match p.source {
+                                MdmSource::File => "file",
+                                MdmSource::Jamf(_) | MdmSource::Intune(_) => "api",
+                                MdmSource::Push => "push",
+                            },
+                            endpoints: loaded.map_or(0, |l| l.endpoints),
+                            snapshot: loaded.map(|l| l.snapshot.clone()),
+                            last_success: status.last_success,
+                            last_error: status.last_error,
+                            last_counts: status.last_counts,
+                        },
+                    )
+                })
+                .collect(),
         },
         checkins: CheckinReport {
             healthy,

@@ -9,6 +9,7 @@ mod health_cmd;
 mod pipeline;
 mod programs;
 mod run;
+mod stale;
 mod test_cmd;
 mod test_webhook;
 mod validate;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use prometheus::Registry;
 use thoth_config::{Config, FsyncMode, SinkKind};
-use thoth_enrich::{Enricher, MdmLoader};
+use thoth_enrich::{Enricher, MdmLoader, MdmStatus};
 use thoth_event::Limits;
 use thoth_ingest::{HookSource, IngestMetrics, IngestState, ListenerLimits, TokenTable};
 use thoth_sinks::{DeadLetterQueue, FileSink, HttpSink, HttpSinkParts, SinkHealth, SinkMetrics};
@@ -62,8 +62,18 @@ pub async fn run(config: Config, programs: Programs) -> anyhow::Result<()> {
     );
 
     let enricher = Enricher::new(&config, &registry)?;
+    let checkins_file = config.data_dir.join("checkins.json");
+    match enricher.checkins().restore(&checkins_file) {
+        Ok(n) => tracing::info!(endpoints = n, "check-in state restored"),
+        Err(e) => {
+            tracing::error!(path = %checkins_file.display(), error = %e, "cannot restore check-in state")
+        }
+    }
     let mut loader = MdmLoader::new(&config.mdm.providers, &config.mdm.fleet_rules, &registry)?;
+    // The last good snapshots first: enrichment works at once even when an MDM API is down.
     loader.load_into(&enricher);
+    let mdm_status = MdmStatus::default();
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(16);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let sink_metrics = SinkMetrics::new(&registry)?;
@@ -115,9 +125,16 @@ pub async fn run(config: Config, programs: Programs) -> anyhow::Result<()> {
     {
         let enricher = enricher.clone();
         let mut stop = stop_rx.clone();
-        tokio::spawn(loader.watch(enricher, SNAPSHOT_CHECK_INTERVAL, async move {
-            let _ = stop.wait_for(|s| *s).await;
-        }));
+        tokio::spawn(loader.watch(
+            enricher,
+            SNAPSHOT_CHECK_INTERVAL,
+            config.mdm.refresh_interval,
+            mdm_status.clone(),
+            reload_rx,
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        ));
     }
 
     let hooks_dir = config.data_dir.join("hooks");
@@ -133,15 +150,22 @@ pub async fn run(config: Config, programs: Programs) -> anyhow::Result<()> {
         hooks.insert(source.name.clone(), hook);
     }
     let shutting_down = Arc::new(AtomicBool::new(false));
+    let pipeline: Arc<dyn thoth_ingest::Submit> = Arc::new(Pipeline {
+        enricher: enricher.clone(),
+        transform: programs.global.clone(),
+        ingest_dlq: DeadLetterQueue::new(&config.dlq_dir(), INGEST_DLQ),
+        metrics: transform_metrics.clone(),
+        wal: wal.clone(),
+    });
+    let sweeper = tokio::spawn(crate::stale::sweep(
+        enricher.clone(),
+        pipeline.clone(),
+        checkins_file,
+        stop_rx.clone(),
+    ));
     let ingest = Arc::new(IngestState {
         hooks,
-        submit: Arc::new(Pipeline {
-            enricher: enricher.clone(),
-            transform: programs.global.clone(),
-            ingest_dlq: DeadLetterQueue::new(&config.dlq_dir(), INGEST_DLQ),
-            metrics: transform_metrics.clone(),
-            wal: wal.clone(),
-        }),
+        submit: pipeline,
         tokens: TokenTable::new(&config.api.tokens),
         tenants: config
             .tenants
@@ -165,6 +189,10 @@ pub async fn run(config: Config, programs: Programs) -> anyhow::Result<()> {
         enricher,
         sinks: sink_health,
         sink_metrics,
+        tokens: TokenTable::new(&config.api.tokens),
+        mdm_status,
+        mdm_reload: reload_tx,
+        providers: config.mdm.providers.clone(),
         shutting_down: shutting_down.clone(),
     });
     let app = thoth_ingest::router(ingest).merge(api::router(api_state));
@@ -187,9 +215,10 @@ pub async fn run(config: Config, programs: Programs) -> anyhow::Result<()> {
     })
     .await;
 
+    let _ = stop_tx.send(true);
+    let _ = sweeper.await; // saves check-in state; its last alerts are in the WAL first
     let closing = wal.clone();
     tokio::task::spawn_blocking(move || closing.close()).await?;
-    let _ = stop_tx.send(true);
     for task in sink_tasks {
         if tokio::time::timeout(SINK_STOP_TIMEOUT, task).await.is_err() {
             tracing::warn!("a sink did not stop in time; its cursor stays where it was");

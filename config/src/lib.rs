@@ -171,10 +171,61 @@ pub struct MdmProvider {
     pub name: String,
     pub tenant_id: String,
     pub kind: MdmKind,
-    /// A snapshot in the provider's native list-response format.
+    /// Where the current snapshot (the provider's native list-response format) is read from:
+    /// the configured `file`, or `data_dir/mdm/{name}.json` where syncs and pushes keep the
+    /// last good one.
     pub file: PathBuf,
+    /// How the snapshot is obtained.
+    pub source: MdmSource,
     /// Jamf extension attribute holding the Thoth endpoint id.
     pub endpoint_id_attribute: Option<String>,
+}
+
+/// How a provider's snapshot is obtained.
+#[derive(Debug, Clone)]
+pub enum MdmSource {
+    /// A file someone else keeps up to date; reloaded when it changes.
+    File,
+    /// The Jamf Pro API, synced every `refresh_interval`.
+    Jamf(JamfApi),
+    /// Microsoft Graph (Intune), synced every `refresh_interval`.
+    Intune(IntuneApi),
+    /// Only `PUT /v1/mdm/{provider}`.
+    Push,
+}
+
+/// Jamf Pro API access.
+#[derive(Debug, Clone)]
+pub struct JamfApi {
+    pub url: String,
+    pub auth: JamfAuth,
+    /// The inventory endpoint (`/api/v3/computers-inventory` by default).
+    pub inventory_path: String,
+    pub page_size: u64,
+}
+
+/// How the gateway authenticates to Jamf Pro.
+#[derive(Debug, Clone)]
+pub enum JamfAuth {
+    /// API client credentials (`/api/oauth/token`).
+    ClientCredentials {
+        client_id: String,
+        client_secret: Secret,
+    },
+    /// A bearer token given as is.
+    Token(Secret),
+}
+
+/// Microsoft Graph access for Intune.
+#[derive(Debug, Clone)]
+pub struct IntuneApi {
+    /// Graph's base URL (`https://graph.microsoft.com`).
+    pub url: String,
+    pub azure_tenant_id: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub authority: String,
+    pub scope: String,
 }
 
 /// The normalized endpoint fields a fleet rule may compare (SPEC §4).

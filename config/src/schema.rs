@@ -41,7 +41,7 @@ pub(crate) fn parse(text: &str, base: &Path) -> Result<Config, Vec<ConfigError>>
     let tenant_ids: HashSet<&str> = tenants.iter().map(|t| t.id.as_str()).collect();
     let api = read_api(&mut root, base, &tenant_ids, &mut errs);
     let wal = read_wal(&mut root, &mut errs);
-    let mdm = read_mdm(&mut root, base, &tenant_ids, &mut errs);
+    let mdm = read_mdm(&mut root, base, &data_dir, &tenant_ids, &mut errs);
     let checkins = read_checkins(&mut root, &mut errs);
     let sinks = read_sinks(&mut root, base, &tenant_ids, &mut errs);
 
@@ -537,7 +537,13 @@ fn read_wal(root: &mut Obj, errs: &mut Errors) -> WalConfig {
     }
 }
 
-fn read_mdm(root: &mut Obj, base: &Path, tenants: &HashSet<&str>, errs: &mut Errors) -> MdmConfig {
+fn read_mdm(
+    root: &mut Obj,
+    base: &Path,
+    data_dir: &Path,
+    tenants: &HashSet<&str>,
+    errs: &mut Errors,
+) -> MdmConfig {
     let empty = toml::Table::new();
     let mut mdm = root
         .table("mdm", errs)
@@ -548,7 +554,7 @@ fn read_mdm(root: &mut Obj, base: &Path, tenants: &HashSet<&str>, errs: &mut Err
     let mut providers = Vec::new();
     let mut names = HashSet::new();
     for mut p in mdm.tables("providers", errs) {
-        if let Some(provider) = read_provider(&mut p, base, tenants, errs) {
+        if let Some(provider) = read_provider(&mut p, base, data_dir, tenants, errs) {
             if !names.insert(provider.name.clone()) {
                 errs.push(
                     &p.key_path("name"),
@@ -577,6 +583,7 @@ fn read_mdm(root: &mut Obj, base: &Path, tenants: &HashSet<&str>, errs: &mut Err
 fn read_provider(
     p: &mut Obj,
     base: &Path,
+    data_dir: &Path,
     tenants: &HashSet<&str>,
     errs: &mut Errors,
 ) -> Option<MdmProvider> {
@@ -600,28 +607,26 @@ fn read_provider(
         }
         None => None,
     };
-    let live = "live MDM APIs arrive with the MDM sync issue; use `file` with a snapshot for now";
-    for key in [
-        "url",
-        "client_id",
-        "client_secret",
-        "client_secret_file",
-        "azure_tenant_id",
-        "authority",
-        "inventory_path",
-    ] {
-        p.not_supported_yet(key, live, errs);
-    }
-    let file = if p.has("file") {
-        p.path_value("file", base, errs)
-    } else {
-        if !p.has("url") {
-            errs.push(
-                &p.key_path("file"),
-                "is required (a snapshot in the provider's native format)",
-            );
+    let snapshot_store = data_dir
+        .join("mdm")
+        .join(format!("{}.json", name.as_deref().unwrap_or("provider")));
+    let (file, source) = match (p.has("file"), p.has("url")) {
+        (true, true) => {
+            errs.push(&p.key_path("url"), "give either `file` or `url`, not both");
+            p.get("url");
+            (p.path_value("file", base, errs), None)
         }
-        None
+        (true, false) => (p.path_value("file", base, errs), Some(MdmSource::File)),
+        (false, true) => {
+            let api = match kind {
+                Some(MdmKind::Jamf) => read_jamf_api(p, base, errs).map(MdmSource::Jamf),
+                Some(MdmKind::Intune) => read_intune_api(p, base, errs).map(MdmSource::Intune),
+                None => None,
+            };
+            (Some(snapshot_store), api)
+        }
+        // Neither: snapshots arrive by PUT /v1/mdm/{provider} only.
+        (false, false) => (Some(snapshot_store), Some(MdmSource::Push)),
     };
     let endpoint_id_attribute = p.string("endpoint_id_attribute", errs);
     if endpoint_id_attribute.is_some() && kind == Some(MdmKind::Intune) {
@@ -635,7 +640,71 @@ fn read_provider(
         tenant_id: tenant_id?,
         kind: kind?,
         file: file?,
+        source: source?,
         endpoint_id_attribute,
+    })
+}
+
+fn read_jamf_api(p: &mut Obj, base: &Path, errs: &mut Errors) -> Option<JamfApi> {
+    let url = read_url(p, "url", errs);
+    let client_id = p.string("client_id", errs);
+    let client_secret = p.secret("client_secret", base, errs);
+    let token = p.secret("token", base, errs);
+    let auth = match (client_id, client_secret, token) {
+        (Some(client_id), Some(client_secret), None) => Some(JamfAuth::ClientCredentials {
+            client_id,
+            client_secret,
+        }),
+        (None, None, Some(t)) => Some(JamfAuth::Token(t)),
+        _ => {
+            errs.push(
+                &p.path,
+                "a Jamf Pro API provider needs client_id + client_secret (API client) or token (bearer)",
+            );
+            None
+        }
+    };
+    let inventory_path = p
+        .string("inventory_path", errs)
+        .unwrap_or_else(|| "/api/v3/computers-inventory".to_string());
+    if !inventory_path.starts_with('/') {
+        errs.push(&p.key_path("inventory_path"), "must start with /");
+    }
+    let page_size = p.int("page_size", 1, 2000, errs).unwrap_or(100);
+    Some(JamfApi {
+        url: url?,
+        auth: auth?,
+        inventory_path,
+        page_size,
+    })
+}
+
+fn read_intune_api(p: &mut Obj, base: &Path, errs: &mut Errors) -> Option<IntuneApi> {
+    let url = read_url(p, "url", errs);
+    let azure_tenant_id = p.req_string("azure_tenant_id", errs);
+    let client_id = p.req_string("client_id", errs);
+    let client_secret = p.secret("client_secret", base, errs);
+    if client_secret.is_none() && !p.has("client_secret") && !p.has("client_secret_file") {
+        errs.push(
+            &p.key_path("client_secret"),
+            "is required (or client_secret_file)",
+        );
+    }
+    let authority = if p.has("authority") {
+        read_url(p, "authority", errs)
+    } else {
+        Some("https://login.microsoftonline.com".to_string())
+    };
+    let scope = p
+        .string("scope", errs)
+        .unwrap_or_else(|| "https://graph.microsoft.com/.default".to_string());
+    Some(IntuneApi {
+        url: url?,
+        azure_tenant_id: azure_tenant_id?,
+        client_id: client_id?,
+        client_secret: client_secret?,
+        authority: authority?,
+        scope,
     })
 }
 

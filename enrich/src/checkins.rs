@@ -24,17 +24,41 @@ impl HealthStatus {
     }
 }
 
-/// Last check-in per tenant and endpoint.
+/// Last check-in per tenant and endpoint, and which endpoints were reported stale.
 #[derive(Debug, Default)]
 pub struct CheckinTracker {
     last: RwLock<HashMap<String, HashMap<String, OffsetDateTime>>>,
     /// MDM records (tenant, device id) that some check-in matched.
     mdm_seen: RwLock<HashSet<(String, String)>>,
+    /// Endpoints an `endpoint_stale` alert was emitted for, until they check in again.
+    alerted: std::sync::Mutex<HashSet<(String, String)>>,
+    dirty: std::sync::atomic::AtomicBool,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Saved {
+    checkins: Vec<SavedCheckin>,
+    alerted: Vec<(String, String)>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedCheckin {
+    tenant_id: String,
+    endpoint_id: String,
+    last_checkin: String,
 }
 
 impl CheckinTracker {
-    /// Records a check-in; an older one than already known does not move time back.
+    /// Records a check-in; an older one than already known does not move time back. A
+    /// check-in clears the endpoint's stale alert.
     pub fn record(&self, tenant_id: &str, endpoint_id: &str, at: OffsetDateTime) {
+        self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
+        {
+            let mut alerted = self.alerted.lock().unwrap();
+            if !alerted.is_empty() {
+                alerted.remove(&(tenant_id.to_string(), endpoint_id.to_string()));
+            }
+        }
         let mut last = self.last.write().unwrap();
         let seen = last
             .entry(tenant_id.to_string())
@@ -67,6 +91,93 @@ impl CheckinTracker {
             .get(tenant_id)
             .and_then(|m| m.get(endpoint_id))
             .copied()
+    }
+
+    /// Endpoints stale now that no alert was emitted for yet: (tenant, endpoint, last check-in).
+    pub fn newly_stale(
+        &self,
+        now: OffsetDateTime,
+        stale_after: Duration,
+    ) -> Vec<(String, String, OffsetDateTime)> {
+        let alerted = self.alerted.lock().unwrap();
+        let last = self.last.read().unwrap();
+        let mut out = Vec::new();
+        for (tenant, endpoints) in last.iter() {
+            for (endpoint, at) in endpoints {
+                if status(Some(*at), now, stale_after) == HealthStatus::Stale
+                    && !alerted.contains(&(tenant.clone(), endpoint.clone()))
+                {
+                    out.push((tenant.clone(), endpoint.clone(), *at));
+                }
+            }
+        }
+        out
+    }
+
+    /// Notes that the stale alert of an endpoint was emitted.
+    pub fn mark_alerted(&self, tenant_id: &str, endpoint_id: &str) {
+        self.alerted
+            .lock()
+            .unwrap()
+            .insert((tenant_id.to_string(), endpoint_id.to_string()));
+        self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Writes the state to `path` (atomically) when it changed since the last save.
+    pub fn save_if_changed(&self, path: &std::path::Path) -> std::io::Result<()> {
+        if !self.dirty.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
+        let saved = Saved {
+            checkins: self
+                .last
+                .read()
+                .unwrap()
+                .iter()
+                .flat_map(|(t, m)| {
+                    m.iter().map(move |(e, at)| SavedCheckin {
+                        tenant_id: t.clone(),
+                        endpoint_id: e.clone(),
+                        last_checkin: thoth_event::format_rfc3339_millis(*at),
+                    })
+                })
+                .collect(),
+            alerted: self.alerted.lock().unwrap().iter().cloned().collect(),
+        };
+        let result = (|| {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let tmp = path.with_extension("json.tmp");
+            std::fs::write(
+                &tmp,
+                serde_json::to_vec(&saved).map_err(std::io::Error::other)?,
+            )?;
+            std::fs::File::open(&tmp)?.sync_all()?;
+            std::fs::rename(&tmp, path)
+        })();
+        if result.is_err() {
+            self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Restores the state saved at `path`, if any.
+    pub fn restore(&self, path: &std::path::Path) -> std::io::Result<usize> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let saved: Saved = serde_json::from_slice(&bytes).map_err(std::io::Error::other)?;
+        let n = saved.checkins.len();
+        for c in saved.checkins {
+            if let Ok(at) = thoth_event::parse_rfc3339(&c.last_checkin) {
+                self.record(&c.tenant_id, &c.endpoint_id, at);
+            }
+        }
+        self.alerted.lock().unwrap().extend(saved.alerted);
+        Ok(n)
     }
 
     /// Counts of endpoints by status, for `/v1/health`.
@@ -113,6 +224,39 @@ mod tests {
         assert_eq!(
             status(Some(now - Duration::from_secs(901)), now, fifteen),
             HealthStatus::Stale
+        );
+    }
+
+    #[test]
+    fn stale_alerts_once_until_the_next_checkin_and_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkins.json");
+        let t = CheckinTracker::default();
+        let now = OffsetDateTime::now_utc();
+        let minute = Duration::from_secs(60);
+        t.record("a", "old", now - Duration::from_secs(3600));
+        t.record("a", "fresh", now);
+        let stale = t.newly_stale(now, minute);
+        assert_eq!(stale.len(), 1);
+        assert_eq!(stale[0].1, "old");
+        t.mark_alerted("a", "old");
+        assert!(t.newly_stale(now, minute).is_empty(), "once");
+        t.save_if_changed(&path).unwrap();
+
+        let restarted = CheckinTracker::default();
+        assert_eq!(restarted.restore(&path).unwrap(), 2);
+        assert!(
+            restarted.newly_stale(now, minute).is_empty(),
+            "no re-alert after a restart"
+        );
+        restarted.record("a", "old", now);
+        assert!(restarted.newly_stale(now, minute).is_empty());
+        assert_eq!(
+            restarted
+                .newly_stale(now + Duration::from_secs(3600), minute)
+                .len(),
+            2,
+            "stale again later: alerts again"
         );
     }
 

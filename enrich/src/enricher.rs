@@ -91,6 +91,27 @@ impl Enricher {
         self.stale_after
     }
 
+    /// The context and health held for one endpoint (for `GET /v1/endpoints/...`); `None`
+    /// when neither the MDM data nor a check-in knows it.
+    pub fn describe(&self, tenant_id: &str, endpoint_id: &str) -> Option<serde_json::Value> {
+        let probe = serde_json::json!({
+            "type": "alert", "tenant_id": tenant_id, "endpoint_id": endpoint_id,
+            "event_id": "lookup", "time": thoth_event::now_rfc3339(),
+        });
+        let event = Event::parse(probe.to_string().as_bytes(), "").ok()?;
+        let mut out = Vec::new();
+        self.write_context(&event, OffsetDateTime::now_utc(), &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).ok()?;
+        let known = v["enrichment"]["status"] == "matched"
+            || self.checkins.last_checkin(tenant_id, endpoint_id).is_some();
+        known.then(|| {
+            serde_json::json!({
+                "tenant_id": tenant_id, "endpoint_id": endpoint_id,
+                "context": v["context"], "enrichment": v["enrichment"],
+            })
+        })
+    }
+
     /// Writes the enriched form of `event` into `out` (SPEC §4). A check-in also updates the
     /// endpoint's health.
     pub fn enrich_into(&self, event: &Event, now: OffsetDateTime, out: &mut Vec<u8>) {
@@ -98,6 +119,14 @@ impl Enricher {
             let at = parse_rfc3339(&event.time).unwrap_or(now);
             self.checkins.record(&event.tenant_id, endpoint, at);
         }
+        let matched = self.write_context(event, now, out);
+        self.enrichment_total
+            .with_label_values(&[if matched { "matched" } else { "unmatched" }])
+            .inc();
+    }
+
+    /// Writes the enriched event; `true` when an MDM record matched.
+    fn write_context(&self, event: &Event, now: OffsetDateTime, out: &mut Vec<u8>) -> bool {
         let index = self.index.load();
         let found = index.lookup(
             &event.tenant_id,
@@ -158,7 +187,6 @@ impl Enricher {
 
         let enrichment = match found {
             Some((endpoint, on)) => {
-                self.enrichment_total.with_label_values(&["matched"]).inc();
                 let mut e = Vec::with_capacity(96);
                 e.extend_from_slice(b"{\"status\":\"matched\",\"matched_on\":\"");
                 e.extend_from_slice(on.as_str().as_bytes());
@@ -167,13 +195,9 @@ impl Enricher {
                 e.push(b'}');
                 e
             }
-            None => {
-                self.enrichment_total
-                    .with_label_values(&["unmatched"])
-                    .inc();
-                b"{\"status\":\"unmatched\"}".to_vec()
-            }
+            None => b"{\"status\":\"unmatched\"}".to_vec(),
         };
         event.write_enriched(out, &[("context", &context), ("enrichment", &enrichment)]);
+        found.is_some()
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
-use thoth_config::{FleetRule, MdmProvider};
+use thoth_config::{FleetRule, MdmProvider, MdmSource};
 use thoth_event::format_rfc3339_millis;
 
 use crate::enricher::Enricher;
@@ -142,24 +142,103 @@ impl MdmLoader {
 
     /// Checks the files every `every` and swaps in a new index when one changed, until
     /// `stop` resolves.
+    /// Checks the files every `every`, syncs API providers every `refresh_interval` (the first
+    /// time at once), reloads on request, and swaps in a new index whenever a snapshot
+    /// changed — until `stop` resolves. Runs off the hot path, in its own task.
     pub async fn watch(
         mut self,
         enricher: Arc<Enricher>,
         every: Duration,
+        refresh_interval: Duration,
+        status: MdmStatus,
+        mut reloads: tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<()>>,
         stop: impl std::future::Future<Output = ()>,
     ) {
         tokio::pin!(stop);
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sync = tokio::time::interval(refresh_interval);
+        sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = &mut stop => return,
-                _ = tick.tick() => {
+                _ = tick.tick() => {}
+                _ = sync.tick() => self.sync_all(&status).await,
+                Some(ack) = reloads.recv() => {
                     if self.refresh() {
                         enricher.swap_index(self.build_index());
                     }
+                    let _ = ack.send(());
+                    continue;
+                }
+            }
+            if self.refresh() {
+                enricher.swap_index(self.build_index());
+            }
+        }
+    }
+
+    /// Syncs every API provider; failures keep the last good snapshot and are recorded.
+    async fn sync_all(&mut self, status: &MdmStatus) {
+        for p in &self.providers {
+            if !matches!(p.config.source, MdmSource::Jamf(_) | MdmSource::Intune(_)) {
+                continue;
+            }
+            let name = p.config.name.clone();
+            let progress: crate::sync::Progress = {
+                let name = name.clone();
+                Arc::new(
+                    move |n, total| tracing::debug!(provider = %name, fetched = n, total, "MDM sync"),
+                )
+            };
+            match crate::sync::sync_provider(&p.config, progress).await {
+                Ok(counts) => {
+                    tracing::info!(provider = %name, ?counts, "MDM sync done");
+                    status.success(&name, counts);
+                }
+                Err(e) => {
+                    tracing::error!(provider = %name, error = %e, "MDM sync failed; keeping the last good snapshot");
+                    status.failure(&name, e);
                 }
             }
         }
+    }
+}
+
+/// Per-provider sync results, for `/v1/health`.
+#[derive(Clone, Default)]
+pub struct MdmStatus {
+    inner: Arc<std::sync::Mutex<std::collections::BTreeMap<String, ProviderStatus>>>,
+}
+
+/// The last sync (or push) of a provider.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ProviderStatus {
+    pub last_success: Option<String>,
+    pub last_error: Option<String>,
+    pub last_counts: Option<crate::sync::SyncCounts>,
+}
+
+impl MdmStatus {
+    pub fn success(&self, provider: &str, counts: crate::sync::SyncCounts) {
+        let mut m = self.inner.lock().unwrap();
+        let s = m.entry(provider.to_string()).or_default();
+        s.last_success = Some(thoth_event::now_rfc3339());
+        s.last_error = None;
+        s.last_counts = Some(counts);
+    }
+
+    pub fn failure(&self, provider: &str, error: String) {
+        let mut m = self.inner.lock().unwrap();
+        m.entry(provider.to_string()).or_default().last_error = Some(error);
+    }
+
+    pub fn get(&self, provider: &str) -> ProviderStatus {
+        self.inner
+            .lock()
+            .unwrap()
+            .get(provider)
+            .cloned()
+            .unwrap_or_default()
     }
 }

@@ -1,0 +1,384 @@
+//! Syncing snapshots from the MDM APIs: Jamf Pro (`computers-inventory`, paged, at most 5
+//! requests at once, departments resolved) and Microsoft Graph (`managedDevices`, following
+//! `@odata.nextLink`). Both honour `Retry-After` on 429 and back off on 5xx, and refresh their
+//! token when it expires. A sync produces a snapshot in the provider's native list format,
+//! which is what the gateway persists and loads — the same format as a `file` snapshot.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use thoth_config::{IntuneApi, JamfApi, JamfAuth, MdmProvider, MdmSource};
+use tokio::sync::{Mutex, Semaphore};
+
+use crate::record::EndpointRecord;
+use crate::snapshot::parse_snapshot;
+
+/// Jamf's guidance: never more than 5 concurrent connections.
+const JAMF_MAX_CONCURRENT: usize = 5;
+/// Attempts for one request before the sync fails.
+const MAX_ATTEMPTS: u32 = 6;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a sync found, compared with the previous snapshot (SPEC §2).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SyncCounts {
+    /// Endpoints in the new snapshot.
+    pub imported: usize,
+    /// New or changed endpoints.
+    pub upserted: usize,
+    pub unchanged: usize,
+    /// Endpoints in the previous snapshot and not in this one.
+    pub removed: usize,
+}
+
+/// Compares two snapshots by MDM device id.
+pub fn compare(old: &[EndpointRecord], new: &[EndpointRecord]) -> SyncCounts {
+    let before: std::collections::HashMap<&str, &EndpointRecord> =
+        old.iter().map(|r| (r.mdm_device_id.as_str(), r)).collect();
+    let mut counts = SyncCounts {
+        imported: new.len(),
+        ..SyncCounts::default()
+    };
+    let mut seen = std::collections::HashSet::new();
+    for r in new {
+        seen.insert(r.mdm_device_id.as_str());
+        match before.get(r.mdm_device_id.as_str()) {
+            Some(old) if *old == r => counts.unchanged += 1,
+            _ => counts.upserted += 1,
+        }
+    }
+    counts.removed = before.keys().filter(|id| !seen.contains(*id)).count();
+    counts
+}
+
+/// Reports progress: (items so far, total when known).
+pub type Progress = Arc<dyn Fn(usize, Option<usize>) + Send + Sync>;
+
+/// Fetches the provider's inventory and returns it as a native snapshot (JSON bytes).
+pub async fn fetch(provider: &MdmProvider, progress: Progress) -> Result<Vec<u8>, String> {
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .timeout(REQUEST_TIMEOUT)
+        .user_agent(concat!("thoth-gateway/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| e.to_string())?;
+    match &provider.source {
+        MdmSource::Jamf(api) => fetch_jamf(&client, api, progress).await,
+        MdmSource::Intune(api) => fetch_intune(&client, api, progress).await,
+        MdmSource::File | MdmSource::Push => Err(format!(
+            "provider {:?} has no API to sync from",
+            provider.name
+        )),
+    }
+}
+
+/// A bearer token and when to get a new one.
+struct Token {
+    value: String,
+    renew_at: Instant,
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg = format!("{msg}: {s}");
+        source = s.source();
+    }
+    msg
+}
+
+fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    resp.headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// GETs `url` as JSON with `token`, retrying 429 (after `Retry-After`), 5xx and transport
+/// errors with backoff, and renewing the token once on 401.
+async fn get_json(
+    client: &reqwest::Client,
+    url: &str,
+    token: &TokenSource,
+) -> Result<Value, String> {
+    let mut renewed = false;
+    for attempt in 1..=MAX_ATTEMPTS {
+        let bearer = token.get(client, false).await?;
+        let backoff =
+            Duration::from_millis(200 * 2u64.pow(attempt - 1)).min(Duration::from_secs(10));
+        let resp = match client
+            .get(url)
+            .bearer_auth(&bearer)
+            .header("accept", "application/json")
+            .send()
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                if attempt == MAX_ATTEMPTS {
+                    return Err(format!("GET {url}: {}", describe(&e)));
+                }
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+        };
+        let status = resp.status();
+        if status.is_success() {
+            return resp
+                .json::<Value>()
+                .await
+                .map_err(|e| format!("GET {url}: unreadable JSON: {e}"));
+        }
+        if status == reqwest::StatusCode::UNAUTHORIZED && !renewed {
+            renewed = true;
+            token.get(client, true).await?;
+            continue;
+        }
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            if attempt == MAX_ATTEMPTS {
+                return Err(format!(
+                    "GET {url}: HTTP {status} after {MAX_ATTEMPTS} attempts"
+                ));
+            }
+            let wait = retry_after(&resp).unwrap_or(backoff);
+            tokio::time::sleep(wait).await;
+            continue;
+        }
+        let body = resp.text().await.unwrap_or_default();
+        return Err(format!(
+            "GET {url}: HTTP {status}: {}",
+            body.chars().take(300).collect::<String>()
+        ));
+    }
+    Err(format!("GET {url}: gave up"))
+}
+
+/// Where bearer tokens come from, cached until shortly before they expire.
+enum TokenSource {
+    Fixed(String),
+    Fetched {
+        url: String,
+        form: Vec<(&'static str, String)>,
+        cache: Mutex<Option<Token>>,
+    },
+}
+
+impl TokenSource {
+    async fn get(&self, client: &reqwest::Client, force: bool) -> Result<String, String> {
+        let (url, form, cache) = match self {
+            TokenSource::Fixed(t) => return Ok(t.clone()),
+            TokenSource::Fetched { url, form, cache } => (url, form, cache),
+        };
+        let mut cache = cache.lock().await;
+        if let Some(t) = cache
+            .as_ref()
+            .filter(|t| !force && Instant::now() < t.renew_at)
+        {
+            return Ok(t.value.clone());
+        }
+        let resp = client
+            .post(url)
+            .form(form)
+            .send()
+            .await
+            .map_err(|e| format!("token request to {url}: {}", describe(&e)))?;
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(format!(
+                "token request to {url} refused (HTTP {status}): {} {}",
+                body["error"].as_str().unwrap_or(""),
+                body["error_description"].as_str().unwrap_or("")
+            ));
+        }
+        let value = body["access_token"]
+            .as_str()
+            .ok_or_else(|| format!("token response from {url} has no access_token"))?
+            .to_string();
+        let lifetime = Duration::from_secs(body["expires_in"].as_u64().unwrap_or(300));
+        *cache = Some(Token {
+            value: value.clone(),
+            renew_at: Instant::now() + lifetime.saturating_sub(lifetime / 5),
+        });
+        Ok(value)
+    }
+}
+
+async fn fetch_jamf(
+    client: &reqwest::Client,
+    api: &JamfApi,
+    progress: Progress,
+) -> Result<Vec<u8>, String> {
+    let token = match &api.auth {
+        JamfAuth::Token(t) => TokenSource::Fixed(t.expose().to_string()),
+        JamfAuth::ClientCredentials {
+            client_id,
+            client_secret,
+        } => TokenSource::Fetched {
+            url: format!("{}/api/oauth/token", api.url),
+            form: vec![
+                ("grant_type", "client_credentials".into()),
+                ("client_id", client_id.clone()),
+                ("client_secret", client_secret.expose().to_string()),
+            ],
+            cache: Mutex::new(None),
+        },
+    };
+    let page_url = |page: u64| {
+        format!(
+            "{}{}?section=GENERAL&section=HARDWARE&section=USER_AND_LOCATION&section=OPERATING_SYSTEM&section=EXTENSION_ATTRIBUTES&page={page}&page-size={}&sort=id%3Aasc",
+            api.url, api.inventory_path, api.page_size
+        )
+    };
+    // Departments, to name userAndLocation.departmentId.
+    let departments = get_json(
+        client,
+        &format!("{}/api/v1/departments?page=0&page-size=2000", api.url),
+        &token,
+    )
+    .await?;
+    let departments = departments["results"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+
+    let first = get_json(client, &page_url(0), &token).await?;
+    let total = first["totalCount"].as_u64().unwrap_or(0) as usize;
+    let mut pages: Vec<Option<Vec<Value>>> =
+        vec![None; (total as u64).div_ceil(api.page_size).max(1) as usize];
+    pages[0] = Some(first["results"].as_array().cloned().unwrap_or_default());
+    let mut fetched = pages[0].as_ref().map_or(0, Vec::len);
+    progress(fetched, Some(total));
+
+    // The other pages, at most 5 requests at once.
+    let slots = Arc::new(Semaphore::new(JAMF_MAX_CONCURRENT));
+    let token = Arc::new(token);
+    let mut tasks = tokio::task::JoinSet::new();
+    for page in 1..pages.len() as u64 {
+        let (client, url, slots) = (client.clone(), page_url(page), slots.clone());
+        let token = token.clone();
+        tasks.spawn(async move {
+            let _slot = slots.acquire().await;
+            (page, get_json(&client, &url, &token).await)
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        let (page, result) = done.map_err(|e| e.to_string())?;
+        let results = result?["results"].as_array().cloned().unwrap_or_default();
+        fetched += results.len();
+        progress(fetched, Some(total));
+        pages[page as usize] = Some(results);
+    }
+    let results: Vec<Value> = pages.into_iter().flatten().flatten().collect();
+    Ok(serde_json::to_vec(&json!({
+        "totalCount": results.len(),
+        "results": results,
+        "departments": departments,
+    }))
+    .expect("JSON"))
+}
+
+async fn fetch_intune(
+    client: &reqwest::Client,
+    api: &IntuneApi,
+    progress: Progress,
+) -> Result<Vec<u8>, String> {
+    let token = TokenSource::Fetched {
+        url: format!(
+            "{}/{}/oauth2/v2.0/token",
+            api.authority, api.azure_tenant_id
+        ),
+        form: vec![
+            ("grant_type", "client_credentials".into()),
+            ("client_id", api.client_id.clone()),
+            ("client_secret", api.client_secret.expose().to_string()),
+            ("scope", api.scope.clone()),
+        ],
+        cache: Mutex::new(None),
+    };
+    let select = "id,deviceName,serialNumber,operatingSystem,osVersion,userPrincipalName,emailAddress,deviceCategoryDisplayName,model,managementAgent,complianceState,lastSyncDateTime";
+    let mut next = Some(format!(
+        "{}/v1.0/deviceManagement/managedDevices?$select={select}",
+        api.url
+    ));
+    let mut devices = Vec::new();
+    while let Some(url) = next.take() {
+        let page = get_json(client, &url, &token).await?;
+        devices.extend(page["value"].as_array().cloned().unwrap_or_default());
+        progress(devices.len(), None);
+        // Follow the whole nextLink as given, never build a skip token.
+        next = page["@odata.nextLink"].as_str().map(str::to_string);
+    }
+    Ok(serde_json::to_vec(&json!({ "value": devices })).expect("JSON"))
+}
+
+/// One sync: fetch, check that the snapshot parses, compare with the current one, and store it
+/// atomically where the gateway loads it from.
+pub async fn sync_provider(
+    provider: &MdmProvider,
+    progress: Progress,
+) -> Result<SyncCounts, String> {
+    let snapshot = fetch(provider, progress).await?;
+    store_snapshot(provider, &snapshot)
+}
+
+/// Checks a snapshot (native format), compares it with the provider's current one and stores
+/// it as the provider's snapshot. Used by syncs and by `PUT /v1/mdm/{provider}`.
+pub fn store_snapshot(provider: &MdmProvider, snapshot: &[u8]) -> Result<SyncCounts, String> {
+    let attr = provider.endpoint_id_attribute.as_deref();
+    let new = parse_snapshot(provider.kind, snapshot, attr)?;
+    let old = std::fs::read(&provider.file)
+        .ok()
+        .and_then(|b| parse_snapshot(provider.kind, &b, attr).ok())
+        .unwrap_or_default();
+    let counts = compare(&old, &new);
+    let dir = provider.file.parent().unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let tmp = provider.file.with_extension("json.tmp");
+    std::fs::write(&tmp, snapshot)
+        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, &provider.file))
+        .map_err(|e| {
+            format!(
+                "cannot store the snapshot at {}: {e}",
+                provider.file.display()
+            )
+        })?;
+    Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(id: &str, host: &str) -> EndpointRecord {
+        EndpointRecord {
+            mdm_device_id: id.into(),
+            hostname: Some(host.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn counts_new_changed_unchanged_removed() {
+        let old = vec![rec("1", "a"), rec("2", "b"), rec("3", "c")];
+        let new = vec![rec("1", "a"), rec("2", "B"), rec("4", "d")];
+        assert_eq!(
+            compare(&old, &new),
+            SyncCounts {
+                imported: 3,
+                upserted: 2,
+                unchanged: 1,
+                removed: 1
+            }
+        );
+        assert_eq!(compare(&[], &new).upserted, 3);
+    }
+}

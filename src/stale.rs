@@ -1,0 +1,77 @@
+//! The check-in sweeper: emits one `endpoint_stale` alert into the pipeline for each endpoint
+//! whose last check-in is older than `checkins.stale_after` (none again until it checks in),
+//! and persists check-in state so a restart neither forgets endpoints nor re-alerts them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use thoth_enrich::Enricher;
+use thoth_event::{format_rfc3339_millis, now_rfc3339, Event};
+use thoth_ingest::Submit;
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+/// How often to look: a quarter of `stale_after`, between 1 s and 1 min.
+pub fn sweep_interval(stale_after: Duration) -> Duration {
+    (stale_after / 4).clamp(Duration::from_secs(1), Duration::from_secs(60))
+}
+
+/// The alert for a stale endpoint.
+fn stale_alert(tenant: &str, endpoint: &str, last: OffsetDateTime, stale_after: Duration) -> Event {
+    let last = format_rfc3339_millis(last);
+    let body = json!({
+        "type": "alert",
+        "tenant_id": tenant,
+        "endpoint_id": endpoint,
+        "title": "endpoint_stale",
+        "severity": "medium",
+        "description": format!(
+            "endpoint {endpoint} has not checked in since {last} (checkins.stale_after = {}s)",
+            stale_after.as_secs()
+        ),
+        "last_checkin": last,
+    });
+    Event::parse(body.to_string().as_bytes(), &now_rfc3339()).expect("the alert is a valid event")
+}
+
+/// Runs until `stop`; saves the state once more when stopping.
+pub async fn sweep(
+    enricher: Arc<Enricher>,
+    submit: Arc<dyn Submit>,
+    state_file: PathBuf,
+    mut stop: watch::Receiver<bool>,
+) {
+    let stale_after = enricher.stale_after();
+    let mut tick = tokio::time::interval(sweep_interval(stale_after));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            _ = tick.tick() => {}
+        }
+        let tracker = enricher.checkins();
+        for (tenant, endpoint, last) in tracker.newly_stale(OffsetDateTime::now_utc(), stale_after)
+        {
+            let alert = stale_alert(&tenant, &endpoint, last, stale_after);
+            // Emit first, then remember: a crash in between alerts twice rather than never.
+            match submit.submit(vec![alert]).await {
+                Ok(_) => {
+                    tracing::info!(%tenant, %endpoint, "endpoint stale: alert emitted");
+                    tracker.mark_alerted(&tenant, &endpoint);
+                }
+                Err(e) => {
+                    tracing::warn!(%tenant, %endpoint, error = ?e, "cannot emit the stale alert now; will retry");
+                    break;
+                }
+            }
+        }
+        if let Err(e) = tracker.save_if_changed(&state_file) {
+            tracing::error!(path = %state_file.display(), error = %e, "cannot save check-in state");
+        }
+    }
+    if let Err(e) = enricher.checkins().save_if_changed(&state_file) {
+        tracing::error!(path = %state_file.display(), error = %e, "cannot save check-in state");
+    }
+}
