@@ -303,10 +303,14 @@ fn health_report(s: &ApiState) -> HealthReport {
         .summary(OffsetDateTime::now_utc(), s.enricher.stale_after());
     let seen = s.enricher.checkins().mdm_endpoints_seen() as u64;
     let wal_full = s.wal.total_bytes() as f64 >= s.wal.max_bytes() as f64 * WAL_DEGRADED_FRACTION;
+    let mdm_failing = s
+        .providers
+        .iter()
+        .any(|p| s.mdm_status.get(&p.name).last_error.is_some());
     let status = match worst {
         SinkStatus::Failing => "failing",
         SinkStatus::Degraded => "degraded",
-        SinkStatus::Healthy if wal_full || !s.enricher.is_loaded() => "degraded",
+        SinkStatus::Healthy if wal_full || mdm_failing || !s.enricher.is_loaded() => "degraded",
         SinkStatus::Healthy => "ok",
     };
     HealthReport {

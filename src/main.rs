@@ -6,6 +6,7 @@ mod default_config;
 mod destinations;
 mod dlq_cmd;
 mod health_cmd;
+mod mdm_cmd;
 mod pipeline;
 mod programs;
 mod run;
@@ -69,8 +70,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// MDM operations (not available in this version yet).
-    Mdm(Unavailable),
+    /// MDM operations.
+    Mdm {
+        #[command(subcommand)]
+        action: MdmAction,
+    },
     /// The deployment checklist (not available in this version yet).
     Verify(Unavailable),
     /// A sink's dead letters: list, replay (send again) or purge.
@@ -80,6 +84,20 @@ enum Command {
         config: PathBuf,
         #[arg(long)]
         sink: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum MdmAction {
+    /// Sync the MDM API providers now and print the counts.
+    Sync {
+        #[arg(long)]
+        config: PathBuf,
+        /// Only this provider.
+        #[arg(long)]
+        provider: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -115,7 +133,15 @@ fn main() -> ExitCode {
         } => dlq_cmd::run(action, &config, &sink, json),
         Command::TestWebhook { config, sink, json } => test_webhook::run(&config, &sink, json),
         Command::Test { config, json } => test_cmd::run(&config, json),
-        Command::Mdm(_) | Command::Verify(_) => {
+        Command::Mdm {
+            action:
+                MdmAction::Sync {
+                    config,
+                    provider,
+                    json,
+                },
+        } => mdm_cmd::sync(&config, provider.as_deref(), json),
+        Command::Verify(_) => {
             eprintln!("thoth-gateway: this command is not available in this version yet (see the README's roadmap)");
             2
         }

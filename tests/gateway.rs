@@ -167,8 +167,25 @@ fn two_tenants_are_enriched_from_jamf_and_intune_and_delivered_once() {
     assert_eq!(c.get(gw.url("/ready")).send().unwrap().status(), 200);
     assert_eq!(c.get(gw.url("/health")).send().unwrap().status(), 200);
 
+    // `thoth-gateway health`: exit 0 when ok, the report on stdout with --json.
+    let out = std::process::Command::new(BIN)
+        .args(["health", "--json", "--url", &format!("http://{}", gw.addr)])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["status"], "ok");
+
     // SIGTERM: a clean stop.
+    let addr = gw.addr.clone();
     assert!(gw.terminate().success());
+    let out = std::process::Command::new(BIN)
+        .args(["health", "--json", "--url", &format!("http://{addr}")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "unreachable is not ok");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["status"], "unreachable");
 }
 
 fn uuid_version(id: &str) -> u32 {

@@ -4,6 +4,7 @@
 
 pub mod elastic;
 pub mod hec;
+pub mod mdm;
 pub mod receiver;
 pub mod sentinel;
 pub mod server;
