@@ -65,7 +65,11 @@ fn main() {
         let probes: Vec<(String, String, String)> = (0..100_000)
             .map(|k| {
                 let i = (k * 7919) % n;
-                (format!("ep-{i}"), format!("C02SN{i:08}"), format!("MAC-{i:07}"))
+                (
+                    format!("ep-{i}"),
+                    format!("C02SN{i:08}"),
+                    format!("MAC-{i:07}"),
+                )
             })
             .collect();
         let time = |f: &dyn Fn(&(String, String, String)) -> bool| {
@@ -78,7 +82,8 @@ fn main() {
             started.elapsed().as_nanos() as f64 / probes.len() as f64
         };
         let by_id = time(&|p| black_box(index.lookup("acme", Some(&p.0), None, None)).is_some());
-        let by_serial = time(&|p| black_box(index.lookup("acme", None, Some(&p.1), None)).is_some());
+        let by_serial =
+            time(&|p| black_box(index.lookup("acme", None, Some(&p.1), None)).is_some());
         let by_host = time(&|p| black_box(index.lookup("acme", None, None, Some(&p.2))).is_some());
         println!(
             "| {n} | {:.2} s | {by_id:.0} ns | {by_serial:.0} ns | {by_host:.0} ns | {per_endpoint:.0} B |",
