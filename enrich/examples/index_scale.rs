@@ -27,7 +27,14 @@ fn record(i: usize) -> EndpointRecord {
         os: Some("macOS".into()),
         os_version: Some("15.1".into()),
         owner: Some(format!("user{i}@acme.com")),
-        department: Some(if i % 3 == 0 { "Engineering" } else { "Sales" }.into()),
+        department: Some(
+            if i.is_multiple_of(3) {
+                "Engineering"
+            } else {
+                "Sales"
+            }
+            .into(),
+        ),
         site: Some("Berlin".into()),
         category: None,
         model: Some("MacBook Pro (14-inch, 2023)".into()),
