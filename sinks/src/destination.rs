@@ -49,6 +49,23 @@ pub struct Framing {
     pub suffix: &'static [u8],
 }
 
+impl Framing {
+    /// Events one after the other, nothing around or between them (HEC envelopes, `_bulk`
+    /// line pairs, a single webhook body).
+    pub const CONCATENATED: Framing = Framing {
+        prefix: b"",
+        separator: b"",
+        suffix: b"",
+    };
+
+    /// A JSON array of the events.
+    pub const JSON_ARRAY: Framing = Framing {
+        prefix: b"[",
+        separator: b",",
+        suffix: b"]",
+    };
+}
+
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A destination: one small module per SIEM / SOAR / HTTP target.

@@ -178,12 +178,8 @@ struct BulkReply {
 
 impl Destination for Elasticsearch {
     fn framing(&self) -> Framing {
-        // Each encoded event is two lines ending in '\n'; the body ends with one.
-        Framing {
-            prefix: b"",
-            separator: b"",
-            suffix: b"",
-        }
+        // Each encoded event is two lines, each ending in a newline.
+        Framing::CONCATENATED
     }
 
     fn encode_event(&self, json: &[u8], out: &mut Vec<u8>) -> Result<(), String> {

@@ -169,11 +169,7 @@ impl Sentinel {
 
 impl Destination for Sentinel {
     fn framing(&self) -> Framing {
-        Framing {
-            prefix: b"[",
-            separator: b",",
-            suffix: b"]",
-        }
+        Framing::JSON_ARRAY
     }
 
     fn encode_event(&self, json: &[u8], out: &mut Vec<u8>) -> Result<(), String> {

@@ -88,11 +88,7 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
 impl Destination for SplunkHec {
     fn framing(&self) -> Framing {
         // Concatenated JSON objects: no array, no separators.
-        Framing {
-            prefix: b"",
-            separator: b"",
-            suffix: b"",
-        }
+        Framing::CONCATENATED
     }
 
     fn encode_event(&self, json: &[u8], out: &mut Vec<u8>) -> Result<(), String> {

@@ -88,11 +88,7 @@ impl Destination for Webhook {
                 suffix: b"]}",
             }
         } else {
-            Framing {
-                prefix: b"",
-                separator: b"",
-                suffix: b"",
-            }
+            Framing::CONCATENATED // one event per request
         }
     }
 
