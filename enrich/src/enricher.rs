@@ -150,12 +150,12 @@ impl Enricher {
         }
         if let (EventType::Checkin, Some((endpoint, _))) = (event.event_type, found) {
             self.checkins
-                .record_mdm(&event.tenant_id, &endpoint.record.mdm_device_id);
+                .record_mdm(&event.tenant_id, &endpoint.mdm_device_id);
         }
         let endpoint_id = event
             .endpoint_id
             .as_deref()
-            .or_else(|| found.and_then(|(e, _)| e.record.endpoint_id.as_deref()));
+            .or_else(|| found.and_then(|(e, _)| e.endpoint_id.as_deref()));
         if let Some((endpoint, _)) = found {
             if let Some(fleet) = &endpoint.fleet_json {
                 context.extend_from_slice(b",\"fleet\":");

@@ -31,7 +31,10 @@ impl MatchedOn {
 /// A record with its enrichment JSON prepared once, at index build time.
 #[derive(Debug)]
 pub struct IndexedEndpoint {
-    pub record: EndpointRecord,
+    /// The MDM's id of the device.
+    pub mdm_device_id: String,
+    /// The Thoth endpoint id the MDM carries, if any.
+    pub endpoint_id: Option<String>,
     /// `"fleet":{...}` member, or empty when no rule matched.
     pub fleet_json: Option<String>,
     /// The members of `context.endpoint` after `id` (hostname, serial, …, mdm), no braces.
@@ -146,7 +149,8 @@ impl EndpointIndex {
                 tenant.endpoints.push(IndexedEndpoint {
                     endpoint_members: endpoint_members(record, snap.kind.as_str()),
                     fleet_json,
-                    record: record.clone(),
+                    mdm_device_id: record.mdm_device_id.clone(),
+                    endpoint_id: record.endpoint_id.clone(),
                     snapshot: snap.taken_at.clone(),
                 });
             }
@@ -250,7 +254,7 @@ mod tests {
         let m = |t, e, s, h| {
             index
                 .lookup(t, e, s, h)
-                .map(|(ie, on)| (ie.record.mdm_device_id.clone(), on))
+                .map(|(ie, on)| (ie.mdm_device_id.clone(), on))
         };
         // endpoint_id beats serial beats hostname
         assert_eq!(
