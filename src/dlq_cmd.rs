@@ -52,6 +52,7 @@ pub fn run(action: DlqAction, config_path: &Path, sink: &str, json: bool) -> i32
                             "reason": l.reason,
                             "attempts": l.attempts,
                             "first_failed_at": l.first_failed_at,
+                            "origin": l.origin,
                             "event": l.event,
                         })
                     })

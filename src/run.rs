@@ -14,8 +14,14 @@ use prometheus::Registry;
 use thoth_config::{Config, FsyncMode, SinkKind};
 use thoth_enrich::{Enricher, MdmLoader, MdmStatus};
 use thoth_event::Limits;
-use thoth_ingest::{HookSource, IngestMetrics, IngestState, ListenerLimits, TokenTable};
-use thoth_sinks::{DeadLetterQueue, FileSink, HttpSink, HttpSinkParts, SinkHealth, SinkMetrics};
+use thoth_ingest::{
+    HookSource, IngestMetrics, IngestState, KafkaMetrics, KafkaSource, ListenerLimits, Rejects,
+    TokenTable,
+};
+use thoth_sinks::{
+    DeadLetter, DeadLetterQueue, FileSink, HttpSink, HttpSinkParts, KafkaSink, SinkHealth,
+    SinkMetrics,
+};
 use thoth_transform::TransformMetrics;
 use thoth_wal::{FsyncPolicy, Wal, WalOptions};
 use tokio::net::TcpListener;
@@ -98,6 +104,19 @@ pub async fn run(config: Config, programs: Programs) -> anyhow::Result<()> {
                 );
                 sink_tasks.push(tokio::spawn(task.run(stop_rx.clone())));
             }
+            SinkKind::Kafka(kafka) => {
+                let task = KafkaSink::new(
+                    sink,
+                    kafka,
+                    programs.route(sink, &transform_metrics),
+                    DeadLetterQueue::new(&config.dlq_dir(), name),
+                    reader,
+                    health,
+                    sink_metrics.clone(),
+                )
+                .map_err(|e| anyhow::anyhow!(e))?;
+                sink_tasks.push(tokio::spawn(task.run(stop_rx.clone())));
+            }
             SinkKind::SplunkHec(_)
             | SinkKind::Elasticsearch(_)
             | SinkKind::Sentinel(_)
@@ -157,6 +176,30 @@ pub async fn run(config: Config, programs: Programs) -> anyhow::Result<()> {
         metrics: transform_metrics.clone(),
         wal: wal.clone(),
     });
+    let limits = Limits {
+        max_event_bytes: config.api.max_event_bytes as usize,
+        max_depth: config.api.max_depth as usize,
+        max_events: config.api.max_batch_events as usize,
+    };
+    let tenant_ids: HashSet<String> = config.tenants.iter().map(|t| t.id.clone()).collect();
+    let kafka_metrics = KafkaMetrics::new(&registry)?;
+    let rejects: Arc<dyn Rejects> = Arc::new(IngestRejects(DeadLetterQueue::new(
+        &config.dlq_dir(),
+        INGEST_DLQ,
+    )));
+    let mut source_tasks = Vec::new();
+    for source in &config.kafka_sources {
+        let task = KafkaSource::new(
+            source,
+            pipeline.clone(),
+            rejects.clone(),
+            tenant_ids.clone(),
+            limits,
+            kafka_metrics.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!(e))?;
+        source_tasks.push(tokio::spawn(task.run(stop_rx.clone())));
+    }
     let sweeper = tokio::spawn(crate::stale::sweep(
         enricher.clone(),
         pipeline.clone(),
@@ -172,11 +215,7 @@ pub async fn run(config: Config, programs: Programs) -> anyhow::Result<()> {
             .iter()
             .map(|t| t.id.clone())
             .collect::<HashSet<_>>(),
-        limits: Limits {
-            max_event_bytes: config.api.max_event_bytes as usize,
-            max_depth: config.api.max_depth as usize,
-            max_events: config.api.max_batch_events as usize,
-        },
+        limits,
         max_body_bytes: config.api.max_body_bytes as usize,
         body_timeout: BODY_READ_TIMEOUT,
         shutting_down: shutting_down.clone(),
@@ -216,6 +255,9 @@ pub async fn run(config: Config, programs: Programs) -> anyhow::Result<()> {
     .await;
 
     let _ = stop_tx.send(true);
+    for task in source_tasks {
+        let _ = task.await; // commits what is in the WAL
+    }
     let _ = sweeper.await; // saves check-in state; its last alerts are in the WAL first
     let closing = wal.clone();
     tokio::task::spawn_blocking(move || closing.close()).await?;
@@ -234,5 +276,23 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// Kafka messages the gateway cannot accept, into the `ingest` dead-letter queue.
+struct IngestRejects(DeadLetterQueue);
+
+impl Rejects for IngestRejects {
+    fn reject(&self, payload: &[u8], reason: &str, origin: &str) -> std::io::Result<()> {
+        let mut letter = DeadLetter::new(
+            INGEST_DLQ,
+            "",
+            payload,
+            reason,
+            1,
+            thoth_event::now_rfc3339(),
+        );
+        letter.origin = Some(origin.to_string());
+        self.0.append(&[letter])
     }
 }

@@ -36,6 +36,8 @@ pub struct Config {
     pub sinks: BTreeMap<String, SinkConfig>,
     /// `[[sources.webhooks]]`: signed inbound webhooks at `/v1/hooks/{name}`.
     pub webhook_sources: Vec<WebhookSourceConfig>,
+    /// `[[sources.kafka]]`: consumer groups reading decisions and check-ins.
+    pub kafka_sources: Vec<KafkaSourceConfig>,
     /// `[transform]`: the global VRL program, run after enrichment.
     pub transform: Option<VrlSource>,
     /// `[[tests]]`, run by `thoth-gateway test`.
@@ -62,6 +64,19 @@ pub struct ConfigTest {
     pub expect: Option<VrlSource>,
     /// Per sink: a VRL assertion program run on that sink's `remap` result.
     pub expect_remap: Vec<(String, VrlSource)>,
+}
+
+/// One `[[sources.kafka]]`.
+#[derive(Debug, Clone)]
+pub struct KafkaSourceConfig {
+    pub name: String,
+    pub bootstrap_servers: String,
+    pub topics: Vec<String>,
+    pub group_id: String,
+    /// Events from this source must be of this tenant (else dead-lettered).
+    pub tenant_id: Option<String>,
+    /// librdkafka properties passed through (SASL, TLS, timeouts, …).
+    pub librdkafka: Vec<(String, String)>,
 }
 
 /// One `[[sources.webhooks]]`.
@@ -416,6 +431,17 @@ pub enum SinkKind {
     Sentinel(SentinelConfig),
     /// Standard Webhooks signed POSTs.
     Webhook(WebhookSinkConfig),
+    /// Produces enriched events to a Kafka topic, keyed by endpoint id.
+    Kafka(KafkaSinkConfig),
+}
+
+/// `type = "kafka"`.
+#[derive(Debug, Clone)]
+pub struct KafkaSinkConfig {
+    pub bootstrap_servers: String,
+    pub topic: String,
+    /// librdkafka producer properties passed through.
+    pub librdkafka: Vec<(String, String)>,
 }
 
 impl SinkKind {
@@ -426,6 +452,7 @@ impl SinkKind {
             SinkKind::Elasticsearch(_) => "elasticsearch",
             SinkKind::Sentinel(_) => "sentinel",
             SinkKind::Webhook(_) => "webhook",
+            SinkKind::Kafka(_) => "kafka",
         }
     }
 }

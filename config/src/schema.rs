@@ -13,8 +13,6 @@ const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
 const GIB: u64 = 1024 * MIB;
 
-/// Sink types described by SPEC §7 that later versions add.
-const FUTURE_SINK_TYPES: [&str; 1] = ["kafka"];
 /// Elasticsearch's default `http.max_content_length`: a bulk request must stay below it.
 const ELASTIC_MAX_CONTENT_LENGTH: u64 = 100 * MIB;
 
@@ -45,7 +43,7 @@ pub(crate) fn parse(text: &str, base: &Path) -> Result<Config, Vec<ConfigError>>
     let checkins = read_checkins(&mut root, &mut errs);
     let sinks = read_sinks(&mut root, base, &tenant_ids, &mut errs);
 
-    let webhook_sources = read_sources(&mut root, base, &tenant_ids, &mut errs);
+    let (webhook_sources, kafka_sources) = read_sources(&mut root, base, &tenant_ids, &mut errs);
     let transform = root.table("transform", &mut errs).and_then(|mut t| {
         let source = t.req_string("source", &mut errs);
         let key = t.key_path("source");
@@ -79,6 +77,7 @@ pub(crate) fn parse(text: &str, base: &Path) -> Result<Config, Vec<ConfigError>>
         checkins,
         sinks,
         webhook_sources,
+        kafka_sources,
         transform,
         tests,
     })
@@ -160,17 +159,79 @@ fn read_tests(
     out
 }
 
+/// Properties the gateway sets itself: it stores offsets only once events are in the WAL.
+const KAFKA_RESERVED: [&str; 3] = ["enable.auto.offset.store", "enable.auto.commit", "group.id"];
+
+/// `librdkafka = { "prop" = "value" }`.
+fn read_librdkafka(o: &mut Obj, errs: &mut Errors) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Some(mut t) = o.table("librdkafka", errs) {
+        let keys: Vec<String> = t.keys().map(str::to_string).collect();
+        for k in keys {
+            if KAFKA_RESERVED.contains(&k.as_str()) || k == "bootstrap.servers" {
+                errs.push(&t.key_path(&k), "set by thoth-gateway (it stores offsets only after the events are in the WAL); remove it");
+                t.get(&k);
+                continue;
+            }
+            match t.get(&k) {
+                Some(toml::Value::String(v)) => out.push((k, v.clone())),
+                Some(toml::Value::Integer(v)) => out.push((k, v.to_string())),
+                Some(toml::Value::Boolean(v)) => out.push((k, v.to_string())),
+                _ => errs.push(&t.key_path(&k), "expected a string, number or boolean"),
+            }
+        }
+        t.finish(errs);
+    }
+    out
+}
+
 fn read_sources(
     root: &mut Obj,
     base: &Path,
     tenants: &HashSet<&str>,
     errs: &mut Errors,
-) -> Vec<WebhookSourceConfig> {
+) -> (Vec<WebhookSourceConfig>, Vec<KafkaSourceConfig>) {
     let mut out = Vec::new();
+    let mut kafka = Vec::new();
     let Some(mut sources) = root.table("sources", errs) else {
-        return out;
+        return (out, kafka);
     };
-    sources.not_supported_yet("kafka", "the Kafka source arrives with its issue", errs);
+    let mut kafka_names = HashSet::new();
+    for mut k in sources.tables("kafka", errs) {
+        let name = k.req_string("name", errs);
+        if let Some(n) = &name {
+            if check_name(&k.key_path("name"), n, errs) && !kafka_names.insert(n.clone()) {
+                errs.push(
+                    &k.key_path("name"),
+                    format!("kafka source {n:?} is listed twice"),
+                );
+            }
+        }
+        let bootstrap_servers = k.req_string("bootstrap_servers", errs);
+        let topics = k.strings("topics", errs);
+        if topics.as_ref().is_some_and(|t| t.is_empty()) || !k.has("topics") {
+            errs.push(&k.key_path("topics"), "needs at least one topic");
+        }
+        let group_id = k.req_string("group_id", errs);
+        let tenant_id = k.string("tenant_id", errs);
+        if let Some(t) = &tenant_id {
+            check_tenant(&k.key_path("tenant_id"), t, tenants, errs);
+        }
+        let librdkafka = read_librdkafka(&mut k, errs);
+        k.finish(errs);
+        if let (Some(name), Some(bootstrap_servers), Some(topics), Some(group_id)) =
+            (name, bootstrap_servers, topics, group_id)
+        {
+            kafka.push(KafkaSourceConfig {
+                name,
+                bootstrap_servers,
+                topics,
+                group_id,
+                tenant_id,
+                librdkafka,
+            });
+        }
+    }
     let mut names = HashSet::new();
     for mut w in sources.tables("webhooks", errs) {
         let name = w.req_string("name", errs);
@@ -201,7 +262,7 @@ fn read_sources(
         }
     }
     sources.finish(errs);
-    out
+    (out, kafka)
 }
 
 /// `whsec_` secrets from `KEY = [..]`, `KEY = "${ENV}"` (one per line) or `KEY_file` (one
@@ -909,6 +970,19 @@ fn read_sink(
             }
             read_webhook_sink(s, base, errs).map(SinkKind::Webhook)
         }
+        Some("kafka") => {
+            let bootstrap_servers = s.req_string("bootstrap_servers", errs);
+            let topic = s.req_string("topic", errs);
+            let librdkafka = read_librdkafka(s, errs);
+            match (bootstrap_servers, topic) {
+                (Some(bootstrap_servers), Some(topic)) => Some(SinkKind::Kafka(KafkaSinkConfig {
+                    bootstrap_servers,
+                    topic,
+                    librdkafka,
+                })),
+                _ => None,
+            }
+        }
         Some("sentinel") => {
             http = read_http(s, base, errs);
             read_sentinel(s, base, errs).map(SinkKind::Sentinel)
@@ -923,23 +997,14 @@ fn read_sink(
             }
             read_elastic(s, base, errs).map(SinkKind::Elasticsearch)
         }
-        Some(t) if FUTURE_SINK_TYPES.contains(&t) => {
-            errs.push(
-                &s.key_path("type"),
-                format!("sink type {t:?} is not supported yet by this version of thoth-gateway"),
-            );
-            // Its keys belong to that future type; do not report them as unknown as well.
-            s.mark_all_seen();
-            None
-        }
         Some(t) => {
             errs.push(
                 &s.key_path("type"),
                 format!(
-                    "unknown sink type {t:?}; expected one of file, splunk_hec, elasticsearch, sentinel, webhook, {}",
-                    FUTURE_SINK_TYPES.join(", ")
+                    "unknown sink type {t:?}; expected one of file, splunk_hec, elasticsearch, sentinel, webhook, kafka"
                 ),
             );
+            // Its keys belong to some other type; do not report them as unknown as well.
             s.mark_all_seen();
             None
         }

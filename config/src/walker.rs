@@ -87,16 +87,6 @@ impl<'a> Obj<'a> {
         Some(v)
     }
 
-    /// Marks a key as handled elsewhere and reports it as not available yet.
-    pub fn not_supported_yet(&mut self, key: &str, when: &str, errs: &mut Errors) {
-        if self.get(key).is_some() {
-            errs.push(
-                &self.key_path(key),
-                format!("not supported yet by this version of thoth-gateway ({when})"),
-            );
-        }
-    }
-
     fn typed<T>(
         &mut self,
         key: &str,

@@ -127,24 +127,35 @@ fn references_and_types_are_checked() {
 
 #[test]
 fn later_features_are_refused_not_ignored() {
-    let more = format!(
-        "{GOOD}\n[sources.kafka]\nname = \"fleet\"\n[sinks.splunk]\ntype = \"kafka\"\nendpoint = \"https://x\"\n"
+    let more = GOOD.replace(
+        "tenants = [\"acme\"]",
+        "tenants = [\"acme\"]\nwhen_full = \"drop_oldest\"",
     );
     let errs = parse(&more).unwrap_err();
-    let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
-    assert!(
-        text.iter()
-            .any(|e| e.starts_with("sources.kafka: not supported yet")),
-        "{text:#?}"
+    assert_eq!(paths(&errs), vec!["sinks.archive.when_full"]);
+    assert!(errs[0].message.contains("not supported yet"), "{errs:?}");
+}
+
+#[test]
+fn kafka_sources_and_sinks_keep_passthrough_properties_and_refuse_reserved_ones() {
+    let more = format!(
+        "{GOOD}\n[[sources.kafka]]\nname = \"fleet\"\nbootstrap_servers = \"k:9092\"\ntopics = [\"thoth.decisions\"]\ngroup_id = \"thoth-gateway\"\n[sources.kafka.librdkafka]\n\"security.protocol\" = \"sasl_ssl\"\n\"session.timeout.ms\" = 6000\n[sinks.bus]\ntype = \"kafka\"\nbootstrap_servers = \"k:9092\"\ntopic = \"thoth.enriched\"\n"
     );
-    assert!(
-        text.iter()
-            .any(|e| e.starts_with("sinks.splunk.type: sink type \"kafka\" is not supported yet")),
-        "{text:#?}"
+    let c = parse(&more).unwrap();
+    assert_eq!(
+        c.kafka_sources[0].librdkafka,
+        vec![
+            ("security.protocol".to_string(), "sasl_ssl".to_string()),
+            ("session.timeout.ms".to_string(), "6000".to_string()),
+        ]
     );
-    assert!(
-        !text.iter().any(|e| e.contains("sinks.splunk.endpoint")),
-        "{text:#?}"
+    let bad = more.replace(
+        "\"session.timeout.ms\" = 6000",
+        "\"enable.auto.commit\" = \"false\"",
+    );
+    assert_eq!(
+        paths(&parse(&bad).unwrap_err()),
+        vec!["sources.kafka[0].librdkafka.\"enable.auto.commit\""]
     );
 }
 

@@ -22,7 +22,10 @@ pub struct DeadLetter {
     pub reason: String,
     pub attempts: u32,
     pub first_failed_at: String,
-    /// The enriched event.
+    /// Where it came from, for what a source could not accept (e.g. `kafka:topic/3/1042`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    /// The enriched event (or, for the `ingest` queue, the message as received).
     pub event: Box<RawValue>,
 }
 
@@ -52,6 +55,7 @@ impl DeadLetter {
             reason: reason.to_string(),
             attempts,
             first_failed_at,
+            origin: None,
             event,
         }
     }
@@ -232,6 +236,7 @@ mod tests {
             reason: "HEC code 6: Invalid data format".into(),
             attempts: 1,
             first_failed_at: "2026-11-28T10:00:00.000Z".into(),
+            origin: None,
             event: RawValue::from_string(format!(r#"{{"event_id":"{id}"}}"#)).unwrap(),
         }
     }
