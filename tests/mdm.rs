@@ -261,11 +261,7 @@ fn a_running_gateway_uses_each_sync_and_push_at_once_and_survives_the_api_being_
 }
 
 fn alerts(dir: &std::path::Path) -> Vec<Value> {
-    std::fs::read_to_string(dir.join("alerts.ndjson"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    read_ndjson(&dir.join("alerts.ndjson"))
 }
 
 #[test]

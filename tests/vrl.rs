@@ -49,11 +49,7 @@ remap = '. = {{"event_id": .event_id, "title": .reason, "endpoint": .context.end
 }
 
 fn read(path: &std::path::Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    read_ndjson(path)
 }
 
 fn ids(events: &[Value]) -> HashSet<String> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use thoth_event::BodyFormat;
 
 use crate::error::ApiError;
@@ -41,6 +41,10 @@ pub fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
         _ => Err(unsupported(&format!("{text:?}"))),
     }
 }
+
+/// Bytes of a body over the limit still read (and dropped) before answering 413, so that a
+/// client that is still sending reads the answer instead of a reset connection.
+const OVERFLOW_DRAIN_BYTES: usize = 1024 * 1024;
 
 fn too_large(max: usize, what: &str) -> ApiError {
     ApiError::new(
@@ -78,12 +82,39 @@ pub async fn read_body(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
     {
-        if len > max as u64 {
+        // Far over the limit: answer at once (the connection closes).
+        if len > (max + OVERFLOW_DRAIN_BYTES) as u64 {
             return Err(too_large(max, "body"));
         }
     }
-    let collected = tokio::time::timeout(timeout, Limited::new(body, max).collect()).await;
-    let raw = match collected {
+    let read = async {
+        let mut body = body;
+        let mut buf = Vec::new();
+        let mut seen = 0usize;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "body_read_error",
+                    format!("the body could not be read: {e}"),
+                )
+            })?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            seen += data.len();
+            if seen <= max {
+                buf.extend_from_slice(&data);
+            } else if seen > max + OVERFLOW_DRAIN_BYTES {
+                break;
+            }
+        }
+        if seen > max {
+            return Err(too_large(max, "body"));
+        }
+        Ok(Bytes::from(buf))
+    };
+    let raw = match tokio::time::timeout(timeout, read).await {
         Err(_) => {
             return Err(ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
@@ -91,19 +122,7 @@ pub async fn read_body(
                 format!("the body was not received within {} s", timeout.as_secs()),
             ))
         }
-        Ok(Err(e)) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                return Err(too_large(max, "body"));
-            }
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "body_read_error",
-                format!("the body could not be read: {e}"),
-            ));
-        }
-        Ok(Ok(c)) => c.to_bytes(),
+        Ok(result) => result?,
     };
     if !gzip {
         return Ok(raw);

@@ -117,6 +117,33 @@ impl DeadLetterQueue {
         self.locked(|| append_synced(&self.file("ndjson"), &buf))
     }
 
+    /// Appends durably, retrying with backoff until it works (a full disk, say); `false` when
+    /// `stop` turned true first — the caller then leaves the events in the WAL.
+    pub async fn append_until_stored(
+        &self,
+        letters: std::sync::Arc<Vec<DeadLetter>>,
+        retry: &thoth_config::RetryConfig,
+        health: &crate::health::SinkHealth,
+        stop: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> bool {
+        let mut attempt = 0;
+        loop {
+            let (dlq, batch) = (self.clone(), letters.clone());
+            match tokio::task::spawn_blocking(move || dlq.append(&batch)).await {
+                Ok(Ok(())) => return true,
+                Ok(Err(e)) => {
+                    tracing::error!(sink = %self.sink, error = %e, "cannot write dead letters; retrying");
+                    health.failed(format!("cannot write dead letters: {e}"));
+                }
+                Err(e) => tracing::error!(sink = %self.sink, error = %e, "dead-letter task failed"),
+            }
+            attempt += 1;
+            if !crate::backoff::wait_backoff(retry, attempt, 0.5, stop).await {
+                return false;
+            }
+        }
+    }
+
     /// Every dead letter in the queue.
     pub fn list(&self) -> std::io::Result<Vec<DeadLetter>> {
         self.locked(|| read_letters(&self.file("ndjson")))

@@ -682,24 +682,12 @@ impl Shared {
             })
             .collect();
         let letters = Arc::new(letters);
-        let mut attempt = 0;
-        loop {
-            let dlq = self.dlq.clone();
-            let batch = letters.clone();
-            match tokio::task::spawn_blocking(move || dlq.append(&batch)).await {
-                Ok(Ok(())) => break,
-                Ok(Err(e)) => {
-                    attempt += 1;
-                    tracing::error!(sink = %self.name, error = %e, "cannot write dead letters; retrying");
-                    self.health
-                        .failed(format!("cannot write dead letters: {e}"));
-                }
-                Err(e) => tracing::error!(sink = %self.name, error = %e, "dead-letter task failed"),
-            }
-            tokio::select! {
-                _ = stop.wait_for(|s| *s) => return false,
-                _ = tokio::time::sleep(backoff(attempt, self.retry.initial_backoff, self.retry.max_backoff, 0.5)) => {}
-            }
+        if !self
+            .dlq
+            .append_until_stored(letters.clone(), &self.retry, &self.health, stop)
+            .await
+        {
+            return false;
         }
         tracing::warn!(sink = %self.name, events = letters.len(), %reason, "events dead-lettered");
         self.metrics

@@ -10,7 +10,7 @@ use thoth_event::{now_rfc3339, record};
 use thoth_wal::{Entry, Reader};
 use tokio::sync::watch;
 
-use crate::backoff::{backoff, Jitter};
+use crate::backoff::{wait_backoff, Jitter};
 use crate::dlq::{DeadLetter, DeadLetterQueue};
 use crate::health::SinkHealth;
 use crate::metrics::SinkMetrics;
@@ -160,32 +160,12 @@ impl FileSink {
         stop: &mut watch::Receiver<bool>,
     ) -> bool {
         let n = letters.len() as u64;
-        let letters = Arc::new(letters);
-        let mut attempt = 0;
-        loop {
-            let (dlq, batch) = (self.dlq.clone(), letters.clone());
-            match tokio::task::spawn_blocking(move || dlq.append(&batch)).await {
-                Ok(Ok(())) => break,
-                Ok(Err(e)) => {
-                    attempt += 1;
-                    self.health
-                        .failed(format!("cannot write dead letters: {e}"));
-                }
-                Err(_) => attempt += 1,
-            }
-            let delay = backoff(
-                attempt,
-                self.retry.initial_backoff,
-                self.retry.max_backoff,
-                0.5,
-            );
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = stop.changed() => {}
-            }
-            if *stop.borrow() {
-                return false;
-            }
+        if !self
+            .dlq
+            .append_until_stored(Arc::new(letters), &self.retry, &self.health, stop)
+            .await
+        {
+            return false;
         }
         self.metrics
             .dead_letters
@@ -224,17 +204,7 @@ impl FileSink {
                     tracing::warn!(sink = %self.name, attempt, error = %msg, "file sink write failed; retrying");
                     self.health.failed(msg);
                     self.metrics.retries.with_label_values(&[&self.name]).inc();
-                    let delay = backoff(
-                        attempt,
-                        self.retry.initial_backoff,
-                        self.retry.max_backoff,
-                        jitter.next_unit(),
-                    );
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = stop.changed() => {}
-                    }
-                    if *stop.borrow() {
+                    if !wait_backoff(&self.retry, attempt, jitter.next_unit(), stop).await {
                         return None;
                     }
                 }

@@ -12,7 +12,7 @@ use thoth_event::{now_rfc3339, record, EnrichedView};
 use thoth_wal::{Entry, Reader};
 use tokio::sync::watch;
 
-use crate::backoff::{backoff, Jitter};
+use crate::backoff::{wait_backoff, Jitter};
 use crate::dlq::{DeadLetter, DeadLetterQueue};
 use crate::health::SinkHealth;
 use crate::metrics::SinkMetrics;
@@ -99,16 +99,13 @@ impl KafkaSink {
             let next_seq = last.seq + 1;
             let (pending, failed, filtered) = self.route_all(&entries);
             if !failed.is_empty() {
-                let dlq = self.dlq.clone();
                 let n = failed.len() as u64;
-                if tokio::task::spawn_blocking(move || dlq.append(&failed))
+                if !self
+                    .dlq
+                    .append_until_stored(Arc::new(failed), &self.retry, &self.health, &mut stop)
                     .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .is_none()
                 {
-                    self.health.failed("cannot write dead letters".into());
-                    continue; // the batch stays in the WAL; read again after a restart
+                    break; // stopping: the batch stays in the WAL
                 }
                 self.metrics
                     .dead_letters
@@ -230,15 +227,8 @@ impl KafkaSink {
                 self.health.failed(reason);
             }
             self.metrics.retries.with_label_values(&[&self.name]).inc();
-            let delay = backoff(
-                attempt,
-                self.retry.initial_backoff,
-                self.retry.max_backoff,
-                jitter.next_unit(),
-            );
-            tokio::select! {
-                _ = stop.wait_for(|s| *s) => return false,
-                _ = tokio::time::sleep(delay) => {}
+            if !wait_backoff(&self.retry, attempt, jitter.next_unit(), stop).await {
+                return false;
             }
             pending = retry;
         }

@@ -252,10 +252,18 @@ pub fn post_ndjson(
     (status, body, headers)
 }
 
-/// Reads the file sink's output as JSON values (a missing file is empty).
+/// Reads the file sink's output as JSON values (a missing file is empty). A last line without
+/// its newline is a write still in progress, not yet output: it is left out.
 pub fn read_out(dir: &Path) -> Vec<serde_json::Value> {
-    let text = std::fs::read_to_string(out_path(dir)).unwrap_or_default();
-    text.lines()
+    read_ndjson(&out_path(dir))
+}
+
+/// Reads complete NDJSON lines of a file that may be being appended to.
+pub fn read_ndjson(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    complete
+        .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad NDJSON line {l:?}: {e}")))
         .collect()
 }
