@@ -639,6 +639,7 @@ fn the_example_config_is_valid_and_its_tests_pass() {
         .env("THOTH_HEC_TOKEN", "00000000-0000-0000-0000-000000000000")
         .env("THOTH_ES_API_KEY", "a2V5OnNlY3JldA==")
         .env("THOTH_SENTINEL_CLIENT_SECRET", "secret")
+        .env("THOTH_KAFKA_PASSWORD", "secret")
         .arg(&cfg)
         .output()
         .unwrap();
@@ -653,6 +654,7 @@ fn the_example_config_is_valid_and_its_tests_pass() {
         .env("THOTH_HEC_TOKEN", "00000000-0000-0000-0000-000000000000")
         .env("THOTH_ES_API_KEY", "a2V5OnNlY3JldA==")
         .env("THOTH_SENTINEL_CLIENT_SECRET", "secret")
+        .env("THOTH_KAFKA_PASSWORD", "secret")
         .arg(&cfg)
         .output()
         .unwrap();
