@@ -36,36 +36,8 @@ max_backoff = "400ms"
     cfg
 }
 
-fn post_all(gw: &Gateway, token: &str, lines: &[String]) {
-    let c = client();
-    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    loop {
-        let (status, resp, _) = post_ndjson(&c, gw, token, body.clone());
-        match status {
-            200 => return,
-            503 => std::thread::sleep(Duration::from_millis(100)),
-            other => panic!("unexpected {other}: {resp}"),
-        }
-    }
-}
-
-fn dlq_list(cfg: &std::path::Path) -> Value {
-    let out = std::process::Command::new(BIN)
-        .args(["dlq", "list", "--sink", "elastic", "--json", "--config"])
-        .arg(cfg)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 fn metric(gw: &Gateway, line_prefix: &str) -> Option<u64> {
-    let text = client()
-        .get(gw.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let text = gw.metrics();
     text.lines()
         .find(|l| l.starts_with(line_prefix))
         .and_then(|l| l.rsplit(' ').next())
@@ -187,7 +159,7 @@ fn mixed_item_results_resend_only_the_retryable_items() {
     });
     let mut list = Value::Null;
     wait_until("d is dead-lettered", || {
-        list = dlq_list(&cfg);
+        list = dlq(&cfg, "list", "elastic");
         list["count"] == 1
     });
     assert_eq!(list["entries"][0]["event_id"], "d");
@@ -258,7 +230,7 @@ fn replaying_the_stream_after_a_crash_creates_no_duplicates() {
         Some(1000),
         "409s count as delivered"
     );
-    assert_eq!(dlq_list(&cfg)["count"], 0);
+    assert_eq!(dlq(&cfg, "list", "elastic")["count"], 0);
 }
 
 #[test]
@@ -281,7 +253,7 @@ fn delivery_continues_through_the_other_endpoint_when_one_is_down() {
     wait_until("every event arrives through the live endpoint", || {
         es.doc_count() >= 1000
     });
-    assert_eq!(dlq_list(&cfg)["count"], 0);
+    assert_eq!(dlq(&cfg, "list", "elastic")["count"], 0);
     assert!(
         metric(
             &gw,

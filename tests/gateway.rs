@@ -148,13 +148,13 @@ fn two_tenants_are_enriched_from_jamf_and_intune_and_delivered_once() {
     );
 
     // Health and metrics reflect it.
-    let health: Value = c.get(gw.url("/v1/health")).send().unwrap().json().unwrap();
+    let health: Value = gw.health();
     assert_eq!(health["status"], "ok");
     assert_eq!(health["sinks"]["out"]["status"], "healthy");
     assert_eq!(health["sinks"]["out"]["queued_events"], 0);
     assert_eq!(health["mdm"]["endpoints"], 5);
     assert_eq!(health["checkins"]["healthy"], 2);
-    let metrics = c.get(gw.url("/metrics")).send().unwrap().text().unwrap();
+    let metrics = gw.metrics();
     for line in [
         "thoth_events_received_total{source=\"http\",type=\"decision\"} 5",
         "thoth_events_received_total{source=\"http\",type=\"checkin\"} 2",
@@ -465,7 +465,7 @@ fn a_full_wal_answers_503_with_bounded_memory_then_recovers() {
         assert!(n < 10_000, "the WAL never filled");
     };
     assert_eq!(retry_after, "1");
-    let health: Value = c.get(gw.url("/v1/health")).send().unwrap().json().unwrap();
+    let health: Value = gw.health();
     assert_ne!(health["status"], "ok");
     assert!(health["sinks"]["out"]["queued_events"].as_u64().unwrap() >= accepted.len() as u64);
     assert!(health["sinks"]["out"]["last_error"]

@@ -167,12 +167,7 @@ fn a_hundred_thousand_events_from_six_partitions_are_each_delivered() {
     assert_eq!(out.len(), 100_000, "once each without a crash");
     assert_eq!(delivered_ids(dir.path()), ids);
     assert_eq!(out[0]["context"]["tenant"]["id"], "acme");
-    let metrics = client()
-        .get(gw.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = gw.metrics();
     assert!(
         metrics.contains(&format!(
             "thoth_kafka_messages_total{{outcome=\"accepted\",topic=\"{TOPIC}\"}} 1000"
@@ -261,12 +256,7 @@ fn a_poison_message_is_dead_lettered_with_its_offset_and_the_rest_flows() {
     wait_until("the messages after the poison are delivered", || {
         delivered_ids(dir.path()).contains("after")
     });
-    let out = std::process::Command::new(BIN)
-        .args(["dlq", "list", "--sink", "ingest", "--json", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list = dlq(&cfg, "list", "ingest");
     assert_eq!(list["count"], 2, "{list}");
     assert_eq!(list["entries"][0]["origin"], format!("kafka:{TOPIC}/2/1"));
     assert!(list["entries"][0]["reason"]
@@ -279,12 +269,7 @@ fn a_poison_message_is_dead_lettered_with_its_offset_and_the_rest_flows() {
         .as_str()
         .unwrap()
         .contains("initech"));
-    let metrics = client()
-        .get(gw.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = gw.metrics();
     assert!(
         metrics.contains(&format!(
             "thoth_kafka_messages_total{{outcome=\"dead_lettered\",topic=\"{TOPIC}\"}} 2"
@@ -315,12 +300,7 @@ fn a_full_wal_pauses_the_consumer_with_flat_memory_then_everything_is_delivered(
         .into_iter()
         .collect();
     let paused = || {
-        client()
-            .get(gw.url("/metrics"))
-            .send()
-            .unwrap()
-            .text()
-            .unwrap()
+        gw.metrics()
             .contains("thoth_kafka_paused{source=\"fleet\"} 1")
     };
     wait_until("the consumer pauses", paused);

@@ -245,7 +245,7 @@ fn a_running_gateway_uses_each_sync_and_push_at_once_and_survives_the_api_being_
     assert_eq!(e["context"]["fleet"]["id"], "eng");
     let mut health = Value::Null;
     wait_until("the failed sync shows in /v1/health", || {
-        health = c.get(gw.url("/v1/health")).send().unwrap().json().unwrap();
+        health = gw.health();
         health["mdm"]["acme-jamf"]["last_error"].is_string()
     });
     let jamf = &health["mdm"]["acme-jamf"];
@@ -293,7 +293,7 @@ fn a_stale_endpoint_is_alerted_once_cleared_by_a_checkin_and_not_realerted_after
     assert!(std::fs::read_to_string(dir.path().join("decisions.ndjson"))
         .unwrap_or_default()
         .is_empty());
-    let health: Value = c.get(gw.url("/v1/health")).send().unwrap().json().unwrap();
+    let health: Value = gw.health();
     assert_eq!(health["checkins"]["stale"], 1);
 
     // A restart does not re-alert.

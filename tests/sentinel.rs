@@ -48,39 +48,6 @@ max_backoff = "400ms"
     cfg
 }
 
-fn post_all(gw: &Gateway, lines: &[String]) {
-    let c = client();
-    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    loop {
-        let (status, resp, _) = post_ndjson(&c, gw, "admin-token", body.clone());
-        match status {
-            200 => return,
-            503 => std::thread::sleep(Duration::from_millis(100)),
-            other => panic!("unexpected {other}: {resp}"),
-        }
-    }
-}
-
-fn health(gw: &Gateway) -> Value {
-    client()
-        .get(gw.url("/v1/health"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap()
-}
-
-fn dlq_count(cfg: &std::path::Path) -> u64 {
-    let out = std::process::Command::new(BIN)
-        .args(["dlq", "list", "--sink", "sentinel", "--json", "--config"])
-        .arg(cfg)
-        .output()
-        .unwrap();
-    serde_json::from_slice::<Value>(&out.stdout).unwrap()["count"]
-        .as_u64()
-        .unwrap()
-}
-
 #[test]
 fn a_hundred_thousand_events_arrive_as_records_of_the_stream_in_calls_under_1_mb() {
     let emu = SentinelEmulator::start(SECRET, Duration::from_secs(3600));
@@ -99,7 +66,7 @@ fn a_hundred_thousand_events_arrive_as_records_of_the_stream_in_calls_under_1_mb
                 .to_string()
             })
             .collect();
-        post_all(&gw, &lines);
+        post_all(&gw, "admin-token", &lines);
     }
     wait_until("every record arrives", || {
         emu.with(|s| s.records.len()) >= TOTAL
@@ -166,7 +133,7 @@ fn a_hundred_thousand_events_arrive_as_records_of_the_stream_in_calls_under_1_mb
         .map(|(n, t)| (n.to_string(), t.to_string()))
         .collect();
     assert_eq!(declared, expected);
-    assert_eq!(health(&gw)["sinks"]["sentinel"]["status"], "healthy");
+    assert_eq!(gw.health()["sinks"]["sentinel"]["status"], "healthy");
 }
 
 #[test]
@@ -183,7 +150,7 @@ fn tokens_expiring_mid_run_are_refreshed_without_loss() {
         let lines: Vec<String> = (0..200)
             .map(|i| decision(&format!("x-{sent}-{i}"), "acme", "ep-7f3a"))
             .collect();
-        post_all(&gw, &lines);
+        post_all(&gw, "admin-token", &lines);
         sent += 1;
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -192,15 +159,19 @@ fn tokens_expiring_mid_run_are_refreshed_without_loss() {
     let lines: Vec<String> = (0..200)
         .map(|i| decision(&format!("x-last-{i}"), "acme", "ep-7f3a"))
         .collect();
-    post_all(&gw, &lines);
+    post_all(&gw, "admin-token", &lines);
     let total = (sent + 1) * 200;
     wait_until("every record arrives", || {
         emu.record_ids().into_iter().collect::<HashSet<_>>().len() >= total
     });
     assert!(emu.with(|s| s.tokens_issued) >= 3, "tokens were refreshed");
-    assert_eq!(dlq_count(&cfg), 0, "nothing dead-lettered");
+    assert_eq!(
+        dlq(&cfg, "list", "sentinel")["count"].as_u64().unwrap(),
+        0,
+        "nothing dead-lettered"
+    );
     wait_until("the sink is healthy", || {
-        health(&gw)["sinks"]["sentinel"]["status"] == "healthy"
+        gw.health()["sinks"]["sentinel"]["status"] == "healthy"
     });
 }
 
@@ -218,7 +189,7 @@ fn retry_after_5_is_honoured_then_everything_arrives() {
     let lines: Vec<String> = (0..3000)
         .map(|i| decision(&format!("r-{i}"), "acme", "ep-7f3a"))
         .collect();
-    post_all(&gw, &lines);
+    post_all(&gw, "admin-token", &lines);
     wait_until("every record arrives", || {
         emu.record_ids().into_iter().collect::<HashSet<_>>().len() >= 3000
     });
@@ -233,7 +204,7 @@ fn retry_after_5_is_honoured_then_everything_arrives() {
         "a call {:?} after Retry-After: 5",
         next.at.duration_since(throttled.at)
     );
-    assert_eq!(dlq_count(&cfg), 0);
+    assert_eq!(dlq(&cfg, "list", "sentinel")["count"].as_u64().unwrap(), 0);
     let first_ok = calls.iter().find(|c| c.status == 204).unwrap();
     assert!(first_ok.records < 3000, "the batch was split after the 413");
     drop(gw);
@@ -248,11 +219,11 @@ fn a_wrong_client_secret_fails_the_sink_keeps_events_and_a_fixed_config_delivers
     let lines: Vec<String> = (0..100)
         .map(|i| decision(&format!("w-{i}"), "acme", "ep-7f3a"))
         .collect();
-    post_all(&gw, &lines);
+    post_all(&gw, "admin-token", &lines);
     wait_until("the sink is failing", || {
-        health(&gw)["sinks"]["sentinel"]["status"] == "failing"
+        gw.health()["sinks"]["sentinel"]["status"] == "failing"
     });
-    let h = health(&gw);
+    let h = gw.health();
     let err = h["sinks"]["sentinel"]["last_error"].as_str().unwrap();
     assert!(
         err.contains("Entra ID refused the client credentials"),
@@ -265,7 +236,7 @@ fn a_wrong_client_secret_fails_the_sink_keeps_events_and_a_fixed_config_delivers
     );
     assert!(!err.contains("an-old-secret"));
     assert_eq!(h["sinks"]["sentinel"]["queued_events"], 100);
-    assert_eq!(dlq_count(&cfg), 0);
+    assert_eq!(dlq(&cfg, "list", "sentinel")["count"].as_u64().unwrap(), 0);
     assert!(
         emu.with(|s| s.calls.is_empty()),
         "nothing sent without a token"
@@ -278,7 +249,7 @@ fn a_wrong_client_secret_fails_the_sink_keeps_events_and_a_fixed_config_delivers
         emu.with(|s| s.records.len()) >= 100
     });
     wait_until("the sink is healthy", || {
-        health(&gw)["sinks"]["sentinel"]["status"] == "healthy"
+        gw.health()["sinks"]["sentinel"]["status"] == "healthy"
     });
 }
 
@@ -297,11 +268,11 @@ fn an_unreachable_authority_is_reported_as_such() {
     );
     std::fs::write(&cfg, text).unwrap();
     let gw = Gateway::start(&cfg);
-    post_all(&gw, &[decision("u-1", "acme", "ep-7f3a")]);
+    post_all(&gw, "admin-token", &[decision("u-1", "acme", "ep-7f3a")]);
     wait_until("the sink is failing", || {
-        health(&gw)["sinks"]["sentinel"]["status"] == "failing"
+        gw.health()["sinks"]["sentinel"]["status"] == "failing"
     });
-    let err = health(&gw)["sinks"]["sentinel"]["last_error"]
+    let err = gw.health()["sinks"]["sentinel"]["last_error"]
         .as_str()
         .unwrap()
         .to_string();

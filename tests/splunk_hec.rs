@@ -46,43 +46,7 @@ max_backoff = "400ms"
     cfg
 }
 
-fn health(gw: &Gateway) -> Value {
-    client()
-        .get(gw.url("/v1/health"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap()
-}
-
 /// Posts NDJSON, retrying 503s as a client must.
-fn post_all(gw: &Gateway, token: &str, lines: &[String]) {
-    let c = client();
-    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    loop {
-        let (status, resp, _) = post_ndjson(&c, gw, token, body.clone());
-        match status {
-            200 => return,
-            503 => std::thread::sleep(Duration::from_millis(100)),
-            other => panic!("unexpected {other}: {resp}"),
-        }
-    }
-}
-
-fn dlq(cfg: &std::path::Path, action: &str) -> Value {
-    let out = std::process::Command::new(BIN)
-        .args(["dlq", action, "--sink", "splunk", "--json", "--config"])
-        .arg(cfg)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 #[test]
 fn a_hundred_thousand_events_arrive_with_context_and_fields_gzipped() {
@@ -169,14 +133,9 @@ fn a_hundred_thousand_events_arrive_with_context_and_fields_gzipped() {
     let requests = hec.requests();
     assert!(requests.iter().all(|r| r.gzip), "gzip on the wire");
     assert!(requests.iter().any(|r| r.events > 1), "batched");
-    let h = health(&gw);
+    let h = gw.health();
     assert_eq!(h["sinks"]["splunk"]["status"], "healthy");
-    let metrics = client()
-        .get(gw.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = gw.metrics();
     assert!(
         metrics.contains(&format!(
             "thoth_sink_events_total{{outcome=\"delivered\",sink=\"splunk\"}} {TOTAL}"
@@ -207,9 +166,9 @@ fn hec_down_then_busy_then_back_loses_nothing_and_the_file_sink_keeps_going() {
         read_out(dir.path()).len() >= 2000
     });
     wait_until("the HEC sink reports the outage", || {
-        health(&gw)["sinks"]["splunk"]["status"] != "healthy"
+        gw.health()["sinks"]["splunk"]["status"] != "healthy"
     });
-    let h = health(&gw);
+    let h = gw.health();
     assert!(
         h["sinks"]["splunk"]["last_error"]
             .as_str()
@@ -252,7 +211,7 @@ fn hec_down_then_busy_then_back_loses_nothing_and_the_file_sink_keeps_going() {
     }
     assert_eq!(requests.iter().filter(|r| r.status == 503).count(), 3);
     wait_until("the sink is healthy again", || {
-        health(&gw)["sinks"]["splunk"]["status"] == "healthy"
+        gw.health()["sinks"]["splunk"]["status"] == "healthy"
     });
 }
 
@@ -281,7 +240,7 @@ fn rejected_data_goes_to_the_dlq_and_replay_delivers_it_after_the_fix() {
     });
     let mut list = Value::Null;
     wait_until("the bad event is dead-lettered", || {
-        list = dlq(&cfg, "list");
+        list = dlq(&cfg, "list", "splunk");
         list["count"] == 1
     });
     assert_eq!(list["sink"], "splunk");
@@ -300,12 +259,7 @@ fn rejected_data_goes_to_the_dlq_and_replay_delivers_it_after_the_fix() {
         "the enriched event is kept"
     );
     assert!(!hec.indexed_ids().contains(&"bad-1".to_string()));
-    let metrics = client()
-        .get(gw.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = gw.metrics();
     assert!(
         metrics.contains("thoth_sink_dead_letters_total{reason=\"rejected\",sink=\"splunk\"} 1"),
         "{metrics}"
@@ -313,11 +267,11 @@ fn rejected_data_goes_to_the_dlq_and_replay_delivers_it_after_the_fix() {
 
     // Fixed on the Splunk side: replay, while the gateway runs.
     hec.with(|s| s.reject_poison = false);
-    assert_eq!(dlq(&cfg, "replay")["replayed"], 1);
+    assert_eq!(dlq(&cfg, "replay", "splunk")["replayed"], 1);
     wait_until("the replayed event is indexed", || {
         hec.indexed_ids().contains(&"bad-1".to_string())
     });
-    assert_eq!(dlq(&cfg, "list")["count"], 0);
+    assert_eq!(dlq(&cfg, "list", "splunk")["count"], 0);
     // It went to that sink only.
     assert_eq!(
         read_out(dir.path())
@@ -333,10 +287,10 @@ fn rejected_data_goes_to_the_dlq_and_replay_delivers_it_after_the_fix() {
     poison2["event_id"] = "bad-2".into();
     post_all(&gw, "acme-token", &[poison2.to_string()]);
     wait_until("the second bad event is dead-lettered", || {
-        dlq(&cfg, "list")["count"] == 1
+        dlq(&cfg, "list", "splunk")["count"] == 1
     });
-    assert_eq!(dlq(&cfg, "purge")["purged"], 1);
-    assert_eq!(dlq(&cfg, "list")["count"], 0);
+    assert_eq!(dlq(&cfg, "purge", "splunk")["purged"], 1);
+    assert_eq!(dlq(&cfg, "list", "splunk")["count"], 0);
 }
 
 #[test]
@@ -350,9 +304,9 @@ fn a_refused_token_fails_the_sink_keeps_the_events_and_a_fixed_config_delivers_t
         .collect();
     post_all(&gw, "acme-token", &lines);
     wait_until("the sink is failing", || {
-        health(&gw)["sinks"]["splunk"]["status"] == "failing"
+        gw.health()["sinks"]["splunk"]["status"] == "failing"
     });
-    let h = health(&gw);
+    let h = gw.health();
     let err = h["sinks"]["splunk"]["last_error"].as_str().unwrap();
     assert!(err.contains("code 4: Invalid token"), "{err}");
     assert!(!err.contains("wrong-token"), "no secret in health output");
@@ -361,7 +315,7 @@ fn a_refused_token_fails_the_sink_keeps_the_events_and_a_fixed_config_delivers_t
     // Ready stays 200: the WAL still accepts.
     assert_eq!(client().get(gw.url("/ready")).send().unwrap().status(), 200);
     assert_eq!(
-        dlq(&cfg, "list")["count"],
+        dlq(&cfg, "list", "splunk")["count"],
         0,
         "nothing dead-lettered for a token error"
     );
@@ -374,7 +328,7 @@ fn a_refused_token_fails_the_sink_keeps_the_events_and_a_fixed_config_delivers_t
     let ids: HashSet<String> = hec.indexed_ids().into_iter().collect();
     assert_eq!(ids.len(), 50);
     wait_until("the sink is healthy", || {
-        health(&gw)["sinks"]["splunk"]["status"] == "healthy"
+        gw.health()["sinks"]["splunk"]["status"] == "healthy"
     });
 }
 
@@ -412,7 +366,7 @@ fn a_batch_whose_ack_never_comes_is_resent() {
     );
     assert!(hec.violations().is_empty(), "{:?}", hec.violations());
     wait_until("the sink's cursor catches up", || {
-        health(&gw)["sinks"]["splunk"]["queued_events"] == 0
+        gw.health()["sinks"]["splunk"]["queued_events"] == 0
     });
 }
 
@@ -496,7 +450,7 @@ fn events_still_failing_after_max_duration_are_dead_lettered_with_the_last_reaso
     post_all(&gw, "acme-token", &lines);
     let mut list = Value::Null;
     wait_until("the events are dead-lettered", || {
-        list = dlq(&cfg, "list");
+        list = dlq(&cfg, "list", "splunk");
         list["count"] == 10
     });
     let reason = list["entries"][0]["reason"].as_str().unwrap();
@@ -507,7 +461,7 @@ fn events_still_failing_after_max_duration_are_dead_lettered_with_the_last_reaso
     assert!(reason.contains("max_duration"), "{reason}");
     assert!(list["entries"][0]["attempts"].as_u64().unwrap() >= 2);
     wait_until("the cursor moves past them", || {
-        health(&gw)["sinks"]["splunk"]["queued_events"] == 0
+        gw.health()["sinks"]["splunk"]["queued_events"] == 0
     });
     assert!(hec.indexed().is_empty());
 }
@@ -604,7 +558,7 @@ fn tls_with_a_private_ca_delivers_and_an_untrusted_certificate_never_falls_back(
     let gw = Gateway::start(&cfg);
     post_all(&gw, "acme-token", &[decision("tls-2", "acme", "ep-7f3a")]);
     wait_until("the sink reports the certificate", || {
-        health(&gw)["sinks"]["splunk"]["last_error"]
+        gw.health()["sinks"]["splunk"]["last_error"]
             .as_str()
             .is_some_and(|e| e.to_lowercase().contains("certificate"))
     });

@@ -131,24 +131,14 @@ fn each_sink_gets_exactly_what_its_condition_selects_in_its_remap_shape() {
     assert!(rx.accepted().iter().all(|d| !d.verified_by.is_empty()));
 
     // The aborted event is dead-lettered in `ingest` with the VRL error, and counted.
-    let out = std::process::Command::new(BIN)
-        .args(["dlq", "list", "--sink", "ingest", "--json", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list = dlq(&cfg, "list", "ingest");
     assert_eq!(list["count"], 1, "{list}");
     assert_eq!(list["entries"][0]["event_id"], "dropped");
     assert!(list["entries"][0]["reason"]
         .as_str()
         .unwrap()
         .starts_with("transform.source: aborted"));
-    let metrics = client()
-        .get(gw.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = gw.metrics();
     assert!(
         metrics.contains("thoth_transform_errors_total{stage=\"global\"} 1"),
         "{metrics}"

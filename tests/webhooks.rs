@@ -269,12 +269,7 @@ fn inbound_hooks_verify_reject_precisely_and_accept_rotated_secrets() {
         .map(|e| e["event_id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, HashSet::from(["h-1", "h-2", "t-1", "h-3"]));
-    let metrics = client()
-        .get(gw.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = gw.metrics();
     assert!(
         metrics.contains("thoth_events_received_total{source=\"webhook\",type=\"webhook_test\"} 1")
     );

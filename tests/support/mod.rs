@@ -197,6 +197,26 @@ impl Gateway {
         }
     }
 
+    /// The `/metrics` text.
+    pub fn metrics(&self) -> String {
+        client()
+            .get(self.url("/metrics"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    }
+
+    /// The `/v1/health` report.
+    pub fn health(&self) -> serde_json::Value {
+        client()
+            .get(self.url("/v1/health"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+
     /// Resident set size in KiB, from /proc.
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
@@ -295,4 +315,34 @@ pub fn decision(id: &str, tenant: &str, endpoint: &str) -> String {
         "surface": "mcp", "action": {"kind": "tool_call", "tool": "github.create_pull_request"}
     })
     .to_string()
+}
+
+/// POSTs NDJSON lines as one batch, retrying 503s as a client must.
+pub fn post_all(gw: &Gateway, token: &str, lines: &[String]) {
+    let c = client();
+    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    loop {
+        let (status, resp, _) = post_ndjson(&c, gw, token, body.clone());
+        match status {
+            200 => return,
+            503 => std::thread::sleep(Duration::from_millis(100)),
+            other => panic!("unexpected {other}: {resp}"),
+        }
+    }
+}
+
+/// `thoth-gateway dlq ACTION --sink SINK --json`, which must succeed.
+pub fn dlq(cfg: &Path, action: &str, sink: &str) -> serde_json::Value {
+    let out = Command::new(BIN)
+        .args(["dlq", action, "--sink", sink, "--json", "--config"])
+        .arg(cfg)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
