@@ -4,20 +4,23 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use prometheus::{Encoder, IntGauge, Registry, TextEncoder};
+use prometheus::{Encoder, GaugeVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 use serde::Serialize;
 use thoth_config::{MdmProvider, MdmSource};
-use thoth_enrich::{Enricher, MdmStatus, ProviderSummary};
-use thoth_ingest::{ApiError, Scope, TokenTable};
+use thoth_enrich::{Enricher, LoaderCommand, MdmStatus, ProviderSummary};
+use thoth_ingest::{ApiError, Scope, SharedAccess};
 use thoth_sinks::{SinkHealth, SinkMetrics, SinkStatus};
 use thoth_wal::Wal;
 use time::OffsetDateTime;
+
+use crate::reload::{ReloadError, ReloadRequest};
 
 /// WAL use at which health reports `degraded`: sources will soon be told to back off.
 const WAL_DEGRADED_FRACTION: f64 = 0.9;
@@ -27,20 +30,33 @@ pub struct ApiState {
     pub registry: Registry,
     pub wal: Wal,
     pub enricher: Arc<Enricher>,
-    pub sinks: Vec<(String, Arc<SinkHealth>)>,
     pub sink_metrics: SinkMetrics,
-    /// For the admin endpoints.
-    pub tokens: TokenTable,
+    /// What a config reload replaces: the sinks and the MDM providers.
+    pub live: Arc<ArcSwap<Live>>,
+    /// Tokens (for the admin endpoints) and tenants; replaced by a config reload.
+    pub access: SharedAccess,
     pub mdm_status: MdmStatus,
     /// Asks the MDM task to reload snapshots now; answered once the new index is in place.
-    pub mdm_reload: tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<()>>,
-    pub providers: Vec<MdmProvider>,
+    pub mdm_reload: tokio::sync::mpsc::Sender<LoaderCommand>,
+    /// Asks the reloader to load the config file again.
+    pub reload: tokio::sync::mpsc::Sender<ReloadRequest>,
     pub shutting_down: Arc<AtomicBool>,
     pub wal_gauges: WalGauges,
 }
 
-/// WAL gauges, refreshed at each scrape.
+/// The parts of the API's view that a config reload replaces.
+#[derive(Default)]
+pub struct Live {
+    pub sinks: Vec<(String, Arc<SinkHealth>)>,
+    pub providers: Vec<MdmProvider>,
+}
+
+/// Gauges computed at each scrape: the WAL's, and the health of sinks and MDM providers
+/// (what the alert rules in `deploy/prometheus/alerts.yaml` watch).
 pub struct WalGauges {
+    sink_health: IntGaugeVec,
+    sink_oldest_age: GaugeVec,
+    mdm_last_success: GaugeVec,
     bytes: IntGauge,
     max_bytes: IntGauge,
     appended: IntGauge,
@@ -55,7 +71,34 @@ impl WalGauges {
             registry.register(Box::new(g.clone()))?;
             Ok(g)
         };
+        let sink_health = IntGaugeVec::new(
+            Opts::new(
+                "thoth_sink_health",
+                "Sink health: 0 healthy, 1 degraded (retrying), 2 failing.",
+            ),
+            &["sink"],
+        )?;
+        let sink_oldest_age = GaugeVec::new(
+            Opts::new(
+                "thoth_sink_oldest_event_age_seconds",
+                "Age of the oldest event queued for the sink (0 when caught up).",
+            ),
+            &["sink"],
+        )?;
+        let mdm_last_success = GaugeVec::new(
+            Opts::new(
+                "thoth_mdm_last_success_timestamp_seconds",
+                "Unix time of the provider's last successful API sync or push.",
+            ),
+            &["provider"],
+        )?;
+        registry.register(Box::new(sink_health.clone()))?;
+        registry.register(Box::new(sink_oldest_age.clone()))?;
+        registry.register(Box::new(mdm_last_success.clone()))?;
         Ok(WalGauges {
+            sink_health,
+            sink_oldest_age,
+            mdm_last_success,
             bytes: g("thoth_wal_bytes", "Bytes held by the write-ahead log.")?,
             max_bytes: g(
                 "thoth_wal_max_bytes",
@@ -103,11 +146,14 @@ pub fn router(state: Arc<ApiState>) -> Router {
             put(push_snapshot).layer(DefaultBodyLimit::max(MAX_SNAPSHOT_BYTES)),
         )
         .route("/v1/endpoints/{tenant}/{endpoint}", get(endpoint))
+        .route("/v1/reload", post(reload))
         .with_state(state)
 }
 
 fn require_admin(s: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
     match s
+        .access
+        .load()
         .tokens
         .authorize(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()))
     {
@@ -136,7 +182,14 @@ async fn push_snapshot(
     if let Err(e) = require_admin(&s, &headers) {
         return e.into_response();
     }
-    let Some(p) = s.providers.iter().find(|p| p.name == provider).cloned() else {
+    let Some(p) = s
+        .live
+        .load()
+        .providers
+        .iter()
+        .find(|p| p.name == provider)
+        .cloned()
+    else {
         return ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_provider",
@@ -163,7 +216,7 @@ async fn push_snapshot(
         Ok(Ok(counts)) => {
             s.mdm_status.success(&provider, counts.clone());
             let (ack, done) = tokio::sync::oneshot::channel();
-            if s.mdm_reload.send(ack).await.is_ok() {
+            if s.mdm_reload.send(LoaderCommand::Refresh(ack)).await.is_ok() {
                 let _ = done.await;
             }
             Json(serde_json::json!({
@@ -272,7 +325,8 @@ fn health_report(s: &ApiState) -> HealthReport {
     let committed = s.wal.committed_seq();
     let mut sinks = BTreeMap::new();
     let mut worst = SinkStatus::Healthy;
-    for (name, health) in &s.sinks {
+    let live = s.live.load();
+    for (name, health) in &live.sinks {
         let h = health.snapshot();
         let cursor = s.wal.cursor(name).unwrap_or(committed);
         let queued_events = committed.saturating_sub(cursor);
@@ -303,7 +357,7 @@ fn health_report(s: &ApiState) -> HealthReport {
         .summary(OffsetDateTime::now_utc(), s.enricher.stale_after());
     let seen = s.enricher.checkins().mdm_endpoints_seen() as u64;
     let wal_full = s.wal.total_bytes() as f64 >= s.wal.max_bytes() as f64 * WAL_DEGRADED_FRACTION;
-    let mdm_failing = s
+    let mdm_failing = live
         .providers
         .iter()
         .any(|p| s.mdm_status.get(&p.name).last_error.is_some());
@@ -319,7 +373,7 @@ fn health_report(s: &ApiState) -> HealthReport {
         mdm: MdmReport {
             loaded: s.enricher.is_loaded(),
             endpoints,
-            providers: s
+            providers: live
                 .providers
                 .iter()
                 .map(|p| {
@@ -358,12 +412,15 @@ fn health_report(s: &ApiState) -> HealthReport {
     }
 }
 
-fn worse(a: SinkStatus, b: SinkStatus) -> SinkStatus {
-    let rank = |s| match s {
+fn rank(s: SinkStatus) -> i64 {
+    match s {
         SinkStatus::Healthy => 0,
         SinkStatus::Degraded => 1,
         SinkStatus::Failing => 2,
-    };
+    }
+}
+
+fn worse(a: SinkStatus, b: SinkStatus) -> SinkStatus {
     if rank(b) > rank(a) {
         b
     } else {
@@ -377,8 +434,31 @@ async fn health(State(s): State<Arc<ApiState>>) -> Json<HealthReport> {
 
 async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
     s.wal_gauges.refresh(&s.wal);
+    let report = health_report(&s);
+    let g = &s.wal_gauges;
+    g.sink_health.reset();
+    g.sink_oldest_age.reset();
+    for (name, sink) in &report.sinks {
+        g.sink_health
+            .with_label_values(&[name])
+            .set(rank(sink.status));
+        g.sink_oldest_age
+            .with_label_values(&[name])
+            .set(sink.oldest_age_s);
+    }
+    for (name, p) in &report.mdm.providers {
+        let synced = p
+            .last_success
+            .as_deref()
+            .and_then(|t| thoth_event::parse_rfc3339(t).ok());
+        if let Some(t) = synced {
+            g.mdm_last_success
+                .with_label_values(&[name])
+                .set(t.unix_timestamp() as f64);
+        }
+    }
     let committed = s.wal.committed_seq();
-    for (name, _) in &s.sinks {
+    for (name, _) in &s.live.load().sinks {
         let cursor = s.wal.cursor(name).unwrap_or(committed);
         s.sink_metrics
             .queue_events
@@ -395,4 +475,44 @@ async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
         buf,
     )
         .into_response()
+}
+
+/// `POST /v1/reload` (admin): loads the config file again, like SIGHUP. `200` with what
+/// changed; `400 invalid_config` with the same errors as `validate` (the running config stays);
+/// `409` when there is no config file to reload.
+async fn reload(State(s): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
+    if let Err(e) = require_admin(&s, &headers) {
+        return e.into_response();
+    }
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    if s.reload.send(ReloadRequest { reply }).await.is_err() {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the gateway is shutting down",
+        )
+        .into_response();
+    }
+    match answer.await {
+        Ok(Ok(report)) => Json(report).into_response(),
+        Ok(Err(ReloadError::Invalid(errors))) => (
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({
+                "error": "invalid_config",
+                "message": "the new config is invalid; the running config is unchanged",
+                "details": errors.iter().map(|e| serde_json::json!({"path": e.path, "message": e.message})).collect::<Vec<_>>(),
+            })),
+        )
+            .into_response(),
+        Ok(Err(ReloadError::NoConfigFile)) => ApiError::new(
+            StatusCode::CONFLICT,
+            "no_config_file",
+            "the gateway runs the built-in default (no --config): there is no file to reload",
+        )
+        .into_response(),
+        Ok(Err(ReloadError::Failed(message))) => {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "reload_failed", message).into_response()
+        }
+        Err(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the gateway is shutting down").into_response(),
+    }
 }

@@ -2,6 +2,7 @@
 //! This binary parses the command line and wires the stages (crates) together.
 
 mod api;
+mod canary;
 mod default_config;
 mod destinations;
 mod dlq_cmd;
@@ -9,11 +10,14 @@ mod health_cmd;
 mod mdm_cmd;
 mod pipeline;
 mod programs;
+mod reload;
 mod run;
+mod sink_set;
 mod stale;
 mod test_cmd;
 mod test_webhook;
 mod validate;
+mod verify;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -29,8 +33,18 @@ use thoth_config::Config;
     about = "Thoth SIEM forwarding gateway"
 )]
 struct Cli {
+    /// Log format on stderr: `human` (default) or `json` (one object per line, for log
+    /// shippers). The level comes from THOTH_LOG (default `info`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -75,8 +89,14 @@ enum Command {
         #[command(subcommand)]
         action: MdmAction,
     },
-    /// The deployment checklist (not available in this version yet).
-    Verify(Unavailable),
+    /// The deployment checklist: config valid, a canary through every sink, MDM providers
+    /// reachable with counts, check-in health (exit 1 if any item fails).
+    Verify {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// A sink's dead letters: list, replay (send again) or purge.
     Dlq {
         action: dlq_cmd::DlqAction,
@@ -103,26 +123,29 @@ enum MdmAction {
     },
 }
 
-#[derive(clap::Args)]
-struct Unavailable {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    args: Vec<String>,
-}
-
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("THOTH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        // Span fields (`sink`, `source`) are flattened into each line so a log query can filter
+        // on them directly.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+        LogFormat::Human => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Run { config } => run_command(config),
+        Command::Run { config } => run_command(config, cli.log_format),
         Command::Validate { config, json } => validate::run(&config, json),
         Command::Health { url, json } => health_cmd::run(&url, json),
         Command::Dlq {
@@ -141,16 +164,13 @@ fn main() -> ExitCode {
                     json,
                 },
         } => mdm_cmd::sync(&config, provider.as_deref(), json),
-        Command::Verify(_) => {
-            eprintln!("thoth-gateway: this command is not available in this version yet (see the README's roadmap)");
-            2
-        }
+        Command::Verify { config, json } => verify::run(&config, json),
     };
     ExitCode::from(code as u8)
 }
 
-fn run_command(config_path: Option<PathBuf>) -> i32 {
-    init_logging();
+fn run_command(config_path: Option<PathBuf>, log_format: LogFormat) -> i32 {
+    init_logging(log_format);
     let config = match &config_path {
         Some(path) => match Config::load(path) {
             Ok(c) => c,
@@ -198,7 +218,7 @@ fn run_command(config_path: Option<PathBuf>) -> i32 {
     for w in &programs.warnings {
         tracing::warn!("{w}");
     }
-    match runtime.block_on(run::run(config, programs)) {
+    match runtime.block_on(run::run(config, programs, config_path)) {
         Ok(()) => 0,
         Err(e) => {
             tracing::error!("{e:#}");

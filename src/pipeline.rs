@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwapOption;
+
 use thoth_enrich::Enricher;
 use thoth_event::{now_rfc3339, record, Event};
 use thoth_ingest::{Submit, SubmitError, SubmitFuture};
@@ -19,21 +21,28 @@ pub const INGEST_DLQ: &str = "ingest";
 /// Enriches and transforms batches and makes them durable in the WAL.
 pub struct Pipeline {
     pub enricher: Arc<Enricher>,
-    pub transform: Option<Arc<VrlProgram>>,
+    /// The global transform; replaced by a config reload.
+    pub transform: ArcSwapOption<VrlProgram>,
     pub ingest_dlq: DeadLetterQueue,
     pub metrics: TransformMetrics,
     pub wal: Wal,
 }
 
 impl Pipeline {
+    /// Installs a reloaded global transform; batches in flight finish with the old one.
+    pub fn set_transform(&self, program: Option<Arc<VrlProgram>>) {
+        self.transform.store(program);
+    }
+
     /// The WAL frame of a batch, and the dead letters of events the transform refused.
     fn build_frame(&self, events: &[Event]) -> (FrameBuilder, Vec<DeadLetter>) {
         let now = OffsetDateTime::now_utc();
         let mut frame = FrameBuilder::new();
         let mut refused = Vec::new();
         let mut enriched = Vec::with_capacity(1024);
+        let transform = self.transform.load();
         for event in events {
-            match &self.transform {
+            match &*transform {
                 // No transform: enrich straight into the frame, no copy, no conversion.
                 None => frame.push_with(|buf| {
                     record::encode_header(buf, &event.tenant_id);

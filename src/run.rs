@@ -4,42 +4,41 @@
 //! flight finish, close the WAL (drains queued appends), then stop sinks after the batch in
 //! hand (cursors persisted).
 
-use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use prometheus::Registry;
-use thoth_config::{Config, FsyncMode, SinkKind};
+use thoth_config::{Config, FsyncMode};
 use thoth_enrich::{Enricher, MdmLoader, MdmStatus};
 use thoth_event::Limits;
 use thoth_ingest::{
-    HookSource, IngestMetrics, IngestState, KafkaMetrics, KafkaSource, ListenerLimits, Rejects,
-    TokenTable,
+    Access, HookSource, IngestMetrics, IngestState, KafkaMetrics, KafkaSource, ListenerLimits,
+    Rejects, SharedAccess,
 };
-use thoth_sinks::{
-    DeadLetter, DeadLetterQueue, FileSink, HttpSink, HttpSinkParts, KafkaSink, SinkHealth,
-    SinkMetrics,
-};
+use thoth_sinks::{DeadLetter, DeadLetterQueue, SinkMetrics};
 use thoth_transform::TransformMetrics;
 use thoth_wal::{FsyncPolicy, Wal, WalOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::api::{self, ApiState, WalGauges};
-use crate::destinations;
+use crate::api::{self, ApiState, Live, WalGauges};
 use crate::pipeline::{Pipeline, INGEST_DLQ};
 use crate::programs::Programs;
+use crate::reload::{ReloadMetrics, Reloader};
+use crate::sink_set::SinkSet;
 
 /// How often MDM snapshot files are checked for changes (a `stat` each).
 const SNAPSHOT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// The longest a request body may take to arrive (SPEC §3).
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long sinks get to finish the batch in hand at shutdown.
-const SINK_STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub async fn run(config: Config, programs: Programs) -> anyhow::Result<()> {
+/// Runs the gateway on `config` (read from `path`, `None` for the built-in default, which
+/// cannot be reloaded).
+pub async fn run(config: Config, programs: Programs, path: Option<PathBuf>) -> anyhow::Result<()> {
     let registry = Registry::new();
     let transform_metrics = TransformMetrics::new(&registry)?;
     std::fs::create_dir_all(&config.data_dir)
@@ -79,68 +78,17 @@ pub async fn run(config: Config, programs: Programs) -> anyhow::Result<()> {
     // The last good snapshots first: enrichment works at once even when an MDM API is down.
     loader.load_into(&enricher);
     let mdm_status = MdmStatus::default();
-    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(16);
+    let (mdm_tx, mdm_rx) = tokio::sync::mpsc::channel(16);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let sink_metrics = SinkMetrics::new(&registry)?;
-    let mut sink_health = Vec::new();
-    let mut sink_tasks = Vec::new();
-    for (name, sink) in &config.sinks {
-        let reader = wal
-            .reader(name)
-            .expect("every configured sink has a cursor");
-        let health = Arc::new(SinkHealth::default());
-        sink_health.push((name.clone(), health.clone()));
-        match &sink.kind {
-            SinkKind::File { path } => {
-                let task = FileSink::new(
-                    sink,
-                    path.clone(),
-                    programs.route(sink, &transform_metrics),
-                    DeadLetterQueue::new(&config.dlq_dir(), name),
-                    reader,
-                    health,
-                    sink_metrics.clone(),
-                );
-                sink_tasks.push(tokio::spawn(task.run(stop_rx.clone())));
-            }
-            SinkKind::Kafka(kafka) => {
-                let task = KafkaSink::new(
-                    sink,
-                    kafka,
-                    programs.route(sink, &transform_metrics),
-                    DeadLetterQueue::new(&config.dlq_dir(), name),
-                    reader,
-                    health,
-                    sink_metrics.clone(),
-                )
-                .map_err(|e| anyhow::anyhow!(e))?;
-                sink_tasks.push(tokio::spawn(task.run(stop_rx.clone())));
-            }
-            SinkKind::SplunkHec(_)
-            | SinkKind::Elasticsearch(_)
-            | SinkKind::Sentinel(_)
-            | SinkKind::Webhook(_) => {
-                let destination = destinations::build(sink)
-                    .map_err(|e| anyhow::anyhow!("sinks.{name}: {e}"))?
-                    .expect("an HTTP sink has a destination");
-                let task = HttpSink::new(HttpSinkParts {
-                    name: name.clone(),
-                    destination,
-                    route: programs.route(sink, &transform_metrics),
-                    batch: sink.batch,
-                    retry: sink.retry,
-                    http: sink.http.clone(),
-                    reader,
-                    health,
-                    metrics: sink_metrics.clone(),
-                    dlq: DeadLetterQueue::new(&config.dlq_dir(), name),
-                })
-                .map_err(|e| anyhow::anyhow!("sinks.{name}: {e}"))?;
-                sink_tasks.push(tokio::spawn(task.run(stop_rx.clone())));
-            }
-        }
-    }
+    let mut sinks = SinkSet::new(
+        wal.clone(),
+        config.dlq_dir(),
+        transform_metrics.clone(),
+        sink_metrics.clone(),
+    );
+    sinks.start_all(&config, &programs)?;
     {
         let enricher = enricher.clone();
         let mut stop = stop_rx.clone();
@@ -149,7 +97,7 @@ pub async fn run(config: Config, programs: Programs) -> anyhow::Result<()> {
             SNAPSHOT_CHECK_INTERVAL,
             config.mdm.refresh_interval,
             mdm_status.clone(),
-            reload_rx,
+            mdm_rx,
             async move {
                 let _ = stop.wait_for(|s| *s).await;
             },
@@ -169,9 +117,9 @@ pub async fn run(config: Config, programs: Programs) -> anyhow::Result<()> {
         hooks.insert(source.name.clone(), hook);
     }
     let shutting_down = Arc::new(AtomicBool::new(false));
-    let pipeline: Arc<dyn thoth_ingest::Submit> = Arc::new(Pipeline {
+    let pipeline = Arc::new(Pipeline {
         enricher: enricher.clone(),
-        transform: programs.global.clone(),
+        transform: ArcSwapOption::new(programs.global.clone()),
         ingest_dlq: DeadLetterQueue::new(&config.dlq_dir(), INGEST_DLQ),
         metrics: transform_metrics.clone(),
         wal: wal.clone(),
@@ -181,7 +129,8 @@ pub async fn run(config: Config, programs: Programs) -> anyhow::Result<()> {
         max_depth: config.api.max_depth as usize,
         max_events: config.api.max_batch_events as usize,
     };
-    let tenant_ids: HashSet<String> = config.tenants.iter().map(|t| t.id.clone()).collect();
+    let access: SharedAccess = Arc::new(ArcSwap::from_pointee(Access::new(&config)));
+    let submit: Arc<dyn thoth_ingest::Submit> = pipeline.clone();
     let kafka_metrics = KafkaMetrics::new(&registry)?;
     let rejects: Arc<dyn Rejects> = Arc::new(IngestRejects(DeadLetterQueue::new(
         &config.dlq_dir(),
@@ -191,9 +140,9 @@ pub async fn run(config: Config, programs: Programs) -> anyhow::Result<()> {
     for source in &config.kafka_sources {
         let task = KafkaSource::new(
             source,
-            pipeline.clone(),
+            submit.clone(),
             rejects.clone(),
-            tenant_ids.clone(),
+            access.clone(),
             limits,
             kafka_metrics.clone(),
         )
@@ -202,36 +151,48 @@ pub async fn run(config: Config, programs: Programs) -> anyhow::Result<()> {
     }
     let sweeper = tokio::spawn(crate::stale::sweep(
         enricher.clone(),
-        pipeline.clone(),
+        submit.clone(),
         checkins_file,
         stop_rx.clone(),
     ));
     let ingest = Arc::new(IngestState {
         hooks,
-        submit: pipeline,
-        tokens: TokenTable::new(&config.api.tokens),
-        tenants: config
-            .tenants
-            .iter()
-            .map(|t| t.id.clone())
-            .collect::<HashSet<_>>(),
+        submit,
+        access: access.clone(),
         limits,
         max_body_bytes: config.api.max_body_bytes as usize,
         body_timeout: BODY_READ_TIMEOUT,
         shutting_down: shutting_down.clone(),
         metrics: IngestMetrics::new(&registry)?,
     });
+    let live = Arc::new(ArcSwap::from_pointee(Live {
+        sinks: sinks.health(),
+        providers: config.mdm.providers.clone(),
+    }));
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
+    let reloader = Reloader {
+        path,
+        running: config.clone(),
+        sinks,
+        pipeline,
+        access: access.clone(),
+        enricher: enricher.clone(),
+        mdm: mdm_tx.clone(),
+        live: live.clone(),
+        metrics: ReloadMetrics::new(&registry)?,
+    };
+    let reloader = tokio::spawn(reloader.run(reload_rx, stop_rx.clone()));
     let api_state = Arc::new(ApiState {
         wal_gauges: WalGauges::new(&registry)?,
         registry,
         wal: wal.clone(),
         enricher,
-        sinks: sink_health,
         sink_metrics,
-        tokens: TokenTable::new(&config.api.tokens),
+        live,
+        access,
         mdm_status,
-        mdm_reload: reload_tx,
-        providers: config.mdm.providers.clone(),
+        mdm_reload: mdm_tx,
+        reload: reload_tx,
         shutting_down: shutting_down.clone(),
     });
     let app = thoth_ingest::router(ingest).merge(api::router(api_state));
@@ -255,17 +216,14 @@ pub async fn run(config: Config, programs: Programs) -> anyhow::Result<()> {
     .await;
 
     let _ = stop_tx.send(true);
+    let mut sinks = reloader.await?;
     for task in source_tasks {
         let _ = task.await; // commits what is in the WAL
     }
     let _ = sweeper.await; // saves check-in state; its last alerts are in the WAL first
     let closing = wal.clone();
     tokio::task::spawn_blocking(move || closing.close()).await?;
-    for task in sink_tasks {
-        if tokio::time::timeout(SINK_STOP_TIMEOUT, task).await.is_err() {
-            tracing::warn!("a sink did not stop in time; its cursor stays where it was");
-        }
-    }
+    sinks.stop_all().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -5,9 +5,6 @@ use std::path::Path;
 
 use serde_json::json;
 use thoth_config::Config;
-use thoth_event::{now_rfc3339, Event};
-
-use crate::destinations;
 
 /// Returns the exit code: 0 delivered, 1 not, 2 bad usage or config.
 pub fn run(config_path: &Path, sink_name: &str, json_out: bool) -> i32 {
@@ -26,47 +23,11 @@ pub fn run(config_path: &Path, sink_name: &str, json_out: bool) -> i32 {
         eprintln!("no sink named {sink_name:?}; sinks: {}", names.join(", "));
         return 2;
     };
-    let destination = match destinations::build(sink) {
-        Ok(Some(d)) => d,
-        Ok(None) => {
-            eprintln!("sink {sink_name:?} is a file sink: there is nothing to send a test to");
-            return 2;
-        }
-        Err(e) => {
-            eprintln!("sinks.{sink_name}: {e}");
-            return 2;
-        }
-    };
-    let tenant = sink
-        .tenants
-        .as_ref()
-        .and_then(|t| t.first())
-        .or_else(|| config.tenants.first().map(|t| &t.id))
-        .cloned()
-        .unwrap_or_default();
-    let event = json!({
-        "type": "webhook_test",
-        "tenant_id": tenant,
-        "title": "thoth-gateway test-webhook",
-        "description": format!("test event for sink {sink_name}"),
-        "source": "thoth-gateway test-webhook",
-        "thoth_test": true,
-    });
-    let now = now_rfc3339();
-    let event = Event::parse(event.to_string().as_bytes(), &now).expect("the test event is valid");
-    let mut json = Vec::new();
-    let tenant_json = config
-        .tenant(&tenant)
-        .map(|t| json!({"id": t.id, "name": t.name}))
-        .unwrap_or_else(|| json!({"id": tenant}));
-    let context = json!({ "tenant": tenant_json }).to_string();
-    event.write_enriched(
-        &mut json,
-        &[
-            ("context", context.as_bytes()),
-            ("enrichment", br#"{"status":"unmatched"}"#),
-        ],
-    );
+    if matches!(sink.kind, thoth_config::SinkKind::File { .. }) {
+        eprintln!("sink {sink_name:?} is a file sink: there is nothing to send a test to");
+        return 2;
+    }
+    let (event_id, json) = crate::canary::event(&config, sink, "test-webhook");
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -77,19 +38,19 @@ pub fn run(config_path: &Path, sink_name: &str, json_out: bool) -> i32 {
             return 1;
         }
     };
-    let result = runtime.block_on(thoth_sinks::send_one(&*destination, &sink.http, &json));
+    let result = runtime.block_on(crate::canary::send(sink, &event_id, &json));
     if json_out {
         println!(
             "{}",
             json!({"sink": sink_name, "ok": result.ok, "status": result.status,
-                   "latency_ms": result.latency_ms, "error": result.error, "event_id": event.event_id})
+                   "latency_ms": result.latency_ms, "error": result.error, "event_id": event_id})
         );
     } else if result.ok {
         println!(
             "{sink_name}: ok (HTTP {}, {} ms, event {})",
             result.status.unwrap_or(0),
             result.latency_ms,
-            event.event_id
+            event_id
         );
     } else {
         println!(

@@ -5,6 +5,8 @@ use std::path::Path;
 use serde_json::json;
 use thoth_config::{Config, ConfigError};
 
+use crate::programs::Programs;
+
 struct Summary {
     /// VRL warnings (they do not make the config invalid).
     warnings: Vec<ConfigError>,
@@ -95,33 +97,68 @@ pub fn run(path: &Path, json: bool) -> i32 {
 }
 
 fn check(path: &Path) -> (Vec<ConfigError>, Option<Summary>) {
-    let config = match Config::load(path) {
-        Ok(c) => c,
-        Err(errors) => return (errors, None),
-    };
-    let mut errors = Vec::new();
-    let mut warnings = Vec::new();
-    match crate::programs::Programs::compile(&config) {
-        Ok(p) => warnings = p.warnings,
-        Err(diagnostics) => errors.extend(diagnostics.into_iter().map(vrl_error)),
+    match load_checked(path) {
+        Ok(checked) => {
+            let config = &checked.config;
+            let summary = Summary {
+                warnings: checked
+                    .programs
+                    .warnings
+                    .iter()
+                    .cloned()
+                    .map(vrl_error)
+                    .collect(),
+                tenants: config.tenants.len(),
+                tokens: config.api.tokens.len(),
+                mdm_providers: config.mdm.providers.len(),
+                mdm_endpoints: checked.mdm_endpoints,
+                sinks: config.sinks.keys().cloned().collect(),
+            };
+            (Vec::new(), Some(summary))
+        }
+        Err(errors) => (errors, None),
     }
-    let mut endpoints = 0;
+}
+
+/// A config that passed every check of `validate`, with its compiled programs.
+pub struct Checked {
+    pub config: Config,
+    pub programs: Programs,
+    pub mdm_endpoints: usize,
+}
+
+/// Every check of `validate` (also what a reload must pass): the config, every VRL program,
+/// and the MDM snapshot files it names.
+pub fn load_checked(path: &Path) -> Result<Checked, Vec<ConfigError>> {
+    let config = Config::load(path)?;
+    let mut errors = Vec::new();
+    let programs = match Programs::compile(&config) {
+        Ok(p) => Some(p),
+        Err(diagnostics) => {
+            errors.extend(diagnostics.into_iter().map(vrl_error));
+            None
+        }
+    };
+    let mut mdm_endpoints = 0;
     for (i, p) in config.mdm.providers.iter().enumerate() {
+        // An API or push provider has no snapshot until its first sync or push.
+        if !matches!(p.source, thoth_config::MdmSource::File) && !p.file.exists() {
+            continue;
+        }
         match thoth_enrich::load_provider(p) {
-            Ok(snap) => endpoints += snap.records.len(),
+            Ok(snap) => mdm_endpoints += snap.records.len(),
             Err(message) => errors.push(ConfigError {
                 path: format!("mdm.providers[{i}].file"),
                 message,
             }),
         }
     }
-    let summary = Summary {
-        warnings: warnings.into_iter().map(vrl_error).collect(),
-        tenants: config.tenants.len(),
-        tokens: config.api.tokens.len(),
-        mdm_providers: config.mdm.providers.len(),
-        mdm_endpoints: endpoints,
-        sinks: config.sinks.keys().cloned().collect(),
-    };
-    (errors, Some(summary))
+    match programs {
+        Some(programs) if errors.is_empty() => Ok(Checked {
+            config,
+            programs,
+            mdm_endpoints,
+        }),
+        _ => Err(errors),
+    }
 }

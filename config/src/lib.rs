@@ -24,7 +24,7 @@ pub struct ConfigError {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub data_dir: PathBuf,
     pub api: ApiConfig,
@@ -52,7 +52,7 @@ pub struct VrlSource {
 }
 
 /// One `[[tests]]` entry.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ConfigTest {
     pub name: String,
     pub path: String,
@@ -67,7 +67,7 @@ pub struct ConfigTest {
 }
 
 /// One `[[sources.kafka]]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct KafkaSourceConfig {
     pub name: String,
     pub bootstrap_servers: String,
@@ -80,7 +80,7 @@ pub struct KafkaSourceConfig {
 }
 
 /// One `[[sources.webhooks]]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WebhookSourceConfig {
     pub name: String,
     /// Events from this hook must be of this tenant (else 403).
@@ -91,7 +91,7 @@ pub struct WebhookSourceConfig {
 }
 
 /// `type = "webhook"`: signed HTTP POSTs (SOAR, PAM, any HTTP target).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WebhookSinkConfig {
     pub url: String,
     /// One signature per secret (rotation).
@@ -103,7 +103,7 @@ pub struct WebhookSinkConfig {
 }
 
 /// `[api]`: the HTTP listener and who may use it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ApiConfig {
     pub listen: SocketAddr,
     pub max_body_bytes: u64,
@@ -140,7 +140,7 @@ pub enum FsyncMode {
 }
 
 /// `[wal]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WalConfig {
     pub max_bytes: u64,
     pub fsync: FsyncMode,
@@ -157,7 +157,7 @@ pub struct Tenant {
 }
 
 /// `[mdm]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MdmConfig {
     pub refresh_interval: Duration,
     pub providers: Vec<MdmProvider>,
@@ -181,7 +181,7 @@ impl MdmKind {
 }
 
 /// `[[mdm.providers]]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MdmProvider {
     pub name: String,
     pub tenant_id: String,
@@ -197,7 +197,7 @@ pub struct MdmProvider {
 }
 
 /// How a provider's snapshot is obtained.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum MdmSource {
     /// A file someone else keeps up to date; reloaded when it changes.
     File,
@@ -210,7 +210,7 @@ pub enum MdmSource {
 }
 
 /// Jamf Pro API access.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct JamfApi {
     pub url: String,
     pub auth: JamfAuth,
@@ -220,7 +220,7 @@ pub struct JamfApi {
 }
 
 /// How the gateway authenticates to Jamf Pro.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum JamfAuth {
     /// API client credentials (`/api/oauth/token`).
     ClientCredentials {
@@ -232,7 +232,7 @@ pub enum JamfAuth {
 }
 
 /// Microsoft Graph access for Intune.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct IntuneApi {
     /// Graph's base URL (`https://graph.microsoft.com`).
     pub url: String,
@@ -271,7 +271,7 @@ pub struct FleetRule {
 }
 
 /// `[checkins]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CheckinsConfig {
     pub stale_after: Duration,
 }
@@ -283,7 +283,7 @@ pub enum WhenFull {
 }
 
 /// `[sinks.NAME.batch]`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BatchConfig {
     pub max_events: u64,
     pub max_bytes: u64,
@@ -291,7 +291,7 @@ pub struct BatchConfig {
 }
 
 /// `[sinks.NAME.retry]`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryConfig {
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
@@ -299,7 +299,7 @@ pub struct RetryConfig {
 }
 
 /// `[sinks.NAME]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SinkConfig {
     pub name: String,
     /// Only these tenants' events; `None` = all.
@@ -333,7 +333,7 @@ pub struct TlsConfig {
 }
 
 /// Options common to HTTP sinks.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HttpSinkConfig {
     /// Requests in flight at once.
     pub concurrency: u64,
@@ -358,7 +358,7 @@ impl Default for HttpSinkConfig {
 }
 
 /// `type = "splunk_hec"`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SplunkHecConfig {
     /// Base URL, e.g. `https://splunk.acme.com:8088`.
     pub endpoint: String,
@@ -373,7 +373,7 @@ pub struct SplunkHecConfig {
 }
 
 /// Authentication of an Elasticsearch sink.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ElasticAuth {
     None,
     /// `Authorization: ApiKey <key>` (the base64 `id:api_key` Elasticsearch gives).
@@ -394,7 +394,7 @@ pub enum ElasticTarget {
 }
 
 /// `type = "elasticsearch"` (Elasticsearch 8/9, OpenSearch 2).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ElasticConfig {
     /// Base URLs; requests go round-robin, skipping endpoints that just failed.
     pub endpoints: Vec<String>,
@@ -403,7 +403,7 @@ pub struct ElasticConfig {
 }
 
 /// `type = "sentinel"`: Azure Monitor Logs Ingestion API with Entra ID client credentials.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SentinelConfig {
     /// The data collection endpoint (or the DCR's own ingestion endpoint).
     pub endpoint: String,
@@ -419,7 +419,7 @@ pub struct SentinelConfig {
 }
 
 /// The destination of a sink.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SinkKind {
     /// Appends enriched NDJSON to a file.
     File { path: PathBuf },
@@ -436,7 +436,7 @@ pub enum SinkKind {
 }
 
 /// `type = "kafka"`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct KafkaSinkConfig {
     pub bootstrap_servers: String,
     pub topic: String,

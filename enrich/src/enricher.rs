@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use arc_swap::{ArcSwap, Guard};
 use prometheus::{IntCounterVec, Opts, Registry};
-use thoth_config::Config;
+use thoth_config::{Config, Tenant};
 use thoth_event::{format_rfc3339_millis, parse_rfc3339, Event, EventType};
 use time::OffsetDateTime;
 
@@ -26,7 +26,7 @@ struct TenantJson<'a> {
 pub struct Enricher {
     index: ArcSwap<EndpointIndex>,
     /// `context.tenant` JSON per tenant id.
-    tenants: HashMap<String, String>,
+    tenants: ArcSwap<HashMap<String, String>>,
     checkins: CheckinTracker,
     stale_after: Duration,
     loaded: AtomicBool,
@@ -36,19 +36,7 @@ pub struct Enricher {
 impl Enricher {
     /// An enricher with an empty index; metrics go to `registry`.
     pub fn new(config: &Config, registry: &Registry) -> prometheus::Result<Arc<Enricher>> {
-        let tenants = config
-            .tenants
-            .iter()
-            .map(|t| {
-                let json = serde_json::to_string(&TenantJson {
-                    id: &t.id,
-                    name: &t.name,
-                    compliance_profile: t.compliance_profile.as_deref(),
-                })
-                .expect("serializing strings cannot fail");
-                (t.id.clone(), json)
-            })
-            .collect();
+        let tenants = tenant_contexts(&config.tenants);
         let enrichment_total = IntCounterVec::new(
             Opts::new(
                 "thoth_enrichment_total",
@@ -59,12 +47,17 @@ impl Enricher {
         registry.register(Box::new(enrichment_total.clone()))?;
         Ok(Arc::new(Enricher {
             index: ArcSwap::from_pointee(EndpointIndex::default()),
-            tenants,
+            tenants: ArcSwap::from_pointee(tenants),
             checkins: CheckinTracker::default(),
             stale_after: config.checkins.stale_after,
             loaded: AtomicBool::new(false),
             enrichment_total,
         }))
+    }
+
+    /// Replaces the tenants' context (a config reload).
+    pub fn set_tenants(&self, tenants: &[Tenant]) {
+        self.tenants.store(Arc::new(tenant_contexts(tenants)));
     }
 
     /// Installs a new index (after a snapshot load); lookups in flight keep the old one.
@@ -137,7 +130,7 @@ impl Enricher {
 
         let mut context = Vec::with_capacity(512);
         context.extend_from_slice(b"{\"tenant\":");
-        match self.tenants.get(&event.tenant_id) {
+        match self.tenants.load().get(&event.tenant_id) {
             Some(t) => context.extend_from_slice(t.as_bytes()),
             None => {
                 // Ingest only accepts listed tenants; keep the id if one slips through.
@@ -200,4 +193,20 @@ impl Enricher {
         event.write_enriched(out, &[("context", &context), ("enrichment", &enrichment)]);
         found.is_some()
     }
+}
+
+/// `context.tenant` JSON per tenant id.
+fn tenant_contexts(tenants: &[Tenant]) -> HashMap<String, String> {
+    tenants
+        .iter()
+        .map(|t| {
+            let json = serde_json::to_string(&TenantJson {
+                id: &t.id,
+                name: &t.name,
+                compliance_profile: t.compliance_profile.as_deref(),
+            })
+            .expect("serializing strings cannot fail");
+            (t.id.clone(), json)
+        })
+        .collect()
 }

@@ -124,6 +124,27 @@ impl MdmLoader {
         changed
     }
 
+    /// Takes a reloaded config's providers and fleet rules. A provider that kept its name and
+    /// settings keeps its last good snapshot; others are loaded from their files afresh.
+    pub fn reconfigure(&mut self, providers: &[MdmProvider], rules: &[FleetRule]) {
+        let mut old = std::mem::take(&mut self.providers);
+        self.providers = providers
+            .iter()
+            .map(|p| match old.iter().position(|o| o.config == *p) {
+                Some(i) => old.swap_remove(i),
+                None => ProviderState {
+                    config: p.clone(),
+                    seen: None,
+                    last_good: None,
+                },
+            })
+            .collect();
+        for gone in old {
+            let _ = self.endpoints.remove_label_values(&[&gone.config.name]);
+        }
+        self.rules = rules.to_vec();
+    }
+
     /// An index of the latest good snapshots.
     pub fn build_index(&self) -> EndpointIndex {
         let snapshots: Vec<ProviderSnapshot> = self
@@ -151,21 +172,29 @@ impl MdmLoader {
         every: Duration,
         refresh_interval: Duration,
         status: MdmStatus,
-        mut reloads: tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<()>>,
+        mut commands: tokio::sync::mpsc::Receiver<LoaderCommand>,
         stop: impl std::future::Future<Output = ()>,
     ) {
         tokio::pin!(stop);
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut sync = tokio::time::interval(refresh_interval);
-        sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sync = sync_interval(refresh_interval);
         loop {
             tokio::select! {
                 _ = &mut stop => return,
                 _ = tick.tick() => {}
                 _ = sync.tick() => self.sync_all(&status).await,
-                Some(ack) = reloads.recv() => {
-                    if self.refresh() {
+                Some(command) = commands.recv() => {
+                    let (ack, reconfigured) = match command {
+                        LoaderCommand::Refresh(ack) => (ack, false),
+                        LoaderCommand::Reconfigure { providers, rules, refresh_interval, ack } => {
+                            self.reconfigure(&providers, &rules);
+                            // The first sync of the new providers happens at once.
+                            sync = sync_interval(refresh_interval);
+                            (ack, true)
+                        }
+                    };
+                    if self.refresh() || reconfigured {
                         enricher.swap_index(self.build_index());
                     }
                     let _ = ack.send(());
@@ -203,6 +232,25 @@ impl MdmLoader {
             }
         }
     }
+}
+
+/// What the MDM task is asked to do besides its own schedule.
+pub enum LoaderCommand {
+    /// Reload changed snapshot files now; answered once the new index is in place.
+    Refresh(tokio::sync::oneshot::Sender<()>),
+    /// Take a reloaded config's providers and rules; answered once the new index is in place.
+    Reconfigure {
+        providers: Vec<MdmProvider>,
+        rules: Vec<FleetRule>,
+        refresh_interval: Duration,
+        ack: tokio::sync::oneshot::Sender<()>,
+    },
+}
+
+fn sync_interval(every: Duration) -> tokio::time::Interval {
+    let mut sync = tokio::time::interval(every);
+    sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    sync
 }
 
 /// Per-provider sync results, for `/v1/health`.

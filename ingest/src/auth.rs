@@ -95,3 +95,23 @@ mod tests {
         assert_eq!(t.authorize(None), Err(AuthError::Missing));
     }
 }
+
+/// Who may submit what: the tokens and the tenants `[[tenants]]` lists. Swapped whole by a
+/// config reload (token rotation, a new tenant) while requests keep reading the old one.
+#[derive(Debug, Default)]
+pub struct Access {
+    pub tokens: TokenTable,
+    pub tenants: std::collections::HashSet<String>,
+}
+
+impl Access {
+    pub fn new(config: &thoth_config::Config) -> Access {
+        Access {
+            tokens: TokenTable::new(&config.api.tokens),
+            tenants: config.tenants.iter().map(|t| t.id.clone()).collect(),
+        }
+    }
+}
+
+/// The live [`Access`], shared by ingest, the admin API and Kafka sources.
+pub type SharedAccess = std::sync::Arc<arc_swap::ArcSwap<Access>>;

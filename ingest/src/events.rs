@@ -1,7 +1,6 @@
 //! `POST /v1/events`: authenticate, read, decode and validate, authorize each event's tenant,
 //! then hand the whole batch over and answer 200 only once it is durable.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use thoth_event::{decode_batch, now_rfc3339, BatchError, Event, EventType, Limits};
 
-use crate::auth::{Scope, TokenTable};
+use crate::auth::Scope;
 use crate::body::{body_format, read_body};
 use crate::error::{ApiError, Detail};
 use crate::metrics::IngestMetrics;
@@ -22,8 +21,8 @@ use crate::submit::{Submit, SubmitError};
 /// Everything the ingest routes need.
 pub struct IngestState {
     pub submit: Arc<dyn Submit>,
-    pub tokens: TokenTable,
-    pub tenants: HashSet<String>,
+    /// Tokens and tenants; replaced by a config reload.
+    pub access: crate::SharedAccess,
     pub limits: Limits,
     pub max_body_bytes: usize,
     pub body_timeout: Duration,
@@ -63,6 +62,8 @@ async fn handle(state: &IngestState, headers: &HeaderMap, body: Body) -> Result<
         return Err(shutting_down());
     }
     let scope = state
+        .access
+        .load()
         .tokens
         .authorize(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()))
         .map_err(|e| {
@@ -243,10 +244,11 @@ fn authorize_tenants(state: &IngestState, scope: &Scope, events: &[Event]) -> Re
 
 /// Every event must be of a tenant `[[tenants]]` lists (400 otherwise).
 pub(crate) fn check_listed_tenants(state: &IngestState, events: &[Event]) -> Result<(), ApiError> {
+    let access = state.access.load();
     let unknown: Vec<Detail> = events
         .iter()
         .enumerate()
-        .filter(|(_, e)| !state.tenants.contains(&e.tenant_id))
+        .filter(|(_, e)| !access.tenants.contains(&e.tenant_id))
         .map(|(i, e)| Detail {
             index: Some(i),
             message: format!(

@@ -7,7 +7,6 @@
 //! its offset is stored — one poison message never stalls a partition. When the WAL is full
 //! the consumer pauses its partitions (no unbounded queue) and resumes when there is room.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -130,7 +129,7 @@ pub struct KafkaSource {
     consumer: StreamConsumer<Context>,
     submit: Arc<dyn Submit>,
     rejects: Arc<dyn Rejects>,
-    tenants: HashSet<String>,
+    access: crate::SharedAccess,
     limits: Limits,
     metrics: KafkaMetrics,
 }
@@ -140,7 +139,7 @@ impl KafkaSource {
         config: &KafkaSourceConfig,
         submit: Arc<dyn Submit>,
         rejects: Arc<dyn Rejects>,
-        tenants: HashSet<String>,
+        access: crate::SharedAccess,
         limits: Limits,
         metrics: KafkaMetrics,
     ) -> Result<KafkaSource, String> {
@@ -172,7 +171,7 @@ impl KafkaSource {
             consumer,
             submit,
             rejects,
-            tenants,
+            access,
             limits,
             metrics,
         })
@@ -290,7 +289,7 @@ impl KafkaSource {
                         e.tenant_id
                     ));
                 }
-            } else if !self.tenants.contains(&e.tenant_id) {
+            } else if !self.access.load().tenants.contains(&e.tenant_id) {
                 return Err(format!(
                     "line {i}: tenant {:?} is not configured in [[tenants]]",
                     e.tenant_id

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use axum::routing::post;
 use axum::Router;
 
-pub use auth::{AuthError, Scope, TokenTable};
+pub use auth::{Access, AuthError, Scope, SharedAccess, TokenTable};
 pub use body::{body_format, gunzip, read_body};
 pub use error::{ApiError, Detail};
 pub use events::IngestState;

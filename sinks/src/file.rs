@@ -233,3 +233,21 @@ fn append_durably(path: &Path, buf: &[u8]) -> std::io::Result<()> {
     }
     result
 }
+
+/// Appends one event line now, bypassing the WAL (for `verify`): the directory exists and is
+/// writable, the line is on disk. One `write` on an `O_APPEND` file, so it does not interleave
+/// with a running gateway's lines.
+pub fn append_one(path: &Path, json: &[u8]) -> crate::ProbeResult {
+    let started = std::time::Instant::now();
+    let mut line = json.to_vec();
+    line.push(b'\n');
+    let result = append_durably(path, &line);
+    crate::ProbeResult {
+        ok: result.is_ok(),
+        status: None,
+        latency_ms: started.elapsed().as_millis() as u64,
+        error: result
+            .err()
+            .map(|e| format!("cannot append to {}: {e}", path.display())),
+    }
+}

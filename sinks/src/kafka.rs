@@ -52,16 +52,7 @@ impl KafkaSink {
         health: Arc<SinkHealth>,
         metrics: SinkMetrics,
     ) -> Result<KafkaSink, String> {
-        let mut cc = ClientConfig::new();
-        cc.set("bootstrap.servers", &kafka.bootstrap_servers)
-            .set("enable.idempotence", "true")
-            .set("compression.type", "lz4");
-        for (k, v) in &kafka.librdkafka {
-            cc.set(k, v);
-        }
-        let producer: FutureProducer = cc
-            .create()
-            .map_err(|e| format!("sinks.{}: {e}", config.name))?;
+        let producer = producer(kafka).map_err(|e| format!("sinks.{}: {e}", config.name))?;
         Ok(KafkaSink {
             name: config.name.clone(),
             topic: kafka.topic.clone(),
@@ -233,5 +224,43 @@ impl KafkaSink {
             pending = retry;
         }
         true
+    }
+}
+
+/// The sink's producer. Creating one checks the librdkafka settings without connecting.
+pub fn producer(kafka: &KafkaSinkConfig) -> Result<FutureProducer, String> {
+    let mut cc = ClientConfig::new();
+    cc.set("bootstrap.servers", &kafka.bootstrap_servers)
+        .set("enable.idempotence", "true")
+        .set("compression.type", "lz4");
+    for (k, v) in &kafka.librdkafka {
+        cc.set(k, v);
+    }
+    cc.create().map_err(|e| e.to_string())
+}
+
+/// Produces one event now, bypassing the WAL (for `verify`), and waits for the broker's
+/// acknowledgement up to `timeout`.
+pub async fn produce_one(
+    kafka: &KafkaSinkConfig,
+    key: &str,
+    json: &[u8],
+    timeout: Duration,
+) -> crate::ProbeResult {
+    let started = std::time::Instant::now();
+    let done = |error: Option<String>| crate::ProbeResult {
+        ok: error.is_none(),
+        status: None,
+        latency_ms: started.elapsed().as_millis() as u64,
+        error,
+    };
+    let producer = match producer(kafka) {
+        Ok(p) => p,
+        Err(e) => return done(Some(e)),
+    };
+    let record = FutureRecord::to(&kafka.topic).key(key).payload(json);
+    match producer.send(record, timeout).await {
+        Ok(_) => done(None),
+        Err((e, _)) => done(Some(format!("topic {}: {e}", kafka.topic))),
     }
 }

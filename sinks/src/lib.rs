@@ -25,13 +25,14 @@ mod watermark;
 mod webhook;
 
 pub use backoff::{backoff, Jitter};
+pub use client::build as build_http_client;
 pub use destination::{retry_after, Destination, Framing, ItemOutcome, Outcome};
 pub use dlq::{DeadLetter, DeadLetterQueue};
 pub use elasticsearch::{ecs_document, Elasticsearch};
 pub use engine::{send_one, HttpSink, HttpSinkParts, ProbeResult};
-pub use file::FileSink;
+pub use file::{append_one as append_one_file, FileSink};
 pub use health::{HealthSnapshot, SinkHealth, SinkStatus, FAILING_AFTER};
-pub use kafka::KafkaSink;
+pub use kafka::{produce_one as produce_one_kafka, producer as kafka_producer, KafkaSink};
 pub use metrics::SinkMetrics;
 pub use route::{Route, Routed};
 pub use sentinel::Sentinel;

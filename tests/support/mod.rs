@@ -175,6 +175,11 @@ impl Gateway {
         self.child.id()
     }
 
+    /// Sends a signal by name (`HUP`, `TERM`, …).
+    pub fn signal(&self, signal: &str) {
+        unsafe_kill(self.child.id(), signal);
+    }
+
     /// SIGKILL: no chance to flush or persist anything.
     pub fn kill9(mut self) {
         self.child.kill().unwrap();

@@ -65,3 +65,14 @@ pub(crate) fn store(wal_dir: &Path, name: &str, seq: u64) -> Result<(), WalError
     write().map_err(WalError::io(&path))?;
     sync_dir(&dir)
 }
+
+/// Deletes a reader's cursor file (a missing one is fine).
+pub(crate) fn remove(wal_dir: &Path, name: &str) -> Result<(), WalError> {
+    let dir = cursor_dir(wal_dir);
+    let path = dir.join(name);
+    match std::fs::remove_file(&path) {
+        Ok(()) => sync_dir(&dir),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(WalError::io(&path)(e)),
+    }
+}

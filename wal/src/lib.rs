@@ -226,6 +226,31 @@ impl Wal {
         Some(Reader::new(self.shared.clone(), name.to_string(), cursor))
     }
 
+    /// Registers a reader while the log is open (a sink added by a config reload). A reader
+    /// that already has a cursor keeps it; a new one starts at the end of the log.
+    pub fn add_reader(&self, name: &str) -> Result<Reader, WalError> {
+        let mut cursors = self.shared.cursors.lock().unwrap();
+        let cursor = match cursors.get(name) {
+            Some(&c) => c,
+            None => {
+                let start = *self.shared.committed.borrow();
+                cursor::store(&self.shared.dir, name, start)?;
+                cursors.insert(name.to_string(), start);
+                start
+            }
+        };
+        Ok(Reader::new(self.shared.clone(), name.to_string(), cursor))
+    }
+
+    /// Forgets a reader (a sink removed by a config reload): its cursor file is deleted and
+    /// segments only it still needed are freed. Its [`Reader`] must be gone.
+    pub fn remove_reader(&self, name: &str) -> Result<(), WalError> {
+        self.shared.cursors.lock().unwrap().remove(name);
+        cursor::remove(&self.shared.dir, name)?;
+        self.shared.collect_garbage();
+        Ok(())
+    }
+
     /// Counters for metrics.
     pub fn stats(&self) -> &WalStats {
         &self.shared.stats

@@ -244,3 +244,41 @@ proptest! {
         wal.close();
     }
 }
+
+#[test]
+fn readers_added_at_run_time_start_at_the_end_and_removed_ones_free_their_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let (wal, _) = Wal::open(dir.path(), opts(1 << 20, 256), &names(&["s"])).unwrap();
+    let rec = vec![vec![b'x'; 100]];
+    for _ in 0..5 {
+        rt.block_on(wal.append(frame(&rec))).unwrap();
+    }
+    // A sink added by a reload sees only what is appended after it.
+    let mut added = wal.add_reader("new").unwrap();
+    assert!(added.read(100, usize::MAX).unwrap().is_empty());
+    rt.block_on(wal.append(frame(&[b"after".to_vec()])))
+        .unwrap();
+    let got = added.read(100, usize::MAX).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].data, b"after");
+    added.commit(got[0].seq + 1).unwrap();
+    drop(added);
+    // Registering it again keeps its cursor.
+    assert!(wal
+        .add_reader("new")
+        .unwrap()
+        .read(100, usize::MAX)
+        .unwrap()
+        .is_empty());
+
+    // `s` never read anything: it holds every segment until it is removed.
+    let before = segment_files(dir.path()).len();
+    assert!(before > 1);
+    wal.remove_reader("s").unwrap();
+    assert!(!dir.path().join("cursors/s").exists());
+    assert_eq!(segment_files(dir.path()).len(), 1);
+    assert_eq!(wal.cursor("s"), None);
+    drop(wal);
+    let (_, _) = Wal::open(dir.path(), opts(1 << 20, 256), &names(&["new"])).unwrap();
+}

@@ -1,0 +1,230 @@
+//! The running sinks: one task per configured sink, started at boot and started, stopped or
+//! replaced by name when the config is reloaded.
+//!
+//! A sink stops after the batch in hand with its cursor persisted, so its replacement resumes
+//! from the cursor: a reload loses nothing (at worst a batch is sent twice, same `event_id`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use thoth_config::{Config, SinkConfig, SinkKind};
+use thoth_sinks::{
+    DeadLetterQueue, FileSink, HttpSink, HttpSinkParts, KafkaSink, SinkHealth, SinkMetrics,
+};
+use thoth_transform::TransformMetrics;
+use thoth_wal::{Reader, Wal};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use crate::destinations;
+use crate::programs::Programs;
+
+/// How long a sink gets to finish the batch in hand when it is stopped.
+const SINK_STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+struct RunningSink {
+    config: SinkConfig,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    health: Arc<SinkHealth>,
+}
+
+/// What a reload did to the sinks.
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct SinkChanges {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub restarted: Vec<String>,
+}
+
+/// The sinks of the running config.
+pub struct SinkSet {
+    wal: Wal,
+    dlq_dir: PathBuf,
+    transform_metrics: TransformMetrics,
+    sink_metrics: SinkMetrics,
+    running: BTreeMap<String, RunningSink>,
+}
+
+impl SinkSet {
+    pub fn new(
+        wal: Wal,
+        dlq_dir: PathBuf,
+        transform_metrics: TransformMetrics,
+        sink_metrics: SinkMetrics,
+    ) -> SinkSet {
+        SinkSet {
+            wal,
+            dlq_dir,
+            transform_metrics,
+            sink_metrics,
+            running: BTreeMap::new(),
+        }
+    }
+
+    /// Starts every sink of `config` (at boot; the WAL was opened with their cursors).
+    pub fn start_all(&mut self, config: &Config, programs: &Programs) -> anyhow::Result<()> {
+        for sink in config.sinks.values() {
+            self.start(sink, programs)?;
+        }
+        Ok(())
+    }
+
+    /// Each sink's health, by name.
+    pub fn health(&self) -> Vec<(String, Arc<SinkHealth>)> {
+        self.running
+            .iter()
+            .map(|(name, s)| (name.clone(), s.health.clone()))
+            .collect()
+    }
+
+    /// Makes the running sinks those of `config`: removed sinks stop (their cursor and
+    /// backlog are dropped), changed ones restart from their cursor, new ones start at the end
+    /// of the log, unchanged ones keep running untouched. Call [`preflight`] first.
+    pub async fn apply(
+        &mut self,
+        config: &Config,
+        programs: &Programs,
+    ) -> anyhow::Result<SinkChanges> {
+        let mut changes = SinkChanges::default();
+        let stale: Vec<String> = self
+            .running
+            .iter()
+            .filter(|(name, s)| config.sinks.get(*name) != Some(&s.config))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in stale {
+            let sink = self.running.remove(&name).expect("listed above");
+            stop(&name, sink).await;
+            if config.sinks.contains_key(&name) {
+                changes.restarted.push(name);
+            } else {
+                self.wal.remove_reader(&name)?;
+                tracing::info!(sink = %name, "sink removed");
+                changes.removed.push(name);
+            }
+        }
+        for (name, sink) in &config.sinks {
+            if self.running.contains_key(name) {
+                continue;
+            }
+            if !changes.restarted.contains(name) {
+                changes.added.push(name.clone());
+            }
+            self.start(sink, programs)?;
+        }
+        Ok(changes)
+    }
+
+    /// Stops every sink after the batch in hand.
+    pub async fn stop_all(&mut self) {
+        let running = std::mem::take(&mut self.running);
+        for (name, sink) in running {
+            let _ = sink.stop.send(true);
+            stop(&name, sink).await;
+        }
+    }
+
+    fn start(&mut self, sink: &SinkConfig, programs: &Programs) -> anyhow::Result<()> {
+        let name = &sink.name;
+        let reader = self.wal.add_reader(name)?;
+        let health = Arc::new(SinkHealth::default());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = self
+            .spawn(sink, programs, reader, health.clone(), stop_rx)
+            .map_err(|e| anyhow::anyhow!("sinks.{name}: {e}"))?;
+        tracing::info!(sink = %name, kind = sink.kind.type_name(), "sink started");
+        self.running.insert(
+            name.clone(),
+            RunningSink {
+                config: sink.clone(),
+                stop: stop_tx,
+                task,
+                health,
+            },
+        );
+        Ok(())
+    }
+
+    fn spawn(
+        &self,
+        sink: &SinkConfig,
+        programs: &Programs,
+        reader: Reader,
+        health: Arc<SinkHealth>,
+        stop: watch::Receiver<bool>,
+    ) -> Result<JoinHandle<()>, String> {
+        let name = &sink.name;
+        let route = programs.route(sink, &self.transform_metrics);
+        let dlq = DeadLetterQueue::new(&self.dlq_dir, name);
+        let metrics = self.sink_metrics.clone();
+        // Every log line of the sink's task carries its name.
+        let span = tracing::info_span!("sink", sink = %name);
+        Ok(match &sink.kind {
+            SinkKind::File { path } => {
+                let task = FileSink::new(sink, path.clone(), route, dlq, reader, health, metrics);
+                tokio::spawn(task.run(stop).instrument(span))
+            }
+            SinkKind::Kafka(kafka) => {
+                let task = KafkaSink::new(sink, kafka, route, dlq, reader, health, metrics)?;
+                tokio::spawn(task.run(stop).instrument(span))
+            }
+            SinkKind::SplunkHec(_)
+            | SinkKind::Elasticsearch(_)
+            | SinkKind::Sentinel(_)
+            | SinkKind::Webhook(_) => {
+                let destination =
+                    destinations::build(sink)?.expect("an HTTP sink has a destination");
+                let task = HttpSink::new(HttpSinkParts {
+                    name: name.clone(),
+                    destination,
+                    route,
+                    batch: sink.batch,
+                    retry: sink.retry,
+                    http: sink.http.clone(),
+                    reader,
+                    health,
+                    metrics,
+                    dlq,
+                })?;
+                tokio::spawn(task.run(stop).instrument(span))
+            }
+        })
+    }
+}
+
+async fn stop(name: &str, sink: RunningSink) {
+    let _ = sink.stop.send(true);
+    if tokio::time::timeout(SINK_STOP_TIMEOUT, sink.task)
+        .await
+        .is_err()
+    {
+        tracing::warn!(sink = %name, "the sink did not stop in time; its cursor stays where it was");
+    }
+}
+
+/// Builds what each sink of `config` needs before anything running is touched (destination,
+/// HTTP client and TLS roots, Kafka producer settings), so a reload that would fail to start a
+/// sink is refused whole. Errors are keyed `sinks.NAME`.
+pub fn preflight(config: &Config) -> Vec<thoth_config::ConfigError> {
+    let mut errors = Vec::new();
+    for (name, sink) in &config.sinks {
+        let result = match &sink.kind {
+            SinkKind::File { .. } => Ok(()),
+            SinkKind::Kafka(kafka) => thoth_sinks::kafka_producer(kafka).map(drop),
+            _ => destinations::build(sink)
+                .and_then(|_| thoth_sinks::build_http_client(&sink.http).map(drop)),
+        };
+        if let Err(message) = result {
+            errors.push(thoth_config::ConfigError {
+                path: format!("sinks.{name}"),
+                message,
+            });
+        }
+    }
+    errors
+}
