@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -16,7 +16,7 @@ use serde::Serialize;
 use thoth_config::{MdmProvider, MdmSource};
 use thoth_enrich::{Enricher, LoaderCommand, MdmStatus, ProviderSummary};
 use thoth_ingest::{ApiError, Scope, SharedAccess};
-use thoth_sinks::{SinkHealth, SinkMetrics, SinkStatus};
+use thoth_sinks::{SinkHealth, SinkMetrics, SinkStatus, Tap, TapFilter};
 use thoth_wal::Wal;
 use time::OffsetDateTime;
 
@@ -40,6 +40,8 @@ pub struct ApiState {
     pub mdm_reload: tokio::sync::mpsc::Sender<LoaderCommand>,
     /// Asks the reloader to load the config file again.
     pub reload: tokio::sync::mpsc::Sender<ReloadRequest>,
+    /// Live inspection points (`/v1/tap`).
+    pub tap: Tap,
     pub shutting_down: Arc<AtomicBool>,
     pub wal_gauges: WalGauges,
 }
@@ -147,6 +149,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         )
         .route("/v1/endpoints/{tenant}/{endpoint}", get(endpoint))
         .route("/v1/reload", post(reload))
+        .route("/v1/tap", get(tap))
         .with_state(state)
 }
 
@@ -515,4 +518,83 @@ async fn reload(State(s): State<Arc<ApiState>>, headers: HeaderMap) -> Response 
         }
         Err(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the gateway is shutting down").into_response(),
     }
+}
+
+/// The query of `GET /v1/tap`.
+#[derive(serde::Deserialize)]
+struct TapQuery {
+    /// `ingest`, `enriched` or `sink:NAME`.
+    stage: Option<String>,
+    tenant: Option<String>,
+    /// Events per second at most (default 100, at most 1000).
+    rate: Option<u32>,
+}
+
+/// How often an idle tap stream checks whether the gateway is shutting down.
+const TAP_SHUTDOWN_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Events a tap shows per second unless asked otherwise.
+const DEFAULT_TAP_RATE: u32 = 100;
+
+/// `GET /v1/tap?stage=..&tenant=..&rate=..` (admin): a stream of NDJSON lines
+/// `{"stage","tenant_id","event"}` until the client goes away. Sampled: at most `rate` events
+/// per second, and a client that reads slowly misses events rather than slowing the pipeline.
+async fn tap(
+    State(s): State<Arc<ApiState>>,
+    Query(q): Query<TapQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(e) = require_admin(&s, &headers) {
+        return e.into_response();
+    }
+    let stage = q.stage.unwrap_or_else(|| "enriched".to_string());
+    let known = match stage.strip_prefix("sink:") {
+        Some(name) => s.live.load().sinks.iter().any(|(n, _)| n == name),
+        None => stage == "ingest" || stage == "enriched",
+    };
+    if !known {
+        let sinks: Vec<String> = s
+            .live
+            .load()
+            .sinks
+            .iter()
+            .map(|(n, _)| format!("sink:{n}"))
+            .collect();
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "unknown_stage",
+            format!(
+                "stage {stage:?} is not one of ingest, enriched, {}",
+                sinks.join(", ")
+            ),
+        )
+        .into_response();
+    }
+    let subscription = s.tap.subscribe(TapFilter {
+        stage,
+        tenant: q.tenant,
+        rate: q.rate.unwrap_or(DEFAULT_TAP_RATE),
+    });
+    // The stream ends when the gateway shuts down, so an open tap never holds up the drain.
+    let closing = s.shutting_down.clone();
+    let stream = futures_util::stream::unfold(subscription, move |mut sub| {
+        let closing = closing.clone();
+        async move {
+            loop {
+                if closing.load(Ordering::Acquire) {
+                    return None;
+                }
+                match tokio::time::timeout(TAP_SHUTDOWN_CHECK, sub.lines.recv()).await {
+                    Ok(Some(line)) => return Some((Ok::<_, std::convert::Infallible>(line), sub)),
+                    Ok(None) => return None,
+                    Err(_) => continue,
+                }
+            }
+        }
+    });
+    (
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
 }

@@ -14,6 +14,7 @@ mod reload;
 mod run;
 mod sink_set;
 mod stale;
+mod tap_cmd;
 mod test_cmd;
 mod test_webhook;
 mod validate;
@@ -97,6 +98,26 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print live events of a running gateway at a stage (sampled; like `vector tap`).
+    Tap {
+        #[arg(long, default_value = "http://127.0.0.1:8686")]
+        url: String,
+        /// `ingest`, `enriched` or `sink:NAME`.
+        #[arg(long, default_value = "enriched")]
+        stage: String,
+        /// Only this tenant's events.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Events per second at most (the gateway's default 100, at most 1000).
+        #[arg(long)]
+        rate: Option<u32>,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+        /// File holding the admin token (else THOTH_ADMIN_TOKEN).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+    },
     /// A sink's dead letters: list, replay (send again) or purge.
     Dlq {
         action: dlq_cmd::DlqAction,
@@ -165,6 +186,21 @@ fn main() -> ExitCode {
                 },
         } => mdm_cmd::sync(&config, provider.as_deref(), json),
         Command::Verify { config, json } => verify::run(&config, json),
+        Command::Tap {
+            url,
+            stage,
+            tenant,
+            rate,
+            count,
+            token_file,
+        } => tap_cmd::run(tap_cmd::TapArgs {
+            url,
+            stage,
+            tenant,
+            rate,
+            count,
+            token_file,
+        }),
     };
     ExitCode::from(code as u8)
 }

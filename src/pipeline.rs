@@ -10,7 +10,7 @@ use arc_swap::ArcSwapOption;
 use thoth_enrich::Enricher;
 use thoth_event::{now_rfc3339, record, Event};
 use thoth_ingest::{Submit, SubmitError, SubmitFuture};
-use thoth_sinks::{DeadLetter, DeadLetterQueue};
+use thoth_sinks::{DeadLetter, DeadLetterQueue, Tap};
 use thoth_transform::{TransformMetrics, VrlProgram};
 use thoth_wal::{FrameBuilder, Wal, WalError};
 use time::OffsetDateTime;
@@ -26,6 +26,8 @@ pub struct Pipeline {
     pub ingest_dlq: DeadLetterQueue,
     pub metrics: TransformMetrics,
     pub wal: Wal,
+    /// `/v1/tap` watchers of the `ingest` and `enriched` stages.
+    pub tap: Tap,
 }
 
 impl Pipeline {
@@ -41,18 +43,33 @@ impl Pipeline {
         let mut refused = Vec::new();
         let mut enriched = Vec::with_capacity(1024);
         let transform = self.transform.load();
+        let watched = self.tap.is_watched();
         for event in events {
+            if watched {
+                let mut raw = Vec::new();
+                event.write_enriched(&mut raw, &[]);
+                self.tap.offer("ingest", &event.tenant_id, &raw);
+            }
             match &*transform {
                 // No transform: enrich straight into the frame, no copy, no conversion.
-                None => frame.push_with(|buf| {
+                None if !watched => frame.push_with(|buf| {
                     record::encode_header(buf, &event.tenant_id);
                     self.enricher.enrich_into(event, now, buf);
                 }),
+                None => {
+                    enriched.clear();
+                    self.enricher.enrich_into(event, now, &mut enriched);
+                    self.tap.offer("enriched", &event.tenant_id, &enriched);
+                    frame.push_with(|buf| record::encode(buf, &event.tenant_id, &enriched));
+                }
                 Some(program) => {
                     enriched.clear();
                     self.enricher.enrich_into(event, now, &mut enriched);
                     match program.remap_json(&enriched) {
                         Ok(json) => {
+                            if watched {
+                                self.tap.offer("enriched", &event.tenant_id, &json);
+                            }
                             frame.push_with(|buf| record::encode(buf, &event.tenant_id, &json))
                         }
                         Err(e) => {

@@ -19,7 +19,7 @@ use thoth_ingest::{
     Access, HookSource, IngestMetrics, IngestState, KafkaMetrics, KafkaSource, ListenerLimits,
     Rejects, SharedAccess,
 };
-use thoth_sinks::{DeadLetter, DeadLetterQueue, SinkMetrics};
+use thoth_sinks::{DeadLetter, DeadLetterQueue, SinkMetrics, Tap};
 use thoth_transform::TransformMetrics;
 use thoth_wal::{FsyncPolicy, Wal, WalOptions};
 use tokio::net::TcpListener;
@@ -82,11 +82,13 @@ pub async fn run(config: Config, programs: Programs, path: Option<PathBuf>) -> a
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let sink_metrics = SinkMetrics::new(&registry)?;
+    let tap = Tap::default();
     let mut sinks = SinkSet::new(
         wal.clone(),
         config.dlq_dir(),
         transform_metrics.clone(),
         sink_metrics.clone(),
+        tap.clone(),
     );
     sinks.start_all(&config, &programs)?;
     {
@@ -123,6 +125,7 @@ pub async fn run(config: Config, programs: Programs, path: Option<PathBuf>) -> a
         ingest_dlq: DeadLetterQueue::new(&config.dlq_dir(), INGEST_DLQ),
         metrics: transform_metrics.clone(),
         wal: wal.clone(),
+        tap: tap.clone(),
     });
     let limits = Limits {
         max_event_bytes: config.api.max_event_bytes as usize,
@@ -193,6 +196,7 @@ pub async fn run(config: Config, programs: Programs, path: Option<PathBuf>) -> a
         mdm_status,
         mdm_reload: mdm_tx,
         reload: reload_tx,
+        tap,
         shutting_down: shutting_down.clone(),
     });
     let app = thoth_ingest::router(ingest).merge(api::router(api_state));

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Serialize;
 use thoth_config::{Config, SinkConfig, SinkKind};
 use thoth_sinks::{
-    DeadLetterQueue, FileSink, HttpSink, HttpSinkParts, KafkaSink, SinkHealth, SinkMetrics,
+    DeadLetterQueue, FileSink, HttpSink, HttpSinkParts, KafkaSink, SinkHealth, SinkMetrics, Tap,
 };
 use thoth_transform::TransformMetrics;
 use thoth_wal::{Reader, Wal};
@@ -47,6 +47,7 @@ pub struct SinkSet {
     dlq_dir: PathBuf,
     transform_metrics: TransformMetrics,
     sink_metrics: SinkMetrics,
+    tap: Tap,
     running: BTreeMap<String, RunningSink>,
 }
 
@@ -56,12 +57,14 @@ impl SinkSet {
         dlq_dir: PathBuf,
         transform_metrics: TransformMetrics,
         sink_metrics: SinkMetrics,
+        tap: Tap,
     ) -> SinkSet {
         SinkSet {
             wal,
             dlq_dir,
             transform_metrics,
             sink_metrics,
+            tap,
             running: BTreeMap::new(),
         }
     }
@@ -159,7 +162,9 @@ impl SinkSet {
         stop: watch::Receiver<bool>,
     ) -> Result<JoinHandle<()>, String> {
         let name = &sink.name;
-        let route = programs.route(sink, &self.transform_metrics);
+        let route = programs
+            .route(sink, &self.transform_metrics)
+            .with_tap(self.tap.clone());
         let dlq = DeadLetterQueue::new(&self.dlq_dir, name);
         let metrics = self.sink_metrics.clone();
         // Every log line of the sink's task carries its name.

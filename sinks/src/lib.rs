@@ -21,6 +21,7 @@ mod pause;
 mod route;
 mod sentinel;
 mod splunk_hec;
+mod tap;
 mod watermark;
 mod webhook;
 
@@ -37,5 +38,6 @@ pub use metrics::SinkMetrics;
 pub use route::{Route, Routed};
 pub use sentinel::Sentinel;
 pub use splunk_hec::SplunkHec;
+pub use tap::{Tap, TapFilter, TapSubscription, MAX_TAP_RATE};
 pub use watermark::Watermark;
 pub use webhook::Webhook;

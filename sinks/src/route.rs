@@ -6,6 +6,8 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use crate::tap::Tap;
+
 use thoth_transform::{json_to_value, TransformMetrics, VrlProgram};
 
 /// A sink's routing.
@@ -16,6 +18,8 @@ pub struct Route {
     condition: Option<Arc<VrlProgram>>,
     remap: Option<Arc<VrlProgram>>,
     metrics: TransformMetrics,
+    /// `sink:NAME` watchers of `/v1/tap` see what this route sends.
+    tap: Option<(Tap, String)>,
 }
 
 /// What the route says of one event.
@@ -43,11 +47,28 @@ impl Route {
             condition,
             remap,
             metrics,
+            tap: None,
         }
+    }
+
+    /// Shows what this route sends to `/v1/tap?stage=sink:NAME` watchers.
+    pub fn with_tap(mut self, tap: Tap) -> Route {
+        self.tap = Some((tap, format!("sink:{}", self.sink)));
+        self
     }
 
     /// Routes one enriched event of `tenant`.
     pub fn route<'a>(&self, tenant: &str, json: &'a [u8]) -> Routed<'a> {
+        let routed = self.decide(tenant, json);
+        if let (Some((tap, stage)), Routed::Send(out)) = (&self.tap, &routed) {
+            if tap.is_watched() {
+                tap.offer(stage, tenant, out);
+            }
+        }
+        routed
+    }
+
+    fn decide<'a>(&self, tenant: &str, json: &'a [u8]) -> Routed<'a> {
         if self.tenants.as_ref().is_some_and(|t| !t.contains(tenant)) {
             return Routed::Skip;
         }

@@ -118,6 +118,13 @@ impl Gateway {
         Gateway::spawn(cmd).unwrap_or_else(|logs| panic!("the gateway did not start:\n{logs}"))
     }
 
+    /// Starts the binary with `config` and more arguments (e.g. `--log-format json`).
+    pub fn start_with_args(config: &Path, args: &[&str]) -> Gateway {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).args(["run", "--config"]).arg(config);
+        Gateway::spawn(cmd).unwrap_or_else(|logs| panic!("the gateway did not start:\n{logs}"))
+    }
+
     /// Starts `run` without a config (the built-in default) in `cwd`; `Err(logs)` when it
     /// exits instead of listening.
     pub fn start_default(cwd: &Path) -> Result<Gateway, String> {
@@ -141,8 +148,13 @@ impl Gateway {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(addr) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(Some(addr.trim().to_string()));
+                // Human (`listening on ADDR`) or JSON (`"message":"listening on ADDR"`) logs.
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let addr: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || ".:[]".contains(*c))
+                        .collect();
+                    let _ = tx.send(Some(addr));
                 }
                 sink.lock().unwrap().push(line);
             }
