@@ -1,0 +1,340 @@
+//! The deployment assets in `deploy/` cannot rot: the Helm chart's config validates with the
+//! real binary, its templates and every manifest parse, the objects have the probes, volumes
+//! and security settings operators rely on, and the alert rules name metrics the gateway has.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde_yaml_ng::Value;
+use support::BIN;
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn yaml(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A Helm template with every action replaced, so its YAML skeleton can be parsed without
+/// helm: lines that are only actions (`{{- if }}`, `{{- include … | nindent }}`) are dropped,
+/// an action inside a line becomes a placeholder scalar.
+fn template_skeleton(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let mut rest = line;
+        let mut rendered = String::new();
+        while let Some(start) = rest.find("{{") {
+            rendered.push_str(&rest[..start]);
+            let end = rest[start..]
+                .find("}}")
+                .expect("an unclosed template action")
+                + start
+                + 2;
+            rendered.push('x');
+            rest = &rest[end..];
+        }
+        rendered.push_str(rest);
+        if rendered.trim() == "x" {
+            continue;
+        }
+        // `key: [x]`-like flows and quoted actions stay valid YAML.
+        out.push_str(&rendered);
+        out.push('\n');
+    }
+    out
+}
+
+fn documents(text: &str) -> Vec<Value> {
+    serde_yaml_ng::Deserializer::from_str(text)
+        .map(|d| <Value as serde::Deserialize>::deserialize(d).unwrap())
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn chart() -> PathBuf {
+    repo("deploy/helm/thoth-gateway")
+}
+
+#[test]
+fn the_charts_default_config_validates_with_secrets_as_files() {
+    let values = yaml(&chart().join("values.yaml"));
+    let config = values["config"]
+        .as_str()
+        .expect("values.config is the TOML");
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    // Every secret the config names is a file under /etc/thoth/secrets/.
+    let mut names = BTreeSet::new();
+    for part in config.split("/etc/thoth/secrets/").skip(1) {
+        let name: String = part.chars().take_while(|c| *c != '"').collect();
+        let value = if name.contains("webhook") {
+            "whsec_c2Vjb25kLXNlY3JldC0wMTIzNDU2Nzg5YWJjZA==".to_string()
+        } else {
+            format!("test-{name}")
+        };
+        std::fs::write(secrets.join(&name), value + "\n").unwrap();
+        names.insert(name);
+    }
+    assert!(
+        names.contains("hec-token") && names.contains("admin-token"),
+        "{names:?}"
+    );
+    assert!(
+        !config.contains("token = \"") && !config.contains("secret = \""),
+        "no inline secrets in the chart"
+    );
+    let text = config
+        .replace("/etc/thoth/secrets/", &format!("{}/", secrets.display()))
+        .replace(
+            "/var/lib/thoth",
+            &dir.path().join("data").display().to_string(),
+        );
+    let cfg = dir.path().join("gateway.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["validate", "--json", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], true, "{report:#}");
+}
+
+#[test]
+fn the_chart_has_a_statefulset_with_a_wal_volume_probes_and_a_locked_down_container() {
+    let mut kinds = BTreeSet::new();
+    let mut statefulset = None;
+    for entry in std::fs::read_dir(chart().join("templates")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let skeleton = template_skeleton(&text);
+        let docs = std::panic::catch_unwind(|| documents(&skeleton))
+            .unwrap_or_else(|_| panic!("{} does not parse:\n{skeleton}", path.display()));
+        for doc in docs {
+            let kind = doc["kind"].as_str().unwrap().to_string();
+            if kind == "StatefulSet" {
+                statefulset = Some(doc.clone());
+            }
+            kinds.insert(kind);
+        }
+    }
+    let expected: BTreeSet<String> = [
+        "ConfigMap",
+        "Job",
+        "PodDisruptionBudget",
+        "Service",
+        "ServiceMonitor",
+        "StatefulSet",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(kinds, expected);
+    let sts = statefulset.unwrap();
+    let pod = &sts["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/health");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/ready");
+    let mounts: Vec<&str> = c["volumeMounts"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|m| m["mountPath"].as_str().unwrap())
+        .collect();
+    assert!(mounts.contains(&"/var/lib/thoth"), "{mounts:?}");
+    assert!(mounts.contains(&"/etc/thoth/secrets"), "{mounts:?}");
+    assert_eq!(
+        sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"],
+        "data"
+    );
+    // The security context is an include; check the helper it expands.
+    let helpers = std::fs::read_to_string(chart().join("templates/_helpers.tpl")).unwrap();
+    for needle in [
+        "readOnlyRootFilesystem: true",
+        "runAsNonRoot: true",
+        "allowPrivilegeEscalation: false",
+    ] {
+        assert!(helpers.contains(needle), "{needle}");
+    }
+    // The data dir of the chart's config is the volume.
+    let values = yaml(&chart().join("values.yaml"));
+    assert!(values["config"]
+        .as_str()
+        .unwrap()
+        .contains("data_dir = \"/var/lib/thoth\""));
+    assert!(values["resources"]["requests"]["memory"].is_string());
+    let chart_yaml = yaml(&chart().join("Chart.yaml"));
+    assert_eq!(chart_yaml["apiVersion"], "v2");
+    assert_eq!(chart_yaml["appVersion"], env!("CARGO_PKG_VERSION"));
+}
+
+#[test]
+fn the_skeleton_check_fails_on_broken_yaml() {
+    // The test of the test: a mis-indented template is caught.
+    let broken =
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {{ .Release.Name }}\n labels: x\n";
+    let skeleton = template_skeleton(broken);
+    assert!(std::panic::catch_unwind(|| documents(&skeleton)).is_err());
+}
+
+#[test]
+fn argo_cd_rolls_out_canary_then_pilot_then_full_with_existing_value_files() {
+    let set = yaml(&repo("deploy/argocd/applicationset.yaml"));
+    assert_eq!(set["kind"], "ApplicationSet");
+    let steps: Vec<&str> = set["spec"]["strategy"]["rollingSync"]["steps"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|s| s["matchExpressions"][0]["values"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["canary", "pilot", "full"]);
+    let source = &set["spec"]["template"]["spec"]["source"];
+    assert_eq!(source["path"], "deploy/helm/thoth-gateway");
+    for element in set["spec"]["generators"][0]["list"]["elements"]
+        .as_sequence()
+        .unwrap()
+    {
+        let stage = element["stage"].as_str().unwrap();
+        let values = yaml(&chart().join(format!("stages/{stage}.yaml")));
+        assert_eq!(values["stage"], stage);
+    }
+    let canary = yaml(&repo("deploy/argocd/application-canary.yaml"));
+    assert_eq!(canary["kind"], "Application");
+    for file in canary["spec"]["source"]["helm"]["valueFiles"]
+        .as_sequence()
+        .unwrap()
+    {
+        assert!(chart().join(file.as_str().unwrap()).exists(), "{file:?}");
+    }
+}
+
+/// Every `thoth_*` metric name registered in the workspace's sources.
+fn registered_metrics() -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut dirs = vec![repo("src")];
+    for krate in [
+        "event",
+        "config",
+        "ingest",
+        "enrich",
+        "wal",
+        "sinks",
+        "transform",
+    ] {
+        dirs.push(repo(&format!("{krate}/src")));
+    }
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for part in text.split("\"thoth_").skip(1) {
+                    let name: String = part
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    if part[name.len()..].starts_with('"') {
+                        names.insert(format!("thoth_{name}"));
+                    }
+                }
+            }
+        }
+    }
+    names
+}
+
+fn metric_names_in(expr: &str) -> Vec<String> {
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("thoth_"))
+        .map(|w| {
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| w.strip_suffix(s))
+                .unwrap_or(w);
+            base.to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn every_alert_rule_watches_a_metric_the_gateway_exports() {
+    let rules = yaml(&repo("deploy/prometheus/alerts.yaml"));
+    let known = registered_metrics();
+    assert!(known.contains("thoth_sink_health"), "{known:?}");
+    let mut alerts = BTreeSet::new();
+    for group in rules["groups"].as_sequence().unwrap() {
+        for rule in group["rules"].as_sequence().unwrap() {
+            let name = rule["alert"].as_str().unwrap();
+            let expr = rule["expr"].as_str().unwrap();
+            assert!(rule["labels"]["severity"].is_string(), "{name}");
+            assert!(rule["annotations"]["summary"].is_string(), "{name}");
+            for metric in metric_names_in(expr) {
+                assert!(
+                    known.contains(&metric),
+                    "{name}: {metric} is not a gateway metric"
+                );
+            }
+            alerts.insert(name.to_string());
+        }
+    }
+    for needed in [
+        "ThothSinkFailing",
+        "ThothQueueAgeHigh",
+        "ThothWalNearlyFull",
+        "ThothDeadLettersGrowing",
+        "ThothMdmSyncStale",
+    ] {
+        assert!(alerts.contains(needed), "{needed}");
+    }
+    // The test of the test: a misspelt metric is caught.
+    assert!(!metric_names_in("rate(thoth_sink_retrys_total[5m])")
+        .iter()
+        .all(|m| known.contains(m)));
+}
+
+#[test]
+fn the_dockerfile_builds_in_stages_and_runs_as_non_root() {
+    let text = std::fs::read_to_string(repo("deploy/Dockerfile")).unwrap();
+    assert_eq!(text.lines().filter(|l| l.starts_with("FROM ")).count(), 2);
+    assert!(text.contains("USER 65532:65532"));
+    assert!(text.contains("VOLUME [\"/var/lib/thoth\"]"));
+}
+
+#[test]
+fn terraform_and_pulumi_install_the_chart_with_secrets_from_files() {
+    let main_tf = std::fs::read_to_string(repo("deploy/terraform/main.tf")).unwrap();
+    assert!(main_tf.contains("resource \"helm_release\""));
+    assert!(main_tf.contains("file(path)"), "secrets come from files");
+    let outputs = std::fs::read_to_string(repo("deploy/terraform/outputs.tf")).unwrap();
+    assert!(!outputs.contains("sensitive"), "outputs are non-secret");
+    if let Ok(out) = std::process::Command::new("terraform")
+        .args(["fmt", "-check", "-recursive"])
+        .current_dir(repo("deploy/terraform"))
+        .output()
+    {
+        assert!(
+            out.status.success(),
+            "terraform fmt: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let pulumi = yaml(&repo("deploy/pulumi/Pulumi.yaml"));
+    assert_eq!(pulumi["runtime"], "nodejs");
+    let package: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo("deploy/pulumi/package.json")).unwrap())
+            .unwrap();
+    assert!(package["dependencies"]["@pulumi/kubernetes"].is_string());
+    let index = std::fs::read_to_string(repo("deploy/pulumi/index.ts")).unwrap();
+    assert!(index.contains("k8s.helm.v3.Release"));
+    assert!(index.contains("\"helm\", \"thoth-gateway\""));
+}
