@@ -174,7 +174,11 @@ fn read_librdkafka(o: &mut Obj, errs: &mut Errors) -> Vec<(String, String)> {
                 continue;
             }
             match t.get(&k) {
-                Some(toml::Value::String(v)) => out.push((k, v.clone())),
+                // `"${ENV}"` is read from the environment (e.g. `sasl.password`).
+                Some(toml::Value::String(v)) => match crate::secret::resolve_inline(v) {
+                    Ok(v) => out.push((k, v.expose().to_string())),
+                    Err(e) => errs.push(&t.key_path(&k), e),
+                },
                 Some(toml::Value::Integer(v)) => out.push((k, v.to_string())),
                 Some(toml::Value::Boolean(v)) => out.push((k, v.to_string())),
                 _ => errs.push(&t.key_path(&k), "expected a string, number or boolean"),

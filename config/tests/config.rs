@@ -157,6 +157,24 @@ fn kafka_sources_and_sinks_keep_passthrough_properties_and_refuse_reserved_ones(
         paths(&parse(&bad).unwrap_err()),
         vec!["sources.kafka[0].librdkafka.\"enable.auto.commit\""]
     );
+    // `"${ENV}"` values come from the environment (a SASL password is not a literal).
+    std::env::set_var("THOTH_TEST_KAFKA_PASSWORD", "s3cret");
+    let env = more.replace(
+        "\"session.timeout.ms\" = 6000",
+        "\"sasl.password\" = \"${THOTH_TEST_KAFKA_PASSWORD}\"",
+    );
+    assert!(parse(&env).unwrap().kafka_sources[0]
+        .librdkafka
+        .contains(&("sasl.password".to_string(), "s3cret".to_string())));
+    let unset = env.replace("THOTH_TEST_KAFKA_PASSWORD", "THOTH_TEST_KAFKA_UNSET");
+    let errs = parse(&unset).unwrap_err();
+    assert_eq!(
+        paths(&errs),
+        vec!["sources.kafka[0].librdkafka.\"sasl.password\""]
+    );
+    assert!(errs[0]
+        .message
+        .contains("THOTH_TEST_KAFKA_UNSET is not set"));
 }
 
 #[test]
