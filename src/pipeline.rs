@@ -96,7 +96,7 @@ impl Submit for Pipeline {
         Box::pin(async move {
             let (frame, refused) = self.build_frame(&events);
             if !refused.is_empty() {
-                tracing::warn!(events = refused.len(), reason = %refused[0].reason, "the global transform refused events; they are in the ingest dead-letter queue");
+                tracing::warn!(tenant_id = %refused[0].tenant_id, events = refused.len(), reason = %refused[0].reason, "the global transform refused events; they are in the ingest dead-letter queue");
                 let dlq = self.ingest_dlq.clone();
                 tokio::task::spawn_blocking(move || dlq.append(&refused))
                     .await

@@ -58,11 +58,11 @@ pub async fn sweep(
             // Emit first, then remember: a crash in between alerts twice rather than never.
             match submit.submit(vec![alert]).await {
                 Ok(_) => {
-                    tracing::info!(%tenant, %endpoint, "endpoint stale: alert emitted");
+                    tracing::info!(tenant_id = %tenant, endpoint_id = %endpoint, "endpoint stale: alert emitted");
                     tracker.mark_alerted(&tenant, &endpoint);
                 }
                 Err(e) => {
-                    tracing::warn!(%tenant, %endpoint, error = ?e, "cannot emit the stale alert now; will retry");
+                    tracing::warn!(tenant_id = %tenant, endpoint_id = %endpoint, error = ?e, "cannot emit the stale alert now; will retry");
                     break;
                 }
             }
