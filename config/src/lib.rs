@@ -121,6 +121,9 @@ pub struct TokenConfig {
     pub tenant_id: Option<String>,
     pub admin: bool,
     pub sha256: [u8; 32],
+    /// Events per second this token may submit (a burst of one second's worth); above it
+    /// ingest answers 429 with `Retry-After`. `None`: unlimited.
+    pub max_events_per_second: Option<u64>,
 }
 
 impl std::fmt::Debug for TokenConfig {
@@ -128,6 +131,7 @@ impl std::fmt::Debug for TokenConfig {
         f.debug_struct("TokenConfig")
             .field("tenant_id", &self.tenant_id)
             .field("admin", &self.admin)
+            .field("max_events_per_second", &self.max_events_per_second)
             .finish_non_exhaustive()
     }
 }

@@ -524,6 +524,7 @@ fn read_token(
         ),
         (None, true) => {}
     }
+    let max_events_per_second = t.int("max_events_per_second", 1, 100_000_000, errs);
     let secret = t.secret("token", base, errs);
     let digest = t.string("token_sha256", errs);
     let sha256 = match (secret, digest) {
@@ -562,6 +563,7 @@ fn read_token(
         tenant_id: if admin { None } else { tenant_id },
         admin,
         sha256,
+        max_events_per_second,
     })
 }
 

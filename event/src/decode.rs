@@ -3,7 +3,7 @@
 
 use serde_json::value::RawValue;
 
-use crate::depth::max_nesting_depth;
+use crate::depth::{first_number_out_of_range, max_nesting_depth};
 use crate::model::{Event, EventError};
 
 /// How a request body is framed.
@@ -164,6 +164,14 @@ fn parse_one(bytes: &[u8], limits: &Limits, received_at: &str) -> Result<Event, 
         return Err(EventError {
             field: None,
             message: format!("JSON nested deeper than {} levels", limits.max_depth),
+        });
+    }
+    if let Some(number) = first_number_out_of_range(bytes) {
+        return Err(EventError {
+            field: None,
+            message: format!(
+                "number {number} is out of range: numbers must fit a 64-bit float (send larger values as strings)"
+            ),
         });
     }
     Event::parse(bytes, received_at)

@@ -14,7 +14,7 @@ mod timefmt;
 mod view;
 
 pub use decode::{decode_batch, BatchError, BodyFormat, IndexedError, Limits, MAX_REPORTED_ERRORS};
-pub use depth::max_nesting_depth;
+pub use depth::{first_number_out_of_range, max_nesting_depth};
 pub use model::{Event, EventError, EventType, Risk, Verdict};
 pub use signature::{hub_signature, sign_webhook, verify_webhook, VerifyError, WebhookSecret};
 pub use timefmt::{format_rfc3339_millis, now_rfc3339, parse_rfc3339};

@@ -2,9 +2,12 @@
 //! looked up, so lookup time says nothing about how close a guess was.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use thoth_config::TokenConfig;
+
+use crate::rate::RateLimiter;
 
 /// What a token may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,10 +18,17 @@ pub enum Scope {
     Tenant(String),
 }
 
+/// What a token grants: its scope and, when configured, its rate limit.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub scope: Scope,
+    pub limit: Option<Arc<RateLimiter>>,
+}
+
 /// The configured tokens.
 #[derive(Debug, Default, Clone)]
 pub struct TokenTable {
-    by_digest: HashMap<[u8; 32], Scope>,
+    by_digest: HashMap<[u8; 32], Grant>,
 }
 
 impl TokenTable {
@@ -31,7 +41,10 @@ impl TokenTable {
                     (Some(id), false) => Scope::Tenant(id.clone()),
                     (None, false) => unreachable!("config validation requires tenant_id or admin"),
                 };
-                (t.sha256, scope)
+                let limit = t
+                    .max_events_per_second
+                    .map(|n| Arc::new(RateLimiter::new(n)));
+                (t.sha256, Grant { scope, limit })
             })
             .collect();
         TokenTable { by_digest }
@@ -39,6 +52,13 @@ impl TokenTable {
 
     /// The scope of an `Authorization` header value, if it carries a known bearer token.
     pub fn authorize(&self, header: Option<&[u8]>) -> Result<&Scope, AuthError> {
+        self.grant(header).map(|g| &g.scope)
+    }
+
+    /// The grant of an `Authorization` header value, if it carries a known bearer token. The
+    /// presented token is hashed and its digest looked up: the time taken depends on the
+    /// presented token's length only, never on how much of a real token it matches.
+    pub fn grant(&self, header: Option<&[u8]>) -> Result<&Grant, AuthError> {
         let header = header.ok_or(AuthError::Missing)?;
         let token = header
             .strip_prefix(b"Bearer ")
@@ -78,6 +98,7 @@ mod tests {
             tenant_id: tenant.map(Into::into),
             admin,
             sha256: Sha256::digest(tok.as_bytes()).into(),
+            max_events_per_second: None,
         };
         TokenTable::new(&[t(Some("acme"), false, "a-tok"), t(None, true, "root")])
     }

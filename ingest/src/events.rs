@@ -61,16 +61,17 @@ async fn handle(state: &IngestState, headers: &HeaderMap, body: Body) -> Result<
         state.reject("shutting_down", 0);
         return Err(shutting_down());
     }
-    let scope = state
+    let grant = state
         .access
         .load()
         .tokens
-        .authorize(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()))
+        .grant(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()))
         .map_err(|e| {
             state.reject("unauthorized", 0);
             ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", e.message())
         })?
         .clone();
+    let scope = grant.scope;
     let format = body_format(headers).inspect_err(|_| state.reject("unsupported_media_type", 0))?;
     let bytes = read_body(headers, body, state.max_body_bytes, state.body_timeout)
         .await
@@ -80,6 +81,20 @@ async fn handle(state: &IngestState, headers: &HeaderMap, body: Body) -> Result<
     let events = decode_batch(&bytes, format, &state.limits, &received_at)
         .map_err(|e| batch_error(state, e))?;
     authorize_tenants(state, &scope, &events)?;
+    if let Some(limit) = &grant.limit {
+        limit.take(events.len()).map_err(|retry_after| {
+            state.reject("rate_limited", events.len());
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "this token may submit {} events per second (max_events_per_second); retry in {retry_after} s — nothing of this request was accepted",
+                    limit.per_second()
+                ),
+            )
+            .retry_after(retry_after)
+        })?;
+    }
     submit(state, events, "http")
         .await
         .map_err(|e| submit_error(state, e))

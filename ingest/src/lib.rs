@@ -11,6 +11,7 @@ mod events;
 mod hooks;
 mod kafka;
 mod metrics;
+mod rate;
 mod server;
 mod submit;
 
@@ -19,13 +20,14 @@ use std::sync::Arc;
 use axum::routing::post;
 use axum::Router;
 
-pub use auth::{Access, AuthError, Scope, SharedAccess, TokenTable};
+pub use auth::{Access, AuthError, Grant, Scope, SharedAccess, TokenTable};
 pub use body::{body_format, gunzip, read_body};
 pub use error::{ApiError, Detail};
 pub use events::IngestState;
 pub use hooks::HookSource;
 pub use kafka::{KafkaMetrics, KafkaSource, Rejects};
 pub use metrics::IngestMetrics;
+pub use rate::RateLimiter;
 pub use server::{serve, ListenerLimits};
 pub use submit::{Submit, SubmitError, SubmitFuture};
 
