@@ -125,6 +125,12 @@ impl Gateway {
         Gateway::spawn(cmd).unwrap_or_else(|logs| panic!("the gateway did not start:\n{logs}"))
     }
 
+    /// Starts a prepared command (e.g. the binary inside `unshare`, or with `LD_PRELOAD`)
+    /// and waits until it listens.
+    pub fn start_command(cmd: Command) -> Gateway {
+        Gateway::spawn(cmd).unwrap_or_else(|logs| panic!("the gateway did not start:\n{logs}"))
+    }
+
     /// Starts `run` without a config (the built-in default) in `cwd`; `Err(logs)` when it
     /// exits instead of listening.
     pub fn start_default(cwd: &Path) -> Result<Gateway, String> {
