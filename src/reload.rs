@@ -76,6 +76,7 @@ pub fn restart_only_changes(running: &Config, new: &Config) -> Vec<ConfigError> 
         "api.max_connections",
         a.max_connections == b.max_connections,
     );
+    check("api.tls", a.tls == b.tls);
     check("wal", running.wal == new.wal);
     check("checkins", running.checkins == new.checkins);
     check(

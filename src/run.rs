@@ -205,14 +205,25 @@ pub async fn run(config: Config, programs: Programs, path: Option<PathBuf>) -> a
         .await
         .with_context(|| format!("binding {}", config.api.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!("listening on {addr}");
+    let scheme = if config.api.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(scheme, "listening on {addr}");
 
     let limits = ListenerLimits {
         max_connections: config.api.max_connections as usize,
         ..ListenerLimits::default()
     };
+    let tls = match &config.api.tls {
+        Some(t) => Some(Arc::new(
+            thoth_ingest::TlsSetup::new(t).map_err(|e| anyhow::anyhow!("api.tls: {e}"))?,
+        )),
+        None => None,
+    };
     let flag = shutting_down.clone();
-    thoth_ingest::serve(listener, app, limits, async move {
+    thoth_ingest::serve(listener, app, limits, tls, async move {
         shutdown_signal().await;
         tracing::info!("shutting down: refusing new batches, finishing requests in flight");
         flag.store(true, Ordering::Release);

@@ -139,6 +139,14 @@ pub fn load_checked(path: &Path) -> Result<Checked, Vec<ConfigError>> {
             None
         }
     };
+    if let Some(tls) = &config.api.tls {
+        if let Err(message) = thoth_ingest::TlsSetup::new(tls) {
+            errors.push(ConfigError {
+                path: "api.tls".into(),
+                message,
+            });
+        }
+    }
     let mut mdm_endpoints = 0;
     for (i, p) in config.mdm.providers.iter().enumerate() {
         // An API or push provider has no snapshot until its first sync or push.

@@ -112,6 +112,34 @@ pub struct ApiConfig {
     pub max_batch_events: u64,
     pub max_connections: u64,
     pub tokens: Vec<TokenConfig>,
+    /// `[api.tls]`: HTTPS (and client certificates) for the listener.
+    pub tls: Option<IngestTls>,
+}
+
+/// `[api.tls]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestTls {
+    /// PEM certificate chain of the listener.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// PEM CA certificate(s) that sign clients' certificates; enables client certificates.
+    pub client_ca_file: Option<PathBuf>,
+    /// `client_auth = "required"`: a connection without a valid client certificate is refused.
+    pub client_auth_required: bool,
+    /// `[[api.tls.clients]]`: client certificates that authenticate event submission.
+    pub clients: Vec<ClientCertConfig>,
+}
+
+/// One `[[api.tls.clients]]`: a client certificate (by DNS name or fingerprint) standing for a
+/// tenant's token (or an admin's) on `POST /v1/events`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientCertConfig {
+    pub dns_name: Option<String>,
+    pub sha256: Option<[u8; 32]>,
+    pub tenant_id: Option<String>,
+    pub admin: bool,
+    pub max_events_per_second: Option<u64>,
 }
 
 /// One `[[api.tokens]]` entry. Only the SHA-256 of the token is kept.

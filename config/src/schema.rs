@@ -492,6 +492,9 @@ fn read_api(
             "at least one [[api.tokens]] entry is required: nothing could be ingested without one",
         );
     }
+    let tls = api
+        .table("tls", errs)
+        .and_then(|t| read_ingest_tls(t, base, tenants, errs));
     api.finish(errs);
     Some(ApiConfig {
         listen: listen?,
@@ -501,6 +504,108 @@ fn read_api(
         max_batch_events,
         max_connections,
         tokens,
+        tls,
+    })
+}
+
+/// `[api.tls]`: HTTPS for the listener, optionally with client certificates mapped to
+/// tenants (`[[api.tls.clients]]`).
+fn read_ingest_tls(
+    mut t: Obj,
+    base: &Path,
+    tenants: &HashSet<&str>,
+    errs: &mut Errors,
+) -> Option<IngestTls> {
+    let file = |t: &mut Obj, key: &str, required: bool, errs: &mut Errors| {
+        if required && !t.has(key) {
+            errs.push(&t.key_path(key), "is required");
+            return None;
+        }
+        let path = t.path_value(key, base, errs)?;
+        if !path.is_file() {
+            errs.push(
+                &t.key_path(key),
+                format!("{} is not a readable file", path.display()),
+            );
+            return None;
+        }
+        Some(path)
+    };
+    let cert_file = file(&mut t, "cert_file", true, errs);
+    let key_file = file(&mut t, "key_file", true, errs);
+    let client_ca_file = file(&mut t, "client_ca_file", false, errs);
+    let client_auth_required = match t.string("client_auth", errs).as_deref() {
+        None | Some("optional") => false,
+        Some("required") => true,
+        Some(other) => {
+            errs.push(
+                &t.key_path("client_auth"),
+                format!("{other:?} is not `optional` or `required`"),
+            );
+            false
+        }
+    };
+    if client_auth_required && client_ca_file.is_none() && !t.has("client_ca_file") {
+        errs.push(
+            &t.key_path("client_auth"),
+            "`required` needs `client_ca_file` (the CA that signs the clients' certificates)",
+        );
+    }
+    let mut clients = Vec::new();
+    let has_ca = t.has("client_ca_file");
+    for mut c in t.tables("clients", errs) {
+        if !has_ca {
+            errs.push(
+                &c.path,
+                "client certificates need `client_ca_file` in [api.tls]",
+            );
+        }
+        let admin = c.bool("admin", errs).unwrap_or(false);
+        let tenant_id = c.string("tenant_id", errs);
+        match (&tenant_id, admin) {
+            (Some(id), false) => check_tenant(&c.key_path("tenant_id"), id, tenants, errs),
+            (Some(_), true) => errs.push(
+                &c.key_path("tenant_id"),
+                "give `tenant_id` or `admin = true`, not both",
+            ),
+            (None, false) => errs.push(&c.path, "a client needs `tenant_id` or `admin = true`"),
+            (None, true) => {}
+        }
+        let dns_name = c.string("dns_name", errs);
+        let sha256 = c.string("sha256", errs).and_then(|h| {
+            let mut out = [0u8; 32];
+            let clean: String = h.chars().filter(|ch| *ch != ':').collect();
+            match hex::decode_to_slice(clean.trim(), &mut out) {
+                Ok(()) => Some(out),
+                Err(_) => {
+                    errs.push(
+                        &c.key_path("sha256"),
+                        "must be the 64 hex digits of the certificate's SHA-256 fingerprint",
+                    );
+                    None
+                }
+            }
+        });
+        if dns_name.is_some() == (sha256.is_some() || c.has("sha256")) {
+            errs.push(&c.path, "give exactly one of `dns_name` (a DNS name the certificate is valid for) or `sha256` (its fingerprint)");
+        }
+        let max_events_per_second = c.int("max_events_per_second", 1, 100_000_000, errs);
+        c.finish(errs);
+        clients.push(ClientCertConfig {
+            dns_name,
+            sha256,
+            tenant_id: if admin { None } else { tenant_id },
+            admin,
+            max_events_per_second,
+        });
+    }
+    t.finish(errs);
+    Some(IngestTls {
+        cert_file: cert_file?,
+        key_file: key_file?,
+        client_ca_file,
+        client_auth_required,
+        clients,
     })
 }
 

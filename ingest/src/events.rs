@@ -47,30 +47,42 @@ impl IngestState {
 
 pub async fn post_events(
     State(state): State<Arc<IngestState>>,
+    client: Option<axum::Extension<crate::tls::ClientIdentity>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match handle(&state, &headers, body).await {
+    let client = client.and_then(|axum::Extension(c)| c.0);
+    match handle(&state, client, &headers, body).await {
         Ok(n) => (StatusCode::OK, Json(serde_json::json!({ "accepted": n }))).into_response(),
         Err(e) => e.into_response(),
     }
 }
 
-async fn handle(state: &IngestState, headers: &HeaderMap, body: Body) -> Result<usize, ApiError> {
+async fn handle(
+    state: &IngestState,
+    client: Option<crate::auth::Grant>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<usize, ApiError> {
     if state.shutting_down.load(Ordering::Acquire) {
         state.reject("shutting_down", 0);
         return Err(shutting_down());
     }
-    let grant = state
-        .access
-        .load()
-        .tokens
-        .grant(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()))
-        .map_err(|e| {
-            state.reject("unauthorized", 0);
-            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", e.message())
-        })?
-        .clone();
+    let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    // A bearer token decides when one is sent; otherwise a mapped client certificate does.
+    let grant = match (authorization, client) {
+        (None, Some(grant)) => grant,
+        (authorization, _) => state
+            .access
+            .load()
+            .tokens
+            .grant(authorization)
+            .map_err(|e| {
+                state.reject("unauthorized", 0);
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", e.message())
+            })?
+            .clone(),
+    };
     let scope = grant.scope;
     let format = body_format(headers).inspect_err(|_| state.reject("unsupported_media_type", 0))?;
     let bytes = read_body(headers, body, state.max_body_bytes, state.body_timeout)

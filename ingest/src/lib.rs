@@ -14,6 +14,7 @@ mod metrics;
 mod rate;
 mod server;
 mod submit;
+mod tls;
 
 use std::sync::Arc;
 
@@ -30,6 +31,7 @@ pub use metrics::IngestMetrics;
 pub use rate::RateLimiter;
 pub use server::{serve, ListenerLimits};
 pub use submit::{Submit, SubmitError, SubmitFuture};
+pub use tls::{ClientIdentity, TlsSetup};
 
 /// The ingest routes: `POST /v1/events` and `POST /v1/hooks/{source}`.
 pub fn router(state: Arc<IngestState>) -> Router {

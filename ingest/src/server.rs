@@ -16,7 +16,9 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
+
+use crate::tls::TlsSetup;
 use tokio::sync::Semaphore;
 
 /// Connection limits of a listener.
@@ -48,6 +50,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ListenerLimits,
+    tls: Option<Arc<TlsSetup>>,
     shutdown: impl Future<Output = ()>,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
@@ -71,29 +74,39 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let read_bytes = Arc::new(AtomicU64::new(0));
-        let io = TokioIo::new(CountingIo {
-            inner: stream,
-            read_bytes: read_bytes.clone(),
-        });
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
-            .timer(RequestTimer {
-                read_bytes,
-                header_read_timeout: limits.header_read_timeout,
-                idle_timeout: limits.idle_timeout,
-            })
-            .header_read_timeout(limits.header_read_timeout)
-            .max_header_size(limits.max_header_bytes)
-            .max_buf_size(limits.max_header_bytes.max(8192) + 8192);
-        let conn = builder.serve_connection(io, TowerToHyperService::new(app.clone()));
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+        let app = app.clone();
+        let watcher = graceful.watcher();
+        match &tls {
+            None => {
+                tokio::spawn(async move {
+                    serve_connection(stream, app, limits, watcher).await;
+                    drop(permit);
+                });
             }
-            drop(permit);
-        });
+            Some(tls) => {
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    // The handshake gets the header timeout: a silent TLS client is a slowloris too.
+                    let handshake = tls.acceptor.accept(stream);
+                    match tokio::time::timeout(limits.header_read_timeout, handshake).await {
+                        Ok(Ok(stream)) => {
+                            let identity = tls.identify(
+                                stream
+                                    .get_ref()
+                                    .1
+                                    .peer_certificates()
+                                    .and_then(|c| c.first()),
+                            );
+                            let app = app.layer(axum::Extension(identity));
+                            serve_connection(stream, app, limits, watcher).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                    drop(permit);
+                });
+            }
+        }
     }
     drop(listener);
     tokio::select! {
@@ -104,14 +117,45 @@ pub async fn serve(
     }
 }
 
+/// Serves one connection (plain or TLS) with the listener's limits until it ends or the
+/// graceful shutdown closes it.
+async fn serve_connection<S>(
+    stream: S,
+    app: Router,
+    limits: ListenerLimits,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let read_bytes = Arc::new(AtomicU64::new(0));
+    let io = TokioIo::new(CountingIo {
+        inner: stream,
+        read_bytes: read_bytes.clone(),
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(RequestTimer {
+            read_bytes,
+            header_read_timeout: limits.header_read_timeout,
+            idle_timeout: limits.idle_timeout,
+        })
+        .header_read_timeout(limits.header_read_timeout)
+        .max_header_size(limits.max_header_bytes)
+        .max_buf_size(limits.max_header_bytes.max(8192) + 8192);
+    let conn = builder.serve_connection(io, TowerToHyperService::new(app));
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
 /// A TCP stream that counts the bytes read, so the timer can tell an idle connection from
 /// one that is sending a request.
-struct CountingIo {
-    inner: TcpStream,
+struct CountingIo<S> {
+    inner: S,
     read_bytes: Arc<AtomicU64>,
 }
 
-impl AsyncRead for CountingIo {
+impl<S: AsyncRead + Unpin> AsyncRead for CountingIo<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -127,7 +171,7 @@ impl AsyncRead for CountingIo {
     }
 }
 
-impl AsyncWrite for CountingIo {
+impl<S: AsyncWrite + Unpin> AsyncWrite for CountingIo<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

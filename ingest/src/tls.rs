@@ -1,0 +1,135 @@
+//! HTTPS for the listener (`[api.tls]`), with optional client certificates that stand for a
+//! tenant's token (`[[api.tls.clients]]`, matched by a DNS name the certificate is valid for
+//! or by its SHA-256 fingerprint).
+
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::WebPkiClientVerifier;
+use sha2::{Digest, Sha256};
+use thoth_config::IngestTls;
+use tokio_rustls::TlsAcceptor;
+
+use crate::auth::{Grant, Scope};
+use crate::rate::RateLimiter;
+
+/// The TLS side of a listener: the acceptor and the client-certificate table.
+pub struct TlsSetup {
+    pub(crate) acceptor: TlsAcceptor,
+    clients: Vec<(Match, Grant)>,
+}
+
+enum Match {
+    DnsName(ServerName<'static>),
+    Fingerprint([u8; 32]),
+}
+
+/// The client a connection authenticated as, put in each request's extensions.
+#[derive(Debug, Clone, Default)]
+pub struct ClientIdentity(pub Option<Grant>);
+
+fn read(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+fn certificates(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let pem = read(path)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: not PEM certificates: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no PEM certificate in it", path.display()));
+    }
+    Ok(certs)
+}
+
+impl TlsSetup {
+    /// Loads the certificate, key and client CA; every problem names its file.
+    pub fn new(config: &IngestTls) -> Result<TlsSetup, String> {
+        let chain = certificates(&config.cert_file)?;
+        let key = PrivateKeyDer::from_pem_slice(&read(&config.key_file)?)
+            .map_err(|e| format!("{}: not a PEM private key: {e}", config.key_file.display()))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?;
+        let builder = match &config.client_ca_file {
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in certificates(ca)? {
+                    roots
+                        .add(cert)
+                        .map_err(|e| format!("{}: {e}", ca.display()))?;
+                }
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+                let verifier = if config.client_auth_required {
+                    verifier
+                } else {
+                    verifier.allow_unauthenticated()
+                };
+                builder.with_client_cert_verifier(
+                    verifier
+                        .build()
+                        .map_err(|e| format!("{}: {e}", ca.display()))?,
+                )
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let mut server = builder.with_single_cert(chain, key).map_err(|e| {
+            format!(
+                "{} / {}: the key does not fit the certificate or is unsupported: {e}",
+                config.cert_file.display(),
+                config.key_file.display()
+            )
+        })?;
+        server.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let mut clients = Vec::new();
+        for c in &config.clients {
+            let scope = match (&c.tenant_id, c.admin) {
+                (_, true) => Scope::Admin,
+                (Some(t), false) => Scope::Tenant(t.clone()),
+                (None, false) => unreachable!("config validation requires tenant_id or admin"),
+            };
+            let grant = Grant {
+                scope,
+                limit: c
+                    .max_events_per_second
+                    .map(|n| Arc::new(RateLimiter::new(n))),
+            };
+            let m = match (&c.dns_name, c.sha256) {
+                (Some(name), _) => Match::DnsName(
+                    ServerName::try_from(name.clone())
+                        .map_err(|e| format!("api.tls.clients: {name:?}: {e}"))?,
+                ),
+                (None, Some(fp)) => Match::Fingerprint(fp),
+                (None, None) => unreachable!("config validation requires dns_name or sha256"),
+            };
+            clients.push((m, grant));
+        }
+        Ok(TlsSetup {
+            acceptor: TlsAcceptor::from(Arc::new(server)),
+            clients,
+        })
+    }
+
+    /// The grant of a verified client certificate (the first matching entry), if any.
+    pub fn identify(&self, cert: Option<&CertificateDer<'_>>) -> ClientIdentity {
+        let Some(cert) = cert else {
+            return ClientIdentity(None);
+        };
+        let fingerprint: [u8; 32] = Sha256::digest(cert.as_ref()).into();
+        let end_entity = webpki::EndEntityCert::try_from(cert).ok();
+        let grant = self.clients.iter().find_map(|(m, grant)| {
+            let matched = match m {
+                Match::Fingerprint(fp) => *fp == fingerprint,
+                Match::DnsName(name) => end_entity
+                    .as_ref()
+                    .is_some_and(|ee| ee.verify_is_valid_for_subject_name(name).is_ok()),
+            };
+            matched.then(|| grant.clone())
+        });
+        ClientIdentity(grant)
+    }
+}
