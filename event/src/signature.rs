@@ -111,7 +111,8 @@ pub fn verify_webhook(
         .trim()
         .parse()
         .map_err(|_| VerifyError::BadTimestamp)?;
-    let skew = now - ts;
+    // Saturating: a hostile timestamp such as i64::MIN must be refused, not overflow.
+    let skew = now.saturating_sub(ts);
     if skew.unsigned_abs() > tolerance_s {
         return Err(VerifyError::OutsideTolerance(skew, tolerance_s));
     }
@@ -216,6 +217,27 @@ mod tests {
         assert_eq!(
             v(Some(ID), Some("1614265330"), Some(&good), BODY, TS - 400),
             Err(VerifyError::OutsideTolerance(-400, 300))
+        );
+        // Found by fuzzing: extreme timestamps are refused instead of overflowing.
+        assert_eq!(
+            v(
+                Some(ID),
+                Some("-9223372036854775808"),
+                Some(&good),
+                BODY,
+                TS
+            ),
+            Err(VerifyError::OutsideTolerance(i64::MAX, 300))
+        );
+        assert_eq!(
+            v(
+                Some(ID),
+                Some("9223372036854775807"),
+                Some(&good),
+                BODY,
+                -TS
+            ),
+            Err(VerifyError::OutsideTolerance(i64::MIN, 300))
         );
         assert_eq!(
             v(Some(ID), Some("1614265330"), Some("v2,abc v1,!!"), BODY, TS),
