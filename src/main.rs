@@ -99,25 +99,7 @@ enum Command {
         json: bool,
     },
     /// Print live events of a running gateway at a stage (sampled; like `vector tap`).
-    Tap {
-        #[arg(long, default_value = "http://127.0.0.1:8686")]
-        url: String,
-        /// `ingest`, `enriched` or `sink:NAME`.
-        #[arg(long, default_value = "enriched")]
-        stage: String,
-        /// Only this tenant's events.
-        #[arg(long)]
-        tenant: Option<String>,
-        /// Events per second at most (the gateway's default 100, at most 1000).
-        #[arg(long)]
-        rate: Option<u32>,
-        /// Stop after this many events.
-        #[arg(long)]
-        count: Option<u64>,
-        /// File holding the admin token (else THOTH_ADMIN_TOKEN).
-        #[arg(long)]
-        token_file: Option<PathBuf>,
-    },
+    Tap(tap_cmd::TapArgs),
     /// A sink's dead letters: list, replay (send again) or purge.
     Dlq {
         action: dlq_cmd::DlqAction,
@@ -186,23 +168,20 @@ fn main() -> ExitCode {
                 },
         } => mdm_cmd::sync(&config, provider.as_deref(), json),
         Command::Verify { config, json } => verify::run(&config, json),
-        Command::Tap {
-            url,
-            stage,
-            tenant,
-            rate,
-            count,
-            token_file,
-        } => tap_cmd::run(tap_cmd::TapArgs {
-            url,
-            stage,
-            tenant,
-            rate,
-            count,
-            token_file,
-        }),
+        Command::Tap(args) => tap_cmd::run(args),
     };
     ExitCode::from(code as u8)
+}
+
+/// A single-threaded runtime for a one-shot command; `Err(1)` (reported) if it cannot start.
+fn command_runtime() -> Result<tokio::runtime::Runtime, i32> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("cannot start the runtime: {e}");
+            1
+        })
 }
 
 fn run_command(config_path: Option<PathBuf>, log_format: LogFormat) -> i32 {

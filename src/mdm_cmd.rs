@@ -41,15 +41,9 @@ pub fn sync(config_path: &Path, only: Option<&str>, json_out: bool) -> i32 {
             Some(_) => {}
         }
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::command_runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return 1;
-        }
+        Err(code) => return code,
     };
     let mut reports = Vec::new();
     let mut ok = true;

@@ -8,26 +8,31 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 
 /// What to watch.
+#[derive(clap::Args)]
 pub struct TapArgs {
+    #[arg(long, default_value = "http://127.0.0.1:8686")]
     pub url: String,
+    /// `ingest`, `enriched` or `sink:NAME`.
+    #[arg(long, default_value = "enriched")]
     pub stage: String,
+    /// Only this tenant's events.
+    #[arg(long)]
     pub tenant: Option<String>,
+    /// Events per second at most (the gateway's default 100, at most 1000).
+    #[arg(long)]
     pub rate: Option<u32>,
     /// Stop after this many events.
+    #[arg(long)]
     pub count: Option<u64>,
+    /// File holding the admin token (else THOTH_ADMIN_TOKEN).
+    #[arg(long)]
     pub token_file: Option<PathBuf>,
 }
 
 pub fn run(args: TapArgs) -> i32 {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::command_runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return 1;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(stream(args)) {
         Ok(()) => 0,

@@ -28,15 +28,9 @@ pub fn run(config_path: &Path, sink_name: &str, json_out: bool) -> i32 {
         return 2;
     }
     let (event_id, json) = crate::canary::event(&config, sink, "test-webhook");
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::command_runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return 1;
-        }
+        Err(code) => return code,
     };
     let result = runtime.block_on(crate::canary::send(sink, &event_id, &json));
     if json_out {

@@ -93,15 +93,9 @@ pub fn run(path: &Path, json: bool) -> i32 {
             return 2;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::command_runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return 1;
-        }
+        Err(code) => return code,
     };
     let report = runtime.block_on(check(path, checked));
     print(&report, json);
