@@ -145,6 +145,11 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+// See Cargo.toml: measured faster than glibc's allocator on the hot path, and it returns
+// memory freed after an MDM snapshot load.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {

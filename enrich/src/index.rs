@@ -128,7 +128,12 @@ fn endpoint_members(r: &EndpointRecord, kind: &str) -> String {
 impl EndpointIndex {
     /// Builds the index from every provider's snapshot. When two records of a tenant share a
     /// key, the first provider listed wins.
-    pub fn build(snapshots: &[ProviderSnapshot], rules: &[FleetRule]) -> EndpointIndex {
+    /// Takes the snapshots by reference: cloning 100 000 records only to index them doubled
+    /// the memory peak of every load.
+    pub fn build<'a>(
+        snapshots: impl IntoIterator<Item = &'a ProviderSnapshot>,
+        rules: &[FleetRule],
+    ) -> EndpointIndex {
         let mut index = EndpointIndex::default();
         for snap in snapshots {
             let tenant = index.tenants.entry(snap.tenant_id.clone()).or_default();

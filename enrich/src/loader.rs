@@ -147,12 +147,8 @@ impl MdmLoader {
 
     /// An index of the latest good snapshots.
     pub fn build_index(&self) -> EndpointIndex {
-        let snapshots: Vec<ProviderSnapshot> = self
-            .providers
-            .iter()
-            .filter_map(|p| p.last_good.clone())
-            .collect();
-        EndpointIndex::build(&snapshots, &self.rules)
+        let snapshots = self.providers.iter().filter_map(|p| p.last_good.as_ref());
+        EndpointIndex::build(snapshots, &self.rules)
     }
 
     /// Loads everything now and installs the index.
