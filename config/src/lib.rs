@@ -364,11 +364,22 @@ pub struct TlsConfig {
     pub verify: bool,
 }
 
+/// How many requests an HTTP sink keeps in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Concurrency {
+    /// AIMD on round-trip time and back-pressure answers, between 1 and `max_concurrency`.
+    Adaptive,
+    /// Exactly this many.
+    Fixed(u64),
+}
+
 /// Options common to HTTP sinks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpSinkConfig {
-    /// Requests in flight at once.
-    pub concurrency: u64,
+    /// Requests in flight at once: `"adaptive"` (the default) or a number.
+    pub concurrency: Concurrency,
+    /// The adaptive limit's ceiling.
+    pub max_concurrency: u64,
     pub compression: Compression,
     pub tls: TlsConfig,
     /// Timeout of one request.
@@ -378,13 +389,24 @@ pub struct HttpSinkConfig {
 impl Default for HttpSinkConfig {
     fn default() -> Self {
         HttpSinkConfig {
-            concurrency: 4,
+            concurrency: Concurrency::Adaptive,
+            max_concurrency: 16,
             compression: Compression::Gzip,
             tls: TlsConfig {
                 ca_file: None,
                 verify: true,
             },
             timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl HttpSinkConfig {
+    /// The most requests that can be in flight at once.
+    pub fn most_in_flight(&self) -> u64 {
+        match self.concurrency {
+            Concurrency::Fixed(n) => n,
+            Concurrency::Adaptive => self.max_concurrency,
         }
     }
 }

@@ -1137,8 +1137,25 @@ fn read_sink(
 /// `concurrency`, `compression`, `tls`, `timeout` of an HTTP sink.
 fn read_http(s: &mut Obj, base: &Path, errs: &mut Errors) -> HttpSinkConfig {
     let mut http = HttpSinkConfig::default();
-    if let Some(n) = s.int("concurrency", 1, 256, errs) {
-        http.concurrency = n;
+    match s.holds_integer("concurrency") {
+        None => {}
+        Some(true) => {
+            if let Some(n) = s.int("concurrency", 1, 256, errs) {
+                http.concurrency = Concurrency::Fixed(n);
+            }
+        }
+        Some(false) => match s.string("concurrency", errs).as_deref() {
+            None | Some("adaptive") => {}
+            Some(other) => errs.push(
+                &s.key_path("concurrency"),
+                format!(
+                    "must be \"adaptive\" or a number of requests from 1 to 256 (got {other:?})"
+                ),
+            ),
+        },
+    }
+    if let Some(n) = s.int("max_concurrency", 1, 256, errs) {
+        http.max_concurrency = n;
     }
     match s.string("compression", errs).as_deref() {
         None | Some("gzip") => {}

@@ -77,6 +77,12 @@ impl<'a> Obj<'a> {
         self.table.get(key).and_then(toml::Value::as_table)
     }
 
+    /// Whether `key` holds an integer (`Some(true)`), something else (`Some(false)`) or is
+    /// absent (`None`): for keys that take a number or a word.
+    pub fn holds_integer(&self, key: &str) -> Option<bool> {
+        self.table.get(key).map(toml::Value::is_integer)
+    }
+
     pub fn has(&self, key: &str) -> bool {
         self.table.contains_key(key)
     }

@@ -1,6 +1,6 @@
 use std::path::Path;
 
-use thoth_config::{Config, ConfigError, FsyncMode, MdmKind, SinkKind};
+use thoth_config::{Concurrency, Config, ConfigError, FsyncMode, MdmKind, SinkKind};
 
 const GOOD: &str = r#"
 data_dir = "data"
@@ -233,4 +233,32 @@ fn toml_syntax_errors_give_line_and_column() {
     let errs = parse("data_dir = \n[api").unwrap_err();
     assert_eq!(errs.len(), 1);
     assert!(errs[0].message.contains("line 2, column 5"), "{errs:?}");
+}
+
+#[test]
+fn http_sink_concurrency_is_adaptive_by_default_or_a_fixed_number() {
+    let sink = |extra: &str| {
+        format!(
+            "{GOOD}\n[sinks.splunk]\ntype = \"splunk_hec\"\nendpoint = \"https://splunk:8088\"\ntoken = \"t\"\n{extra}"
+        )
+    };
+    let c = parse(&sink("")).unwrap();
+    let http = &c.sinks["splunk"].http;
+    assert_eq!(http.concurrency, Concurrency::Adaptive);
+    assert_eq!(http.most_in_flight(), 16);
+    let c = parse(&sink("concurrency = \"adaptive\"\nmax_concurrency = 40")).unwrap();
+    assert_eq!(c.sinks["splunk"].http.most_in_flight(), 40);
+    let c = parse(&sink("concurrency = 3")).unwrap();
+    assert_eq!(c.sinks["splunk"].http.concurrency, Concurrency::Fixed(3));
+    assert_eq!(c.sinks["splunk"].http.most_in_flight(), 3);
+    let errs = parse(&sink("concurrency = \"fast\"\nmax_concurrency = 0")).unwrap_err();
+    assert_eq!(
+        paths(&errs),
+        ["sinks.splunk.concurrency", "sinks.splunk.max_concurrency"]
+    );
+    assert!(
+        errs[0].message.contains("\"adaptive\" or a number"),
+        "{}",
+        errs[0].message
+    );
 }

@@ -7,8 +7,8 @@
 //! * `POST /_bulk` or `/<index>/_bulk` → `{"took":1,"errors":false,"items":[]}`
 //! * `GET /stats` → the counters as JSON; anything else → 404.
 //!
-//! `delay_per_inflight` adds latency that grows with the requests in flight, to model a
-//! destination that slows down when flooded.
+//! `knee` models a destination with a best concurrency: up to `best` requests at once are
+//! answered after `base`; each request beyond queues and adds another `base` for everyone.
 
 use std::convert::Infallible;
 use std::io::Read;
@@ -36,6 +36,10 @@ pub struct ReceiverStats {
     pub wire_bytes: AtomicU64,
     /// Requests refused (bad token, bad gzip, uncountable body).
     pub refused: AtomicU64,
+    /// Requests that arrived, and the sum of the requests in flight at each arrival
+    /// (itself included): their ratio is the concurrency the sender used.
+    pub arrivals: AtomicU64,
+    pub in_flight_at_arrival: AtomicU64,
     inflight: AtomicU64,
 }
 
@@ -57,8 +61,8 @@ impl ReceiverStats {
 pub struct ReceiverOptions {
     /// The HEC token to require; `None` accepts any.
     pub hec_token: Option<String>,
-    /// Extra latency per request already in flight when one arrives.
-    pub delay_per_inflight: Duration,
+    /// `(best, base)`: see the module documentation; `None` answers at once.
+    pub knee: Option<(u64, Duration)>,
 }
 
 /// Binds `addr` and serves until the runtime stops; returns the bound address and counters.
@@ -137,7 +141,11 @@ async fn handle(
         .headers()
         .get(hyper::header::CONTENT_ENCODING)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
-    let inflight = stats.inflight.fetch_add(1, Ordering::Relaxed);
+    let in_flight = stats.inflight.fetch_add(1, Ordering::Relaxed) + 1;
+    stats.arrivals.fetch_add(1, Ordering::Relaxed);
+    stats
+        .in_flight_at_arrival
+        .fetch_add(in_flight, Ordering::Relaxed);
     let response = async {
         let Ok(wire) = req.into_body().collect().await.map(|b| b.to_bytes()) else {
             return reply(
@@ -164,8 +172,8 @@ async fn handle(
         } else {
             wire
         };
-        if !options.delay_per_inflight.is_zero() {
-            tokio::time::sleep(options.delay_per_inflight * (inflight as u32 + 1)).await;
+        if let Some((best, base)) = options.knee {
+            tokio::time::sleep(base * (1 + in_flight.saturating_sub(best)) as u32).await;
         }
         if is_hec {
             match count_concatenated_objects(&body) {

@@ -8,7 +8,7 @@ pub fn build(http: &HttpSinkConfig) -> Result<reqwest::Client, String> {
         .use_rustls_tls()
         .timeout(http.timeout)
         .connect_timeout(http.timeout.min(std::time::Duration::from_secs(10)))
-        .pool_max_idle_per_host(http.concurrency as usize)
+        .pool_max_idle_per_host(http.most_in_flight() as usize)
         // A redirect is an answer to report, not to follow (Standard Webhooks: 3xx is a failure).
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("thoth-gateway/", env!("CARGO_PKG_VERSION")));

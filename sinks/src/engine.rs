@@ -9,13 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use thoth_config::{BatchConfig, Compression, HttpSinkConfig, RetryConfig};
+use thoth_config::{BatchConfig, Compression, Concurrency, HttpSinkConfig, RetryConfig};
 use thoth_event::{now_rfc3339, record};
 use thoth_wal::{Committer, Entry, Reader};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::backoff::{backoff, Jitter};
+use crate::concurrency::{Answer, Slots};
 use crate::destination::{Destination, ItemOutcome, Outcome};
 use crate::dlq::{DeadLetter, DeadLetterQueue};
 use crate::health::SinkHealth;
@@ -56,6 +57,7 @@ struct Shared {
     metrics: SinkMetrics,
     dlq: DeadLetterQueue,
     pause: Pause,
+    slots: Arc<Slots>,
 }
 
 /// A running HTTP sink.
@@ -63,7 +65,6 @@ pub struct HttpSink {
     shared: Arc<Shared>,
     reader: Reader,
     batch: BatchConfig,
-    concurrency: usize,
 }
 
 /// One event on its way.
@@ -107,10 +108,13 @@ impl HttpSink {
                 metrics: parts.metrics,
                 dlq: parts.dlq,
                 pause: Pause::default(),
+                slots: Arc::new(match parts.http.concurrency {
+                    Concurrency::Fixed(n) => Slots::new(Some(n as usize), n as usize),
+                    Concurrency::Adaptive => Slots::new(None, parts.http.max_concurrency as usize),
+                }),
             }),
             reader: parts.reader,
             batch: parts.batch,
-            concurrency: parts.http.concurrency as usize,
         })
     }
 
@@ -125,11 +129,11 @@ impl HttpSink {
             self.shared.clone(),
         ));
         let replay = tokio::spawn(replay_dead_letters(self.shared.clone(), stop.clone()));
-        let slots = Arc::new(Semaphore::new(self.concurrency));
+        let slots = self.shared.slots.clone();
         loop {
             let permit = tokio::select! {
                 _ = stop.wait_for(|s| *s) => break,
-                p = slots.clone().acquire_owned() => p.expect("never closed"),
+                p = slots.acquire() => p,
             };
             let entries = tokio::select! {
                 _ = stop.wait_for(|s| *s) => break,
@@ -160,8 +164,7 @@ impl HttpSink {
                 drop(permit);
             });
         }
-        let _ =
-            tokio::time::timeout(STOP_TIMEOUT, slots.acquire_many(self.concurrency as u32)).await;
+        let _ = tokio::time::timeout(STOP_TIMEOUT, slots.idle()).await;
         drop(progress_tx);
         let _ = committer.await;
         let _ = replay.await;
@@ -585,6 +588,7 @@ impl Shared {
             .with_label_values(&[&self.name])
             .observe(items.len() as f64);
 
+        let in_flight = self.slots.in_flight();
         let started = Instant::now();
         let result = self
             .destination
@@ -624,10 +628,16 @@ impl Shared {
                 }
             }
         };
+        let rtt = started.elapsed();
         self.metrics
             .request_seconds
             .with_label_values(&[&self.name])
-            .observe(started.elapsed().as_secs_f64());
+            .observe(rtt.as_secs_f64());
+        self.slots.record(rtt, load_answer(&outcome), in_flight);
+        self.metrics
+            .concurrency_limit
+            .with_label_values(&[&self.name])
+            .set(self.slots.limit() as i64);
         match outcome {
             Outcome::AwaitAck(id) => self.destination.await_ack(&self.client, id).await,
             other => other,
@@ -699,6 +709,19 @@ impl Shared {
             .with_label_values(&[&self.name, "dead_lettered"])
             .inc_by(letters.len() as u64);
         true
+    }
+}
+
+/// What an outcome says about the destination's load, for the adaptive limit.
+fn load_answer(outcome: &Outcome) -> Answer {
+    match outcome {
+        // 429, 503, HEC busy, 5xx, timeouts, refused connections.
+        Outcome::Retry { .. } => Answer::BackPressure,
+        Outcome::Partial(items) if items.iter().any(|i| matches!(i, ItemOutcome::Retry(_))) => {
+            Answer::BackPressure
+        }
+        Outcome::Failing { .. } => Answer::Ignore,
+        _ => Answer::Served,
     }
 }
 

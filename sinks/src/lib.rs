@@ -9,6 +9,7 @@
 
 mod backoff;
 mod client;
+pub mod concurrency;
 mod destination;
 mod dlq;
 mod elasticsearch;

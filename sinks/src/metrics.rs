@@ -21,6 +21,9 @@ pub struct SinkMetrics {
     pub request_seconds: HistogramVec,
     /// `thoth_sink_batch_events{sink}`: events per request.
     pub batch_events: HistogramVec,
+    /// `thoth_sink_concurrency_limit{sink}`: requests the sink may have in flight now
+    /// (moves with `concurrency = "adaptive"`).
+    pub concurrency_limit: IntGaugeVec,
 }
 
 impl SinkMetrics {
@@ -87,10 +90,19 @@ impl SinkMetrics {
             ),
             &["sink"],
         )?;
+        let concurrency_limit = IntGaugeVec::new(
+            Opts::new(
+                "thoth_sink_concurrency_limit",
+                "Requests an HTTP sink may have in flight now (adaptive or fixed).",
+            ),
+            &["sink"],
+        )?;
         for m in [&events, &retries, &requests, &dead_letters] {
             registry.register(Box::new(m.clone()))?;
         }
-        registry.register(Box::new(queue_events.clone()))?;
+        for g in [&queue_events, &concurrency_limit] {
+            registry.register(Box::new(g.clone()))?;
+        }
         for h in [&delivery_seconds, &request_seconds, &batch_events] {
             registry.register(Box::new(h.clone()))?;
         }
@@ -103,6 +115,7 @@ impl SinkMetrics {
             queue_events,
             request_seconds,
             batch_events,
+            concurrency_limit,
         })
     }
 }

@@ -1,0 +1,333 @@
+//! How many requests an HTTP sink keeps in flight: a fixed number, or adaptive (AIMD).
+//!
+//! Adaptive: the limit starts at 1 and grows by one after every window of answers in which
+//! the sink used its whole limit and the round trip stayed near the lowest seen; it shrinks by
+//! a fifth after a window with a back-pressure answer (429, 503, HEC code 9, a timeout, any
+//! retryable failure) or with round trips well above that baseline — the sign that the
+//! destination queues requests instead of serving them. So a sink settles near the
+//! concurrency its destination serves best instead of flooding it or crawling.
+//!
+//! [`AimdLimit`] is the pure rule; [`Slots`] applies a limit to requests in flight.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+/// Multiplicative decrease on back-pressure or queueing.
+const DECREASE: f64 = 0.8;
+/// A window's mean round trip above `baseline × RTT_TOLERANCE + RTT_SLACK` means the
+/// destination queues. The slack keeps scheduling jitter from reading as queueing when the
+/// destination answers in a millisecond.
+const RTT_TOLERANCE: f64 = 1.5;
+const RTT_SLACK: f64 = 0.005;
+/// The baseline is the lowest window mean of recent windows: after this many windows none of
+/// which came within `BASELINE_CONFIRM` of it, it is taken afresh, so a destination that became slower for good is not
+/// throttled forever. (A baseline that drifts up every window would follow a slowly growing
+/// queue and let the limit creep to its maximum.)
+const BASELINE_WINDOWS: u32 = 200;
+const BASELINE_CONFIRM: f64 = 1.1;
+
+/// How an answer bears on the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Served (delivered, rejected, partial): the round trip counts.
+    Served,
+    /// The destination is overloaded or unreachable: slow down.
+    BackPressure,
+    /// Says nothing about load (e.g. a refused token): ignored.
+    Ignore,
+}
+
+/// The adaptive limit (AIMD on round-trip time and back-pressure answers).
+#[derive(Debug, Clone)]
+pub struct AimdLimit {
+    max: f64,
+    limit: f64,
+    baseline_rtt: Option<f64>,
+    baseline_age: u32,
+    window_rtt_sum: f64,
+    window_answers: u32,
+    window_back_pressure: bool,
+    window_saturated: bool,
+}
+
+impl AimdLimit {
+    pub fn new(max: usize) -> Self {
+        AimdLimit {
+            max: max.max(1) as f64,
+            limit: 1.0,
+            baseline_rtt: None,
+            baseline_age: 0,
+            window_rtt_sum: 0.0,
+            window_answers: 0,
+            window_back_pressure: false,
+            window_saturated: false,
+        }
+    }
+
+    /// Requests allowed in flight now.
+    pub fn limit(&self) -> usize {
+        self.limit as usize
+    }
+
+    /// Records one answer; `in_flight` is how many requests were in flight when it was sent
+    /// (itself included). A window closes after as many answers as the limit allows.
+    pub fn record(&mut self, rtt: Duration, answer: Answer, in_flight: usize) {
+        match answer {
+            Answer::Ignore => return,
+            Answer::BackPressure => self.window_back_pressure = true,
+            Answer::Served => self.window_rtt_sum += rtt.as_secs_f64(),
+        }
+        self.window_answers += 1;
+        if in_flight >= self.limit() {
+            self.window_saturated = true;
+        }
+        if self.window_answers as usize >= self.limit() {
+            self.close_window();
+        }
+    }
+
+    fn close_window(&mut self) {
+        let served = self.window_answers;
+        let mean = (served > 0).then(|| self.window_rtt_sum / f64::from(served));
+        if self.window_back_pressure {
+            self.limit = (self.limit * DECREASE).max(1.0);
+        } else if let Some(mean) = mean {
+            let baseline = match self.baseline_rtt {
+                // A window near the baseline confirms it.
+                Some(b) if mean <= b * BASELINE_CONFIRM => {
+                    self.baseline_age = 0;
+                    mean.min(b)
+                }
+                Some(b) if self.baseline_age < BASELINE_WINDOWS => {
+                    self.baseline_age += 1;
+                    b
+                }
+                _ => {
+                    self.baseline_age = 0;
+                    mean
+                }
+            };
+            self.baseline_rtt = Some(baseline);
+            if mean > baseline * RTT_TOLERANCE + RTT_SLACK {
+                self.limit = (self.limit * DECREASE).max(1.0);
+            } else if self.window_saturated {
+                self.limit = (self.limit + 1.0).min(self.max);
+            }
+        }
+        self.window_rtt_sum = 0.0;
+        self.window_answers = 0;
+        self.window_back_pressure = false;
+        self.window_saturated = false;
+    }
+}
+
+/// The request slots of one sink: a fixed count or an [`AimdLimit`].
+pub struct Slots {
+    state: Mutex<SlotState>,
+    freed: Notify,
+}
+
+struct SlotState {
+    in_flight: usize,
+    fixed: Option<usize>,
+    adaptive: AimdLimit,
+}
+
+impl SlotState {
+    fn limit(&self) -> usize {
+        self.fixed.unwrap_or_else(|| self.adaptive.limit())
+    }
+}
+
+/// One request's slot; `in_flight` is the count when it was taken (itself included).
+pub struct Slot {
+    slots: Arc<Slots>,
+    pub in_flight: usize,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.slots.state.lock().unwrap().in_flight -= 1;
+        self.slots.freed.notify_waiters();
+    }
+}
+
+impl Slots {
+    /// `fixed`: that many slots; `None`: adaptive up to `max`.
+    pub fn new(fixed: Option<usize>, max: usize) -> Self {
+        Slots {
+            state: Mutex::new(SlotState {
+                in_flight: 0,
+                fixed: fixed.map(|n| n.max(1)),
+                adaptive: AimdLimit::new(max),
+            }),
+            freed: Notify::new(),
+        }
+    }
+
+    /// The current limit.
+    pub fn limit(&self) -> usize {
+        self.state.lock().unwrap().limit()
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.state.lock().unwrap().in_flight
+    }
+
+    /// Waits for a free slot under the current limit.
+    pub async fn acquire(self: &Arc<Self>) -> Slot {
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            // Registered before the check, so a slot freed in between still wakes us.
+            freed.as_mut().enable();
+            {
+                let mut s = self.state.lock().unwrap();
+                if s.in_flight < s.limit() {
+                    s.in_flight += 1;
+                    return Slot {
+                        slots: self.clone(),
+                        in_flight: s.in_flight,
+                    };
+                }
+            }
+            freed.await;
+        }
+    }
+
+    /// Waits until nothing is in flight.
+    pub async fn idle(&self) {
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if self.in_flight() == 0 {
+                return;
+            }
+            freed.await;
+        }
+    }
+
+    /// Feeds an answer to the adaptive limit (no effect on a fixed one).
+    pub fn record(&self, rtt: Duration, answer: Answer, in_flight: usize) {
+        let mut s = self.state.lock().unwrap();
+        if s.fixed.is_none() {
+            s.adaptive.record(rtt, answer, in_flight);
+        }
+        drop(s);
+        // A raised limit may admit a waiting request.
+        self.freed.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A destination that serves `best` requests at once in `base`; each request beyond
+    /// queues and adds another `base` to everyone's round trip.
+    fn knee(in_flight: usize, best: usize) -> Duration {
+        let base = Duration::from_millis(20);
+        base * (1 + in_flight.saturating_sub(best)) as u32
+    }
+
+    /// Runs `windows` rounds in which the sink fills its limit; returns the limits seen.
+    fn settle(
+        limit: &mut AimdLimit,
+        rounds: usize,
+        rtt: impl Fn(usize) -> (Duration, Answer),
+    ) -> Vec<usize> {
+        let mut seen = Vec::new();
+        for _ in 0..rounds {
+            let n = limit.limit();
+            for _ in 0..n {
+                let (d, a) = rtt(n);
+                limit.record(d, a, n);
+            }
+            seen.push(limit.limit());
+        }
+        seen
+    }
+
+    #[test]
+    fn settles_near_the_destinations_best_concurrency() {
+        for best in [3, 8, 20] {
+            let mut limit = AimdLimit::new(64);
+            let seen = settle(&mut limit, 400, |n| (knee(n, best), Answer::Served));
+            let late = &seen[200..];
+            let (lo, hi) = (*late.iter().min().unwrap(), *late.iter().max().unwrap());
+            // Within one decrease below the best and two above it.
+            let near = (best as f64 * DECREASE).floor() as usize..=best + 2;
+            assert!(
+                near.contains(&lo) && near.contains(&hi),
+                "best {best}: settled within {lo}..={hi}"
+            );
+        }
+    }
+
+    #[test]
+    fn grows_to_the_maximum_when_round_trips_stay_flat() {
+        let mut limit = AimdLimit::new(16);
+        let seen = settle(&mut limit, 100, |_| {
+            (Duration::from_millis(5), Answer::Served)
+        });
+        assert_eq!(*seen.last().unwrap(), 16);
+        assert!(seen.iter().all(|l| *l <= 16));
+    }
+
+    #[test]
+    fn back_pressure_shrinks_the_limit_to_one_at_the_least() {
+        let mut limit = AimdLimit::new(64);
+        settle(&mut limit, 30, |_| {
+            (Duration::from_millis(5), Answer::Served)
+        });
+        let grown = limit.limit();
+        assert!(grown >= 20, "{grown}");
+        let seen = settle(&mut limit, 10, |_| {
+            (Duration::from_millis(5), Answer::BackPressure)
+        });
+        assert!(seen[0] < grown);
+        let seen = settle(&mut limit, 200, |_| {
+            (Duration::from_millis(5), Answer::BackPressure)
+        });
+        assert_eq!(*seen.last().unwrap(), 1);
+    }
+
+    #[test]
+    fn an_unused_limit_does_not_grow_and_ignored_answers_do_not_count() {
+        let mut limit = AimdLimit::new(64);
+        for _ in 0..100 {
+            limit.record(Duration::from_millis(5), Answer::Served, 0);
+        }
+        assert_eq!(
+            limit.limit(),
+            1,
+            "a sink with one request in flight does not need more"
+        );
+        for _ in 0..100 {
+            limit.record(Duration::from_secs(9), Answer::Ignore, 1);
+        }
+        assert_eq!(limit.limit(), 1);
+    }
+
+    #[tokio::test]
+    async fn slots_admit_up_to_the_limit_and_wake_waiters() {
+        let slots = Arc::new(Slots::new(Some(2), 64));
+        let a = slots.acquire().await;
+        let b = slots.acquire().await;
+        assert_eq!((a.in_flight, b.in_flight), (1, 2));
+        let waiter = {
+            let slots = slots.clone();
+            tokio::spawn(async move { slots.acquire().await.in_flight })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        drop(a);
+        assert_eq!(waiter.await.unwrap(), 2);
+        drop(b);
+        slots.idle().await;
+        assert_eq!(slots.in_flight(), 0);
+    }
+}
