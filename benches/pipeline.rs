@@ -278,6 +278,8 @@ struct Run {
     load_cpu_per_million: f64,
     rss_mib: f64,
     peak_rss_mib: f64,
+    /// The HEC sink's concurrency limit when the phase ended.
+    hec_limit: Option<f64>,
 }
 
 impl Run {
@@ -289,7 +291,7 @@ impl Run {
         let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0}"));
         println!(
             "{:<14} {:>9.0} ev/s  in {:>6.1} MB/s  out {:>5.1} MB/s  delivery p50 {:>5} ms  p99 {:>5} ms  \
-             request p99 {:>5} ms  CPU {:>5.1} s/M events (load {:.1})  RSS {:.0} MiB (peak {:.0})  retried {}  rejected {}",
+             request p99 {:>5} ms  CPU {:>5.1} s/M events (load {:.1})  RSS {:.0} MiB (peak {:.0})  HEC limit {}  retried {}  rejected {}",
             self.label,
             self.rate(),
             self.in_mb / self.seconds,
@@ -301,6 +303,7 @@ impl Run {
             self.load_cpu_per_million,
             self.rss_mib,
             self.peak_rss_mib,
+            self.hec_limit.map_or("-".into(), |l| l.to_string()),
             self.retried,
             self.rejected,
         );
@@ -314,7 +317,7 @@ impl Run {
             "request_p99_ms": self.request_p99_ms,
             "gateway_cpu_seconds_per_million": self.gateway_cpu_per_million,
             "load_cpu_seconds_per_million": self.load_cpu_per_million,
-            "rss_mib": self.rss_mib, "peak_rss_mib": self.peak_rss_mib,
+            "rss_mib": self.rss_mib, "peak_rss_mib": self.peak_rss_mib, "hec_concurrency_limit": self.hec_limit,
             "retried_requests": self.retried, "rejected": self.rejected,
         })
     }
@@ -364,6 +367,11 @@ fn phase(
     }
     let after = snapshot(gw, stats);
     let (rss, peak) = gw.rss_mib();
+    let hec_limit = gw
+        .metrics()
+        .lines()
+        .find(|l| l.starts_with("thoth_sink_concurrency_limit{sink=\"splunk\"}"))
+        .and_then(|l| l.split_whitespace().last()?.parse().ok());
     let per_million = |cpu: f64| cpu / report.accepted.max(1) as f64 * 1e6;
     Run {
         label: label.into(),
@@ -380,6 +388,7 @@ fn phase(
         load_cpu_per_million: per_million(after.load_cpu - before.load_cpu),
         rss_mib: rss,
         peak_rss_mib: peak,
+        hec_limit,
     }
 }
 

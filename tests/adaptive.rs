@@ -37,7 +37,7 @@ fn run(concurrency: &str, events: u64) -> (f64, f64) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let options = ReceiverOptions {
         hec_token: Some(HEC_TOKEN.into()),
-        knee: Some((BEST, Duration::from_millis(20))),
+        knee: Some((BEST, Duration::from_millis(50))),
     };
     let (addr, stats): (_, Arc<ReceiverStats>) = rt
         .block_on(receive::start("127.0.0.1:0".parse().unwrap(), options))

@@ -1,11 +1,13 @@
 //! How many requests an HTTP sink keeps in flight: a fixed number, or adaptive (AIMD).
 //!
 //! Adaptive: the limit starts at 1 and grows by one after every window of answers in which
-//! the sink used its whole limit and the round trip stayed near the lowest seen; it shrinks by
-//! a fifth after a window with a back-pressure answer (429, 503, HEC code 9, a timeout, any
-//! retryable failure) or with round trips well above that baseline — the sign that the
-//! destination queues requests instead of serving them. So a sink settles near the
-//! concurrency its destination serves best instead of flooding it or crawling.
+//! the sink used its whole limit and the round trip stayed near the lowest seen recently; it
+//! shrinks by a fifth after a window with a back-pressure answer (429, 503, HEC code 9, a
+//! timeout, any retryable failure) or with round trips well above that baseline — the sign
+//! that the destination queues requests instead of serving them. When no window has come near
+//! the baseline for long, the limit is halved once to measure again at low concurrency. So a
+//! sink settles near the concurrency its destination serves best instead of flooding it or
+//! crawling.
 //!
 //! [`AimdLimit`] is the pure rule; [`Slots`] applies a limit to requests in flight.
 
@@ -17,10 +19,11 @@ use tokio::sync::Notify;
 /// Multiplicative decrease on back-pressure or queueing.
 const DECREASE: f64 = 0.8;
 /// A window's mean round trip above `baseline × RTT_TOLERANCE + RTT_SLACK` means the
-/// destination queues. The slack keeps scheduling jitter from reading as queueing when the
-/// destination answers in a millisecond.
+/// destination queues. The slack keeps our own scheduling delays (a gateway busy on both
+/// cores) from reading as queueing, which would throttle delivery exactly when it must keep
+/// up; back-pressure answers still act at once.
 const RTT_TOLERANCE: f64 = 1.5;
-const RTT_SLACK: f64 = 0.005;
+const RTT_SLACK: f64 = 0.025;
 /// The baseline is the lowest window mean of recent windows: after this many windows none of
 /// which came within `BASELINE_CONFIRM` of it, it is taken afresh, so a destination that became slower for good is not
 /// throttled forever. (A baseline that drifts up every window would follow a slowly growing
@@ -46,6 +49,10 @@ pub struct AimdLimit {
     limit: f64,
     baseline_rtt: Option<f64>,
     baseline_age: u32,
+    /// The lowest window mean since the baseline was last confirmed.
+    lowest_since: f64,
+    /// The limit was halved to check the baseline at a low concurrency.
+    probing: bool,
     window_rtt_sum: f64,
     window_answers: u32,
     window_back_pressure: bool,
@@ -59,6 +66,8 @@ impl AimdLimit {
             limit: 1.0,
             baseline_rtt: None,
             baseline_age: 0,
+            lowest_since: f64::INFINITY,
+            probing: false,
             window_rtt_sum: 0.0,
             window_answers: 0,
             window_back_pressure: false,
@@ -94,19 +103,34 @@ impl AimdLimit {
         if self.window_back_pressure {
             self.limit = (self.limit * DECREASE).max(1.0);
         } else if let Some(mean) = mean {
+            self.lowest_since = self.lowest_since.min(mean);
             let baseline = match self.baseline_rtt {
                 // A window near the baseline confirms it.
                 Some(b) if mean <= b * BASELINE_CONFIRM => {
                     self.baseline_age = 0;
+                    self.lowest_since = f64::INFINITY;
+                    self.probing = false;
                     mean.min(b)
                 }
                 Some(b) if self.baseline_age < BASELINE_WINDOWS => {
                     self.baseline_age += 1;
                     b
                 }
+                // Unconfirmed for long: halve the limit once to measure at low concurrency
+                // (adopting the higher round trips seen meanwhile would let the limit creep
+                // up a queue that grows slowly).
+                Some(b) if !self.probing => {
+                    self.probing = true;
+                    self.baseline_age = 0;
+                    self.limit = (self.limit / 2.0).max(1.0);
+                    b
+                }
+                // Still unconfirmed after the probe, or none yet: the destination is slower
+                // now; take the lowest recent window as the baseline.
                 _ => {
                     self.baseline_age = 0;
-                    mean
+                    self.probing = false;
+                    std::mem::replace(&mut self.lowest_since, f64::INFINITY)
                 }
             };
             self.baseline_rtt = Some(baseline);
@@ -229,7 +253,7 @@ mod tests {
     /// A destination that serves `best` requests at once in `base`; each request beyond
     /// queues and adds another `base` to everyone's round trip.
     fn knee(in_flight: usize, best: usize) -> Duration {
-        let base = Duration::from_millis(20);
+        let base = Duration::from_millis(50);
         base * (1 + in_flight.saturating_sub(best)) as u32
     }
 
@@ -256,14 +280,14 @@ mod tests {
         for best in [3, 8, 20] {
             let mut limit = AimdLimit::new(64);
             let seen = settle(&mut limit, 400, |n| (knee(n, best), Answer::Served));
-            let late = &seen[200..];
-            let (lo, hi) = (*late.iter().min().unwrap(), *late.iter().max().unwrap());
-            // Within one decrease below the best and two above it.
+            let mut late = seen[200..].to_vec();
+            late.sort_unstable();
+            let (median, highest) = (late[late.len() / 2], late[late.len() - 1]);
+            // Mostly within one decrease below the best and two above it; never far above
+            // (dips below are the periodic baseline probes).
             let near = (best as f64 * DECREASE).floor() as usize..=best + 2;
-            assert!(
-                near.contains(&lo) && near.contains(&hi),
-                "best {best}: settled within {lo}..={hi}"
-            );
+            assert!(near.contains(&median), "best {best}: median limit {median}");
+            assert!(highest <= best + 2, "best {best}: flooded up to {highest}");
         }
     }
 
