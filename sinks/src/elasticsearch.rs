@@ -14,7 +14,6 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 use reqwest::StatusCode;
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use thoth_config::{ElasticAuth, ElasticConfig, ElasticTarget};
 use thoth_event::{parse_rfc3339, EnrichedView};
 
@@ -87,10 +86,29 @@ fn risk_numbers(risk: &str) -> Option<(u32, u32)> {
     }
 }
 
-/// The ECS document for one enriched event (see `runbooks/elastic.md` for the mapping).
-pub fn ecs_document(json: &[u8], view: &EnrichedView<'_>) -> Result<serde_json::Value, String> {
+/// Writes the ECS document for one enriched event (see `runbooks/elastic.md` for the
+/// mapping): the ECS fields, then the whole event under `thoth` as its bytes — building a
+/// JSON tree of the event only to print it again cost three quarters of this sink's time.
+/// `json` must be the JSON object `view` was parsed from.
+pub fn write_ecs_document(
+    json: &[u8],
+    view: &EnrichedView<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    let fields = ecs_fields(view);
+    serde_json::to_writer(&mut *out, &fields).map_err(|e| e.to_string())?;
+    // `fields` is a non-empty object: replace its closing brace with the `thoth` member.
+    debug_assert_eq!(out.last(), Some(&b'}'));
+    out.pop();
+    out.extend_from_slice(b",\"thoth\":");
+    out.extend_from_slice(json.trim_ascii());
+    out.push(b'}');
+    Ok(())
+}
+
+/// The ECS fields of an event (everything of its document but `thoth`).
+fn ecs_fields(view: &EnrichedView<'_>) -> serde_json::Value {
     use serde_json::json;
-    let raw: &RawValue = serde_json::from_slice(json).map_err(|e| format!("not JSON: {e}"))?;
     let event_type = view.event_type.as_deref().unwrap_or("event");
     let decision = view.decision.as_deref();
     let (category, ecs_type, outcome) = match (event_type, decision) {
@@ -164,8 +182,7 @@ pub fn ecs_document(json: &[u8], view: &EnrichedView<'_>) -> Result<serde_json::
     if !labels.is_empty() {
         doc["labels"] = labels.into();
     }
-    doc["thoth"] = serde_json::to_value(raw).map_err(|e| e.to_string())?;
-    Ok(doc)
+    doc
 }
 
 #[derive(Debug, Deserialize)]
@@ -193,8 +210,7 @@ impl Destination for Elasticsearch {
         let action = serde_json::json!({ "create": { "_index": index, "_id": id } });
         serde_json::to_writer(&mut *out, &action).map_err(|e| e.to_string())?;
         out.push(b'\n');
-        let doc = ecs_document(json, &view)?;
-        serde_json::to_writer(&mut *out, &doc).map_err(|e| e.to_string())?;
+        write_ecs_document(json, &view, out)?;
         out.push(b'\n');
         Ok(())
     }

@@ -30,7 +30,7 @@ pub use backoff::{backoff, Jitter};
 pub use client::build as build_http_client;
 pub use destination::{retry_after, Destination, Framing, ItemOutcome, Outcome};
 pub use dlq::{DeadLetter, DeadLetterQueue};
-pub use elasticsearch::{ecs_document, Elasticsearch};
+pub use elasticsearch::{write_ecs_document, Elasticsearch};
 pub use engine::{send_one, HttpSink, HttpSinkParts, ProbeResult};
 pub use file::{append_one as append_one_file, FileSink};
 pub use health::{HealthSnapshot, SinkHealth, SinkStatus, FAILING_AFTER};
