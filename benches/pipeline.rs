@@ -433,8 +433,9 @@ fn main() {
         config(dir.path(), &receiver.to_string(), args.all_sinks, &hec_url),
     )
     .unwrap();
-    let gw = Gateway::start(&cfg);
+    // From the start of the process: the MDM snapshot loads before the port opens.
     let started = Instant::now();
+    let gw = Gateway::start(&cfg);
     while gw.get("/ready").0 != 200 {
         assert!(
             started.elapsed() < Duration::from_secs(300),
