@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use thoth_load::generate::Workload;
 use thoth_load::receive::{self, ReceiverOptions, ReceiverStats};
-use thoth_load::send::{self, SendOptions, TenantToken};
+use thoth_load::send::{self, SendOptions};
 use thoth_load::summary::{histogram_buckets, histogram_quantile};
 
 const BIN: &str = env!("CARGO_BIN_EXE_thoth-gateway");
@@ -323,6 +323,29 @@ impl Run {
     }
 }
 
+/// The generator's settings for a phase against `gw`.
+fn load(
+    gw: &Gateway,
+    args: &Args,
+    rate: Option<f64>,
+    duration: Duration,
+    progress: bool,
+) -> SendOptions {
+    let target = format!("http://{}/v1/events", gw.addr).parse().unwrap();
+    SendOptions {
+        connections: args.connections,
+        rate,
+        duration: Some(duration),
+        workload: Workload {
+            endpoints: args.endpoints,
+            batch: args.batch,
+            ..Workload::default()
+        },
+        progress,
+        ..SendOptions::to(target, "acme", TOKEN)
+    }
+}
+
 /// One load phase: send for `seconds` (at `rate`, or as fast as possible), then wait until
 /// every accepted event reached the receivers; the rate is over the whole time to delivery.
 fn phase(
@@ -333,24 +356,7 @@ fn phase(
     label: &str,
     rate: Option<f64>,
 ) -> Run {
-    let options = SendOptions {
-        target: format!("http://{}/v1/events", gw.addr).parse().unwrap(),
-        tenants: vec![TenantToken {
-            tenant: "acme".into(),
-            token: TOKEN.into(),
-        }],
-        connections: args.connections,
-        rate,
-        duration: Some(Duration::from_secs(args.seconds)),
-        max_events: None,
-        gzip: false,
-        workload: Workload {
-            endpoints: args.endpoints,
-            batch: args.batch,
-            ..Workload::default()
-        },
-        progress: true,
-    };
+    let options = load(gw, args, rate, Duration::from_secs(args.seconds), true);
     let before = snapshot(gw, stats);
     let report = rt.block_on(send::run(options)).expect("the load ran");
     let want_hec = before.hec_events + report.accepted;
@@ -491,24 +497,13 @@ fn main() {
 /// Load at a steady rate while the HEC sink is unreachable, sampling RSS every 10 s: the
 /// backlog belongs on disk, so RSS should stay flat.
 fn sink_down(rt: &tokio::runtime::Runtime, gw: &Gateway, args: &Args, seconds: u64) {
-    let options = SendOptions {
-        target: format!("http://{}/v1/events", gw.addr).parse().unwrap(),
-        tenants: vec![TenantToken {
-            tenant: "acme".into(),
-            token: TOKEN.into(),
-        }],
-        connections: args.connections,
-        rate: Some(args.down_rate),
-        duration: Some(Duration::from_secs(seconds)),
-        max_events: None,
-        gzip: false,
-        workload: Workload {
-            endpoints: args.endpoints,
-            batch: args.batch,
-            ..Workload::default()
-        },
-        progress: false,
-    };
+    let options = load(
+        gw,
+        args,
+        Some(args.down_rate),
+        Duration::from_secs(seconds),
+        false,
+    );
     let load = rt.spawn(send::run(options));
     let start = Instant::now();
     let mut samples = Vec::new();

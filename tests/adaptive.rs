@@ -12,7 +12,7 @@ use std::time::Duration;
 use support::*;
 use thoth_load::generate::Workload;
 use thoth_load::receive::{self, ReceiverOptions, ReceiverStats};
-use thoth_load::send::{self, SendOptions, TenantToken};
+use thoth_load::send::{self, SendOptions};
 
 const HEC_TOKEN: &str = "adaptive-hec-token";
 const BEST: u64 = 6;
@@ -52,21 +52,13 @@ fn run(concurrency: &str, events: u64) -> (f64, f64) {
     let gw = Gateway::start(&cfg);
     let report = rt
         .block_on(send::run(SendOptions {
-            target: gw.url("/v1/events").parse().unwrap(),
-            tenants: vec![TenantToken {
-                tenant: "acme".into(),
-                token: "acme-token".into(),
-            }],
             connections: 2,
-            rate: None,
-            duration: None,
             max_events: Some(events),
-            gzip: false,
             workload: Workload {
                 batch: 50,
                 ..Workload::default()
             },
-            progress: false,
+            ..SendOptions::to(gw.url("/v1/events").parse().unwrap(), "acme", "acme-token")
         }))
         .unwrap();
     assert_eq!(report.accepted, events);

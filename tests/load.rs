@@ -11,7 +11,7 @@ use std::time::Duration;
 use support::*;
 use thoth_load::generate::Workload;
 use thoth_load::receive::{self, ReceiverOptions};
-use thoth_load::send::{self, SendOptions, TenantToken};
+use thoth_load::send::{self, SendOptions};
 
 const HEC_TOKEN: &str = "load-hec-token";
 const EVENTS: u64 = 3000;
@@ -43,14 +43,7 @@ fn generated_load_is_accepted_through_429s_enriched_and_counted_by_the_receiver(
 
     let report = rt
         .block_on(send::run(SendOptions {
-            target: gw.url("/v1/events").parse().unwrap(),
-            tenants: vec![TenantToken {
-                tenant: "acme".into(),
-                token: "acme-token".into(),
-            }],
             connections: 3,
-            rate: None,
-            duration: None,
             max_events: Some(EVENTS),
             gzip: true,
             // Batches under the test config's 64 KiB body limit.
@@ -59,7 +52,7 @@ fn generated_load_is_accepted_through_429s_enriched_and_counted_by_the_receiver(
                 batch: 50,
                 ..Workload::default()
             },
-            progress: false,
+            ..SendOptions::to(gw.url("/v1/events").parse().unwrap(), "acme", "acme-token")
         }))
         .unwrap();
     assert_eq!(report.accepted, EVENTS, "{report:?}");

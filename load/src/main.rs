@@ -88,22 +88,9 @@ struct SendArgs {
     quiet: bool,
 }
 
+/// Durations as the gateway's config writes them (`30s`, `2m`, `1h30m`).
 fn parse_duration(s: &str) -> anyhow::Result<Duration> {
-    let (number, unit) = s.split_at(
-        s.find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(s.len()),
-    );
-    let n: f64 = number
-        .parse()
-        .with_context(|| format!("`{s}`: expected e.g. 30s or 2m"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" | "" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        other => anyhow::bail!("`{s}`: unknown unit `{other}` (ms, s, m, h)"),
-    };
-    Ok(Duration::from_secs_f64(secs))
+    thoth_config::units::parse_duration(s).map_err(|e| anyhow::anyhow!("--duration: {e}"))
 }
 
 fn send_options(a: SendArgs) -> anyhow::Result<(SendOptions, bool)> {
@@ -226,20 +213,4 @@ fn main() -> anyhow::Result<()> {
         })?,
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_like_the_gateway_config() {
-        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert!(parse_duration("5 parsecs")
-            .unwrap_err()
-            .to_string()
-            .contains("unit"));
-    }
 }

@@ -45,6 +45,27 @@ pub struct SendOptions {
     pub progress: bool,
 }
 
+impl SendOptions {
+    /// One tenant's load to `target`: 4 connections as fast as possible, the default workload,
+    /// until the caller's `duration` or `max_events` (set one), no progress lines.
+    pub fn to(target: Uri, tenant: &str, token: &str) -> Self {
+        SendOptions {
+            target,
+            tenants: vec![TenantToken {
+                tenant: tenant.into(),
+                token: token.into(),
+            }],
+            connections: 4,
+            rate: None,
+            duration: None,
+            max_events: None,
+            gzip: false,
+            workload: Workload::default(),
+            progress: false,
+        }
+    }
+}
+
 /// What a run did. `sent` counts events in first attempts; retries are counted separately.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
