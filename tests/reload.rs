@@ -237,3 +237,28 @@ fn reload_rotates_tokens_and_tenants_and_the_default_cannot_reload() {
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"], "no_config_file");
 }
+
+#[test]
+fn a_reloaded_fleet_rule_reindexes_the_kept_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gateway.toml");
+    let text = config_text(dir.path(), "", "", "");
+    std::fs::write(&cfg, &text).unwrap();
+    let gw = Gateway::start(&cfg);
+    let fleet_of = |id: &str| {
+        let line = serde_json::json!({"type":"decision","tenant_id":"acme","endpoint_id":"ep-7f3a",
+            "risk":"low","decision":"allow","event_id":id});
+        post_all(&gw, "acme-token", &[line.to_string()]);
+        let out = out_path(dir.path());
+        wait_until("the probe is written", || ids(&out).contains(id));
+        let events = read_ndjson(&out);
+        let e = events.iter().find(|e| e["event_id"] == id).unwrap();
+        e["context"]["fleet"]["id"].clone()
+    };
+    assert_eq!(fleet_of("before"), "eng-macs");
+    // The rule now names another fleet; the snapshot file itself is unchanged.
+    std::fs::write(&cfg, text.replace("id = \"eng-macs\"", "id = \"eng-laptops\"")).unwrap();
+    let (status, body) = post_reload(&gw, "admin-token");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(fleet_of("after"), "eng-laptops");
+}

@@ -42,12 +42,15 @@ pub struct IndexedEndpoint {
     pub snapshot: Arc<str>,
 }
 
+/// One provider's endpoints (all of one tenant) and their lookup maps.
 #[derive(Debug, Default)]
-struct TenantEndpoints {
+pub struct ProviderIndex {
+    tenant_id: String,
     endpoints: Vec<IndexedEndpoint>,
     by_id: HashMap<String, usize>,
     by_serial: HashMap<String, usize>,
     by_host: HashMap<String, usize>,
+    summary: Option<ProviderSummary>,
 }
 
 /// Per-provider figures for health output.
@@ -60,10 +63,12 @@ pub struct ProviderSummary {
     pub snapshot: String,
 }
 
-/// The immutable index.
+/// The immutable index: every provider's part, in the order the config lists them. The MDM
+/// loader keeps the parts, not the snapshots' records, so a provider that changes is
+/// re-indexed alone and memory holds each endpoint once.
 #[derive(Debug, Default)]
 pub struct EndpointIndex {
-    tenants: HashMap<String, TenantEndpoints>,
+    parts: Vec<Arc<ProviderIndex>>,
     pub providers: Vec<ProviderSummary>,
 }
 
@@ -125,53 +130,89 @@ fn endpoint_members(r: &EndpointRecord, kind: &str) -> String {
     json[1..json.len() - 1].to_string()
 }
 
+impl ProviderIndex {
+    /// Indexes one provider's snapshot with the fleet rules. Within the provider, the first
+    /// record with a key wins.
+    pub fn build(snap: &ProviderSnapshot, rules: &[FleetRule]) -> ProviderIndex {
+        let mut part = ProviderIndex {
+            tenant_id: snap.tenant_id.clone(),
+            endpoints: Vec::with_capacity(snap.records.len()),
+            ..ProviderIndex::default()
+        };
+        for record in &snap.records {
+            let fleet_json = assign_fleet(rules, &snap.tenant_id, record).map(|rule| {
+                serde_json::json!({"id": rule.fleet_id, "name": rule.fleet_name}).to_string()
+            });
+            let i = part.endpoints.len();
+            if let Some(id) = &record.endpoint_id {
+                part.by_id.entry(id.clone()).or_insert(i);
+            }
+            if let Some(serial) = &record.serial {
+                part.by_serial.entry(serial.clone()).or_insert(i);
+            }
+            if let Some(host) = &record.hostname {
+                part.by_host.entry(host.to_lowercase()).or_insert(i);
+            }
+            part.endpoints.push(IndexedEndpoint {
+                endpoint_members: endpoint_members(record, snap.kind.as_str()),
+                fleet_json,
+                mdm_device_id: record.mdm_device_id.clone(),
+                endpoint_id: record.endpoint_id.clone(),
+                snapshot: snap.taken_at.clone(),
+            });
+        }
+        part.summary = Some(ProviderSummary {
+            provider: snap.provider.clone(),
+            tenant_id: snap.tenant_id.clone(),
+            kind: snap.kind.as_str(),
+            endpoints: snap.records.len(),
+            snapshot: snap.taken_at.to_string(),
+        });
+        part
+    }
+
+    /// Number of endpoint records.
+    pub fn len(&self) -> usize {
+        self.endpoints.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.endpoints.is_empty()
+    }
+
+    fn by_host(&self, h: &str) -> Option<usize> {
+        let found = if h.bytes().any(|b| b.is_ascii_uppercase()) || !h.is_ascii() {
+            self.by_host.get(&h.to_lowercase())
+        } else {
+            self.by_host.get(h)
+        };
+        found.copied()
+    }
+}
+
 impl EndpointIndex {
     /// Builds the index from every provider's snapshot. When two records of a tenant share a
     /// key, the first provider listed wins.
-    /// Takes the snapshots by reference: cloning 100 000 records only to index them doubled
-    /// the memory peak of every load.
     pub fn build<'a>(
         snapshots: impl IntoIterator<Item = &'a ProviderSnapshot>,
         rules: &[FleetRule],
     ) -> EndpointIndex {
-        let mut index = EndpointIndex::default();
-        for snap in snapshots {
-            let tenant = index.tenants.entry(snap.tenant_id.clone()).or_default();
-            for record in &snap.records {
-                let fleet_json = assign_fleet(rules, &snap.tenant_id, record).map(|rule| {
-                    serde_json::json!({"id": rule.fleet_id, "name": rule.fleet_name}).to_string()
-                });
-                let i = tenant.endpoints.len();
-                if let Some(id) = &record.endpoint_id {
-                    tenant.by_id.entry(id.clone()).or_insert(i);
-                }
-                if let Some(serial) = &record.serial {
-                    tenant.by_serial.entry(serial.clone()).or_insert(i);
-                }
-                if let Some(host) = &record.hostname {
-                    tenant.by_host.entry(host.to_lowercase()).or_insert(i);
-                }
-                tenant.endpoints.push(IndexedEndpoint {
-                    endpoint_members: endpoint_members(record, snap.kind.as_str()),
-                    fleet_json,
-                    mdm_device_id: record.mdm_device_id.clone(),
-                    endpoint_id: record.endpoint_id.clone(),
-                    snapshot: snap.taken_at.clone(),
-                });
-            }
-            index.providers.push(ProviderSummary {
-                provider: snap.provider.clone(),
-                tenant_id: snap.tenant_id.clone(),
-                kind: snap.kind.as_str(),
-                endpoints: snap.records.len(),
-                snapshot: snap.taken_at.to_string(),
-            });
-        }
-        index
+        EndpointIndex::from_parts(
+            snapshots
+                .into_iter()
+                .map(|snap| Arc::new(ProviderIndex::build(snap, rules)))
+                .collect(),
+        )
+    }
+
+    /// The index of providers already indexed, in the config's order.
+    pub fn from_parts(parts: Vec<Arc<ProviderIndex>>) -> EndpointIndex {
+        let providers = parts.iter().filter_map(|p| p.summary.clone()).collect();
+        EndpointIndex { parts, providers }
     }
 
     /// Finds the endpoint of an event within its tenant: by endpoint id, then serial, then
-    /// hostname (case-insensitive).
+    /// hostname (case-insensitive); for each key the first provider listed that has it wins.
     pub fn lookup(
         &self,
         tenant_id: &str,
@@ -179,31 +220,30 @@ impl EndpointIndex {
         serial: Option<&str>,
         hostname: Option<&str>,
     ) -> Option<(&IndexedEndpoint, MatchedOn)> {
-        let t = self.tenants.get(tenant_id)?;
-        let found = endpoint_id
-            .and_then(|id| t.by_id.get(id))
-            .map(|&i| (i, MatchedOn::EndpointId))
+        let first = |find: &dyn Fn(&ProviderIndex) -> Option<usize>| {
+            self.parts
+                .iter()
+                .filter(|p| p.tenant_id == tenant_id)
+                .find_map(|p| find(p).map(|i| &p.endpoints[i]))
+        };
+        endpoint_id
+            .and_then(|id| first(&|p| p.by_id.get(id).copied()))
+            .map(|e| (e, MatchedOn::EndpointId))
             .or_else(|| {
                 serial
-                    .and_then(|s| t.by_serial.get(s))
-                    .map(|&i| (i, MatchedOn::Serial))
+                    .and_then(|s| first(&|p| p.by_serial.get(s).copied()))
+                    .map(|e| (e, MatchedOn::Serial))
             })
             .or_else(|| {
-                hostname.and_then(|h| {
-                    let found = if h.bytes().any(|b| b.is_ascii_uppercase()) || !h.is_ascii() {
-                        t.by_host.get(&h.to_lowercase())
-                    } else {
-                        t.by_host.get(h)
-                    };
-                    found.map(|&i| (i, MatchedOn::Hostname))
-                })
-            })?;
-        Some((&t.endpoints[found.0], found.1))
+                hostname
+                    .and_then(|h| first(&|p| p.by_host(h)))
+                    .map(|e| (e, MatchedOn::Hostname))
+            })
     }
 
     /// Number of endpoint records.
     pub fn len(&self) -> usize {
-        self.tenants.values().map(|t| t.endpoints.len()).sum()
+        self.parts.iter().map(|p| p.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -282,6 +322,29 @@ mod tests {
         assert_eq!(m("acme", Some("ep-9"), Some("S9"), Some("host-nine")), None);
         assert_eq!(m("initech", Some("ep-1"), None, None), None);
         assert_eq!(index.len(), 4);
+    }
+
+    #[test]
+    fn the_first_provider_listed_wins_a_shared_key() {
+        let mut second = snap("acme", vec![rec("20", Some("ep-1"), Some("S2"), None)]);
+        second.provider = "acme-intune".into();
+        let index = EndpointIndex::build(
+            &[
+                snap("acme", vec![rec("10", Some("ep-1"), None, Some("h"))]),
+                second,
+            ],
+            &[],
+        );
+        let id = |e, s, h| {
+            index
+                .lookup("acme", e, s, h)
+                .map(|(ie, _)| ie.mdm_device_id.clone())
+        };
+        assert_eq!(id(Some("ep-1"), None, None), Some("10".into()));
+        // A serial only the second provider knows is still found, after ids found nothing.
+        assert_eq!(id(Some("ep-x"), Some("S2"), Some("h")), Some("20".into()));
+        assert_eq!(index.providers.len(), 2);
+        assert_eq!(index.len(), 2);
     }
 
     #[test]

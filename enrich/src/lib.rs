@@ -13,7 +13,7 @@ mod sync;
 pub use checkins::{status as health_status, CheckinTracker, HealthStatus};
 pub use enricher::Enricher;
 pub use fleet::{assign_fleet, glob_match};
-pub use index::{EndpointIndex, IndexedEndpoint, MatchedOn, ProviderSummary};
+pub use index::{EndpointIndex, IndexedEndpoint, MatchedOn, ProviderIndex, ProviderSummary};
 pub use loader::{load_provider, LoaderCommand, MdmLoader, MdmStatus, ProviderStatus};
 pub use record::{EndpointRecord, ProviderSnapshot};
 pub use snapshot::parse_snapshot;

@@ -9,7 +9,7 @@ use thoth_config::{FleetRule, MdmProvider, MdmSource};
 use thoth_event::format_rfc3339_millis;
 
 use crate::enricher::Enricher;
-use crate::index::EndpointIndex;
+use crate::index::{EndpointIndex, ProviderIndex};
 use crate::record::ProviderSnapshot;
 use crate::snapshot::parse_snapshot;
 
@@ -35,7 +35,9 @@ pub fn load_provider(p: &MdmProvider) -> Result<ProviderSnapshot, String> {
 struct ProviderState {
     config: MdmProvider,
     seen: Option<(SystemTime, u64)>,
-    last_good: Option<ProviderSnapshot>,
+    /// The last good snapshot, indexed (its records are not kept: they were most of the
+    /// gateway's memory).
+    last_good: Option<Arc<ProviderIndex>>,
 }
 
 /// All providers' latest good snapshots.
@@ -110,7 +112,7 @@ impl MdmLoader {
                     self.endpoints
                         .with_label_values(&[&p.config.name])
                         .set(snap.records.len() as i64);
-                    p.last_good = Some(snap);
+                    p.last_good = Some(Arc::new(ProviderIndex::build(&snap, &self.rules)));
                     changed = true;
                 }
                 Err(e) => {
@@ -142,13 +144,24 @@ impl MdmLoader {
         for gone in old {
             let _ = self.endpoints.remove_label_values(&[&gone.config.name]);
         }
+        if self.rules != rules {
+            // Fleets are assigned at indexing: read every snapshot again. One that no longer
+            // loads keeps its part with the fleets of the old rules (the error is logged).
+            for p in &mut self.providers {
+                p.seen = None;
+            }
+        }
         self.rules = rules.to_vec();
     }
 
     /// An index of the latest good snapshots.
     pub fn build_index(&self) -> EndpointIndex {
-        let snapshots = self.providers.iter().filter_map(|p| p.last_good.as_ref());
-        EndpointIndex::build(snapshots, &self.rules)
+        EndpointIndex::from_parts(
+            self.providers
+                .iter()
+                .filter_map(|p| p.last_good.clone())
+                .collect(),
+        )
     }
 
     /// Loads everything now and installs the index.
