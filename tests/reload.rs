@@ -257,7 +257,11 @@ fn a_reloaded_fleet_rule_reindexes_the_kept_snapshots() {
     };
     assert_eq!(fleet_of("before"), "eng-macs");
     // The rule now names another fleet; the snapshot file itself is unchanged.
-    std::fs::write(&cfg, text.replace("id = \"eng-macs\"", "id = \"eng-laptops\"")).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("id = \"eng-macs\"", "id = \"eng-laptops\""),
+    )
+    .unwrap();
     let (status, body) = post_reload(&gw, "admin-token");
     assert_eq!(status, 200, "{body}");
     assert_eq!(fleet_of("after"), "eng-laptops");
