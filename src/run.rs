@@ -74,7 +74,8 @@ pub async fn run(config: Config, programs: Programs, path: Option<PathBuf>) -> a
             tracing::error!(path = %checkins_file.display(), error = %e, "cannot restore check-in state")
         }
     }
-    let mut loader = MdmLoader::new(&config.mdm.providers, &config.mdm.fleet_rules, &registry)?;
+    let mut loader = MdmLoader::new(&config.mdm.providers, &config.mdm.fleet_rules, &registry)?
+        .after_install(crate::release_freed_memory);
     // The last good snapshots first: enrichment works at once even when an MDM API is down.
     loader.load_into(&enricher);
     let mdm_status = MdmStatus::default();
