@@ -155,14 +155,16 @@ impl Gateway {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 // Human (`listening on ADDR`) or JSON (`"message":"listening on ADDR"`) logs.
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let addr: String = rest
-                        .chars()
+                let addr: Option<String> = line.split("listening on ").nth(1).map(|rest| {
+                    rest.chars()
                         .take_while(|c| c.is_ascii_alphanumeric() || ".:[]".contains(*c))
-                        .collect();
+                        .collect()
+                });
+                // Stored before the start is signalled, so `logs()` always holds the line.
+                sink.lock().unwrap().push(line);
+                if let Some(addr) = addr {
                     let _ = tx.send(Some(addr));
                 }
-                sink.lock().unwrap().push(line);
             }
             let _ = tx.send(None); // stderr closed: the process ended
         });
