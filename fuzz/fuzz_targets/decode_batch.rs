@@ -32,18 +32,13 @@ fuzz_target!(|data: &[u8]| {
         for e in events {
             let mut out = Vec::new();
             e.write_enriched(&mut out, &[("enrichment", br#"{"status":"unmatched"}"#)]);
-            let v: serde_json_check::Value =
-                serde_json_check::from_slice(&out).unwrap_or_else(|err| {
-                    panic!(
-                        "enriched form is not JSON ({err}): {}",
-                        String::from_utf8_lossy(&out)
-                    )
-                });
+            let v: serde_json::Value = serde_json::from_slice(&out).unwrap_or_else(|err| {
+                panic!(
+                    "enriched form is not JSON ({err}): {}",
+                    String::from_utf8_lossy(&out)
+                )
+            });
             assert!(v.is_object());
         }
     }
 });
-
-mod serde_json_check {
-    pub use serde_json::{from_slice, Value};
-}

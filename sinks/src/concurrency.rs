@@ -234,15 +234,17 @@ impl Slots {
         }
     }
 
-    /// Feeds an answer to the adaptive limit (no effect on a fixed one).
-    pub fn record(&self, rtt: Duration, answer: Answer, in_flight: usize) {
+    /// Feeds an answer to the adaptive limit (no effect on a fixed one); returns the limit.
+    pub fn record(&self, rtt: Duration, answer: Answer, in_flight: usize) -> usize {
         let mut s = self.state.lock().unwrap();
         if s.fixed.is_none() {
             s.adaptive.record(rtt, answer, in_flight);
         }
+        let limit = s.limit();
         drop(s);
         // A raised limit may admit a waiting request.
         self.freed.notify_waiters();
+        limit
     }
 }
 

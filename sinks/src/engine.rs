@@ -96,6 +96,16 @@ impl HttpSink {
     /// Builds the sink and its HTTP client (TLS settings are checked here).
     pub fn new(parts: HttpSinkParts) -> Result<HttpSink, String> {
         let client = crate::client::build(&parts.http)?;
+        let slots = Arc::new(match parts.http.concurrency {
+            Concurrency::Fixed(n) => Slots::new(Some(n as usize), n as usize),
+            Concurrency::Adaptive => Slots::new(None, parts.http.max_concurrency as usize),
+        });
+        // Shown from the start, not only after the first answer.
+        parts
+            .metrics
+            .concurrency_limit
+            .with_label_values(&[&parts.name])
+            .set(slots.limit() as i64);
         Ok(HttpSink {
             shared: Arc::new(Shared {
                 name: parts.name,
@@ -108,10 +118,7 @@ impl HttpSink {
                 metrics: parts.metrics,
                 dlq: parts.dlq,
                 pause: Pause::default(),
-                slots: Arc::new(match parts.http.concurrency {
-                    Concurrency::Fixed(n) => Slots::new(Some(n as usize), n as usize),
-                    Concurrency::Adaptive => Slots::new(None, parts.http.max_concurrency as usize),
-                }),
+                slots,
             }),
             reader: parts.reader,
             batch: parts.batch,
@@ -633,11 +640,11 @@ impl Shared {
             .request_seconds
             .with_label_values(&[&self.name])
             .observe(rtt.as_secs_f64());
-        self.slots.record(rtt, load_answer(&outcome), in_flight);
+        let limit = self.slots.record(rtt, load_answer(&outcome), in_flight);
         self.metrics
             .concurrency_limit
             .with_label_values(&[&self.name])
-            .set(self.slots.limit() as i64);
+            .set(limit as i64);
         match outcome {
             Outcome::AwaitAck(id) => self.destination.await_ack(&self.client, id).await,
             other => other,
