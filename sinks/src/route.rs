@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::tap::Tap;
 
-use thoth_transform::{json_to_value, TransformMetrics, VrlProgram};
+use thoth_transform::{RunError, TransformMetrics, VrlProgram};
 
 /// A sink's routing.
 #[derive(Clone)]
@@ -75,21 +75,9 @@ impl Route {
         if self.condition.is_none() && self.remap.is_none() {
             return Routed::Send(Cow::Borrowed(json)); // no VRL: no conversion
         }
-        // A condition alone builds only the fields it reads; with a remap the whole event is
-        // built once for both.
-        let value = match &self.remap {
-            Some(_) => match json_to_value(json) {
-                Ok(v) => Some(v),
-                Err(e) => return Routed::Failed(format!("sinks.{}: {e}", self.sink)),
-            },
-            None => None,
-        };
+        // Each program builds only the fields it touches (see `thoth_transform::PathTree`).
         if let Some(condition) = &self.condition {
-            let result = match &value {
-                Some(v) => condition.condition(v.clone()),
-                None => condition.condition_json(json),
-            };
-            let matched = match result {
+            let matched = match condition.condition_json(json) {
                 Ok(m) => m,
                 Err(e) => {
                     self.metrics.errors.with_label_values(&["condition"]).inc();
@@ -105,15 +93,16 @@ impl Route {
                 return Routed::Skip;
             }
         }
-        match (&self.remap, value) {
-            (Some(remap), Some(value)) => match remap.run(value) {
-                Ok((event, _)) => Routed::Send(Cow::Owned(thoth_transform::value_to_json(&event))),
+        match &self.remap {
+            Some(remap) => match remap.remap_json(json) {
+                Ok(out) => Routed::Send(Cow::Owned(out)),
+                Err(e @ RunError::Input(_)) => Routed::Failed(format!("sinks.{}: {e}", self.sink)),
                 Err(e) => {
                     self.metrics.errors.with_label_values(&["remap"]).inc();
                     Routed::Failed(format!("{}: {e}", remap.key()))
                 }
             },
-            _ => Routed::Send(Cow::Borrowed(json)),
+            None => Routed::Send(Cow::Borrowed(json)),
         }
     }
 }

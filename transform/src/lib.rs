@@ -17,7 +17,10 @@ use vrl::compiler::{Function, Program, TargetValue, TimeZone};
 use vrl::diagnostic::{Diagnostic, DiagnosticList, Formatter, Severity};
 use vrl::value::{Secrets, Value};
 
+pub use partial::PathTree;
 pub use vrl::value::Value as VrlValue;
+
+mod partial;
 
 fn functions() -> &'static [Box<dyn Function>] {
     static FUNCTIONS: OnceLock<Vec<Box<dyn Function>>> = OnceLock::new();
@@ -78,6 +81,8 @@ pub struct VrlProgram {
     program: Program,
     /// The top-level fields the program reads; `None` when it may read the whole event.
     reads: Option<Vec<String>>,
+    /// The paths the program queries or assigns; `None` when it may touch the whole event.
+    touched: Option<PathTree>,
 }
 
 /// The top-level event fields a program queries, when that set is known.
@@ -182,6 +187,7 @@ impl VrlProgram {
                 VrlProgram {
                     key: key.to_string(),
                     reads: top_level_reads(&result.program),
+                    touched: PathTree::of(&result.program),
                     program: result.program,
                 },
                 diagnostics(key, source, result.warnings),
@@ -192,6 +198,11 @@ impl VrlProgram {
 
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    #[cfg(test)]
+    pub(crate) fn program(&self) -> &Program {
+        &self.program
     }
 
     /// Runs the program on `event`: returns the event as the program left it, and the value of
@@ -216,10 +227,31 @@ impl VrlProgram {
         }
     }
 
-    /// Runs the program on a JSON event and returns the resulting event as JSON.
+    /// Runs the program on a JSON event and returns the resulting event as JSON. Only the
+    /// paths the program touches are converted to VRL values and back; the other members keep
+    /// their bytes and order (see [`PathTree`]).
     pub fn remap_json(&self, json: &[u8]) -> Result<Vec<u8>, RunError> {
-        let (event, _) = self.run(json_to_value(json)?)?;
-        Ok(value_to_json(&event))
+        let mut out = Vec::with_capacity(json.len() + 64);
+        self.remap_json_into(json, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`remap_json`](Self::remap_json) appending to `out`; on an error `out` is unchanged.
+    pub fn remap_json_into(&self, json: &[u8], out: &mut Vec<u8>) -> Result<(), RunError> {
+        let Some(tree) = &self.touched else {
+            let (event, _) = self.run(json_to_value(json)?)?;
+            serde_json::to_writer(&mut *out, &event).expect("a VRL value serializes to JSON");
+            return Ok(());
+        };
+        let (members, value) = partial::partial_event(json, tree)?;
+        let (event, _) = self.run(value)?;
+        let Value::Object(output) = &event else {
+            return Err(RunError::Error(
+                "the program left the event not an object".into(),
+            ));
+        };
+        let start = out.len();
+        partial::write_merged(out, &members, tree, output).inspect_err(|_| out.truncate(start))
     }
 
     /// Runs a condition on a JSON event, building only the fields it reads.
