@@ -3,70 +3,156 @@
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
+use crate::scan::{object_members, string_value};
 
 /// Commonly mapped fields of an enriched event. Strings borrow from the event where they
 /// need no unescaping.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default)]
 pub struct EnrichedView<'a> {
-    #[serde(rename = "type", borrow)]
     pub event_type: Option<Cow<'a, str>>,
-    #[serde(borrow)]
     pub event_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
     pub time: Option<Cow<'a, str>>,
-    #[serde(borrow)]
     pub tenant_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
     pub endpoint_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
     pub hostname: Option<Cow<'a, str>>,
-    #[serde(borrow)]
     pub user: Option<Cow<'a, str>>,
-    #[serde(borrow)]
     pub risk: Option<Cow<'a, str>>,
-    #[serde(borrow)]
     pub decision: Option<Cow<'a, str>>,
-    #[serde(borrow)]
     pub context: Option<ContextView<'a>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Why an enriched event's view could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ViewError {
+    #[error("the event is not a JSON object")]
+    NotAnObject,
+    #[error("field `{0}` must be a string")]
+    NotAString(String),
+    #[error("field `{0}` must be an object")]
+    NotAnObjectField(String),
+}
+
+fn optional_string<'a>(raw: &'a [u8], name: &str) -> Result<Option<Cow<'a, str>>, ViewError> {
+    if raw == b"null" {
+        return Ok(None);
+    }
+    string_value(raw)
+        .map(Some)
+        .ok_or_else(|| ViewError::NotAString(name.to_string()))
+}
+
+fn optional_object<'a, T>(
+    raw: &'a [u8],
+    name: &str,
+    parse: impl FnOnce(&'a [u8]) -> Result<T, ViewError>,
+) -> Result<Option<T>, ViewError> {
+    if raw == b"null" {
+        return Ok(None);
+    }
+    if !raw.starts_with(b"{") {
+        return Err(ViewError::NotAnObjectField(name.to_string()));
+    }
+    parse(raw).map(Some)
+}
+
+#[derive(Debug, Default)]
 pub struct ContextView<'a> {
-    #[serde(borrow)]
     pub fleet: Option<IdName<'a>>,
-    #[serde(borrow)]
     pub tenant: Option<IdName<'a>>,
-    #[serde(borrow)]
     pub endpoint: Option<EndpointView<'a>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default)]
 pub struct IdName<'a> {
-    #[serde(borrow)]
     pub id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
     pub name: Option<Cow<'a, str>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default)]
 pub struct EndpointView<'a> {
-    #[serde(borrow)]
     pub id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
     pub hostname: Option<Cow<'a, str>>,
-    #[serde(borrow)]
     pub os: Option<Cow<'a, str>>,
-    #[serde(borrow)]
     pub os_version: Option<Cow<'a, str>>,
-    #[serde(borrow)]
     pub owner: Option<Cow<'a, str>>,
 }
 
+impl<'a> ContextView<'a> {
+    fn parse(json: &'a [u8]) -> Result<Self, ViewError> {
+        let mut view = ContextView::default();
+        for (key, raw) in object_members(json).ok_or(ViewError::NotAnObject)? {
+            match key.decoded().as_ref() {
+                "fleet" => view.fleet = optional_object(raw, "context.fleet", IdName::parse)?,
+                "tenant" => view.tenant = optional_object(raw, "context.tenant", IdName::parse)?,
+                "endpoint" => {
+                    view.endpoint = optional_object(raw, "context.endpoint", EndpointView::parse)?
+                }
+                _ => {}
+            }
+        }
+        Ok(view)
+    }
+}
+
+impl<'a> IdName<'a> {
+    fn parse(json: &'a [u8]) -> Result<Self, ViewError> {
+        let mut view = IdName::default();
+        for (key, raw) in object_members(json).ok_or(ViewError::NotAnObject)? {
+            let slot = match key.decoded().as_ref() {
+                "id" => &mut view.id,
+                "name" => &mut view.name,
+                _ => continue,
+            };
+            *slot = optional_string(raw, &key.decoded())?;
+        }
+        Ok(view)
+    }
+}
+
+impl<'a> EndpointView<'a> {
+    fn parse(json: &'a [u8]) -> Result<Self, ViewError> {
+        let mut view = EndpointView::default();
+        for (key, raw) in object_members(json).ok_or(ViewError::NotAnObject)? {
+            let slot = match key.decoded().as_ref() {
+                "id" => &mut view.id,
+                "hostname" => &mut view.hostname,
+                "os" => &mut view.os,
+                "os_version" => &mut view.os_version,
+                "owner" => &mut view.owner,
+                _ => continue,
+            };
+            *slot = optional_string(raw, &key.decoded())?;
+        }
+        Ok(view)
+    }
+}
+
 impl<'a> EnrichedView<'a> {
-    /// Reads the view from an enriched event's JSON.
-    pub fn parse(json: &'a [u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(json)
+    /// Reads the view from an enriched event's JSON (valid JSON the gateway wrote; see
+    /// [`crate::scan`]). A mapped field that is neither a string nor null is an error.
+    pub fn parse(json: &'a [u8]) -> Result<Self, ViewError> {
+        let members = object_members(json).ok_or(ViewError::NotAnObject)?;
+        let mut view = EnrichedView::default();
+        for (key, raw) in members {
+            let slot = match key.decoded().as_ref() {
+                "type" => &mut view.event_type,
+                "event_id" => &mut view.event_id,
+                "time" => &mut view.time,
+                "tenant_id" => &mut view.tenant_id,
+                "endpoint_id" => &mut view.endpoint_id,
+                "hostname" => &mut view.hostname,
+                "user" => &mut view.user,
+                "risk" => &mut view.risk,
+                "decision" => &mut view.decision,
+                "context" => {
+                    view.context = optional_object(raw, "context", ContextView::parse)?;
+                    continue;
+                }
+                _ => continue,
+            };
+            *slot = optional_string(raw, &key.decoded())?;
+        }
+        Ok(view)
     }
 
     /// The host name: the event's own, else the MDM's.
@@ -123,5 +209,25 @@ mod tests {
         assert_eq!(v.fleet_id(), Some("eng"));
         assert_eq!(v.endpoint(), Some("ep-1"));
         assert_eq!(v.epoch_seconds_ms().as_deref(), Some("1795860000.120"));
+    }
+
+    #[test]
+    fn escaped_keys_match_and_wrong_types_are_errors() {
+        let v =
+            EnrichedView::parse(br#"{"hostn\u0061me":"h","risk":null,"context":null}"#).unwrap();
+        assert_eq!(v.host(), Some("h"));
+        assert_eq!(v.risk, None);
+        assert_eq!(
+            EnrichedView::parse(br#"{"risk":4}"#).unwrap_err(),
+            ViewError::NotAString("risk".into())
+        );
+        assert_eq!(
+            EnrichedView::parse(br#"{"context":{"fleet":"eng"}}"#).unwrap_err(),
+            ViewError::NotAnObjectField("context.fleet".into())
+        );
+        assert_eq!(
+            EnrichedView::parse(b"[1]").unwrap_err(),
+            ViewError::NotAnObject
+        );
     }
 }

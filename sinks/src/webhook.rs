@@ -60,11 +60,18 @@ impl Webhook {
         #[derive(serde::Deserialize)]
         struct Batch<'a> {
             #[serde(borrow)]
-            events: Vec<EnrichedView<'a>>,
+            events: Vec<&'a serde_json::value::RawValue>,
         }
+        let views = serde_json::from_slice::<Batch>(raw).ok().and_then(|batch| {
+            batch
+                .events
+                .iter()
+                .map(|e| EnrichedView::parse(e.get().as_bytes()).ok())
+                .collect::<Option<Vec<_>>>()
+        });
         let mut h = Sha256::new();
-        if let Ok(batch) = serde_json::from_slice::<Batch>(raw) {
-            for e in &batch.events {
+        if let Some(views) = views {
+            for e in &views {
                 h.update(e.event_id.as_deref().unwrap_or("").as_bytes());
                 h.update(b"\n");
             }

@@ -243,15 +243,16 @@ impl VrlProgram {
             serde_json::to_writer(&mut *out, &event).expect("a VRL value serializes to JSON");
             return Ok(());
         };
-        let (members, value) = partial::partial_event(json, tree)?;
+        let mut partial = partial::partial_event(json, tree)?;
+        let value = std::mem::replace(&mut partial.value, Value::Null);
         let (event, _) = self.run(value)?;
         let Value::Object(output) = &event else {
             return Err(RunError::Error(
                 "the program left the event not an object".into(),
             ));
         };
-        let start = out.len();
-        partial::write_merged(out, &members, tree, output).inspect_err(|_| out.truncate(start))
+        partial.write_merged(out, output);
+        Ok(())
     }
 
     /// Runs a condition on a JSON event, building only the fields it reads.

@@ -12,8 +12,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use serde::de::{Deserializer, MapAccess, Visitor};
-use serde_json::value::RawValue;
+use thoth_event::scan::{object_members, RawKey};
 use vrl::compiler::Program;
 use vrl::path::{OwnedSegment, PathPrefix};
 use vrl::value::{KeyString, ObjectMap, Value};
@@ -67,111 +66,132 @@ impl PathTree {
     }
 }
 
-/// The members of a JSON object, borrowed, in order.
-type Members<'a> = Vec<(Cow<'a, str>, &'a RawValue)>;
+/// A member of a scanned object, and how the program's paths reach it.
+struct Member<'a> {
+    key: RawKey<'a>,
+    raw: &'a [u8],
+    touched: Touched<'a>,
+}
 
-fn members(json: &str) -> Result<Members<'_>, RunError> {
-    struct V;
-    impl<'de> Visitor<'de> for V {
-        type Value = Members<'de>;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a JSON object")
+enum Touched<'a> {
+    /// On no path: copied as it is.
+    No,
+    /// Built whole.
+    Whole,
+    /// An object built along the paths of `tree`, with its own members.
+    Inner(Vec<Member<'a>>),
+}
+
+impl PathTree {
+    fn child(&self, key: &RawKey<'_>) -> Option<&PathTree> {
+        if key.escaped {
+            return self.children.get(key.decoded().as_ref());
         }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
-            let mut out = Vec::with_capacity(map.size_hint().unwrap_or(24));
-            while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                out.push((key, map.next_value::<&'de RawValue>()?));
+        // A handful of names per level: comparing bytes beats decoding the key.
+        self.children
+            .iter()
+            .find(|(name, _)| name.as_bytes() == key.text)
+            .map(|(_, node)| node)
+    }
+}
+
+/// A member's value built whole.
+fn whole_value(raw: &[u8]) -> Result<Value, RunError> {
+    if let [b'"', content @ .., b'"'] = raw {
+        if !content.contains(&b'\\') {
+            if let Ok(text) = std::str::from_utf8(content) {
+                return Ok(Value::from(text)); // the common case, without a parser
             }
-            Ok(out)
         }
     }
-    let mut de = serde_json::Deserializer::from_str(json);
-    let out = (&mut de)
-        .deserialize_map(V)
-        .map_err(|e| RunError::Input(e.to_string()))?;
-    de.end().map_err(|e| RunError::Input(e.to_string()))?;
-    Ok(out)
+    serde_json::from_slice(raw).map_err(|e| RunError::Input(e.to_string()))
 }
 
-fn whole_value(raw: &RawValue) -> Result<Value, RunError> {
-    serde_json::from_str(raw.get()).map_err(|e| RunError::Input(e.to_string()))
+fn is_object(raw: &[u8]) -> bool {
+    raw.starts_with(b"{")
 }
 
-fn is_object(raw: &RawValue) -> bool {
-    raw.get().starts_with('{')
-}
-
-/// The VRL object of `members`, built only along `tree`.
-fn build(members: &Members<'_>, tree: &PathTree) -> Result<Value, RunError> {
+/// Scans the object `json` and builds it along `tree`.
+fn build<'a>(json: &'a [u8], tree: &PathTree) -> Result<(Vec<Member<'a>>, ObjectMap), RunError> {
+    let scan = object_members(json).ok_or_else(|| RunError::Input("not an object".into()))?;
+    let mut members = Vec::with_capacity(32);
     let mut object = ObjectMap::new();
-    for (key, raw) in members {
-        let Some(node) = tree.children.get(key.as_ref()) else {
-            continue;
+    for (key, raw) in scan {
+        let touched = match tree.child(&key) {
+            None => Touched::No,
+            Some(node) if node.is_leaf() || !is_object(raw) => {
+                object.insert(KeyString::from(key.decoded().as_ref()), whole_value(raw)?);
+                Touched::Whole
+            }
+            Some(node) => {
+                let (inner, value) = build(raw, node)?;
+                object.insert(
+                    KeyString::from(key.decoded().as_ref()),
+                    Value::Object(value),
+                );
+                Touched::Inner(inner)
+            }
         };
-        let value = if node.is_leaf() || !is_object(raw) {
-            whole_value(raw)?
-        } else {
-            build(&members_of(raw)?, node)?
-        };
-        object.insert(KeyString::from(key.as_ref()), value);
+        members.push(Member { key, raw, touched });
     }
-    Ok(Value::Object(object))
+    Ok((members, object))
 }
 
-fn members_of(raw: &RawValue) -> Result<Members<'_>, RunError> {
-    members(raw.get())
+/// An event scanned and built along a program's paths, ready to run and merge back.
+pub(crate) struct PartialEvent<'a> {
+    members: Vec<Member<'a>>,
+    /// The VRL object the program runs on.
+    pub value: Value,
 }
 
-/// The event `json` (an object) built along `tree`, with its members for [`write_merged`].
+/// The event `json` (an object the gateway holds as valid JSON) built along `tree`.
 pub(crate) fn partial_event<'a>(
     json: &'a [u8],
     tree: &PathTree,
-) -> Result<(Members<'a>, Value), RunError> {
-    let text = std::str::from_utf8(json).map_err(|e| RunError::Input(e.to_string()))?;
-    if !text.trim_start().starts_with('{') {
-        return Err(RunError::Input("not an object".into()));
-    }
-    let members = members(text)?;
-    let value = build(&members, tree)?;
-    Ok((members, value))
+) -> Result<PartialEvent<'a>, RunError> {
+    let (members, object) = build(json, tree)?;
+    Ok(PartialEvent {
+        members,
+        value: Value::Object(object),
+    })
 }
 
-/// Writes the original `members` with the touched ones taken from `output` (the program's
-/// version of the same object), then the fields `output` added.
-pub(crate) fn write_merged(
-    out: &mut Vec<u8>,
-    members: &Members<'_>,
-    tree: &PathTree,
-    output: &ObjectMap,
-) -> Result<(), RunError> {
+impl PartialEvent<'_> {
+    /// Writes the event with the touched members taken from `output` (the program's version
+    /// of the event), then the fields `output` added.
+    pub(crate) fn write_merged(&self, out: &mut Vec<u8>, output: &ObjectMap) {
+        write_merged(out, &self.members, output)
+    }
+}
+
+fn write_merged(out: &mut Vec<u8>, members: &[Member<'_>], output: &ObjectMap) {
     out.push(b'{');
     let mut first = true;
-    let mut written: Vec<&str> = Vec::new();
-    for (key, raw) in members {
-        let Some(node) = tree.children.get(key.as_ref()) else {
+    let mut written: Vec<Cow<'_, str>> = Vec::new();
+    for member in members {
+        if let Touched::No = member.touched {
             separator(out, &mut first);
-            write_key(out, key);
-            out.extend_from_slice(raw.get().as_bytes());
+            write_raw_key(out, &member.key);
+            out.extend_from_slice(member.raw);
             continue;
-        };
-        if written.contains(&key.as_ref()) {
-            continue; // a repeated key: VRL kept one value, and it is written once
         }
-        written.push(key.as_ref());
+        let key = member.key.decoded();
         let Some(value) = output.get(key.as_ref()) else {
             continue; // removed by the program
         };
-        separator(out, &mut first);
-        write_key(out, key);
-        match value {
-            Value::Object(inner) if !node.is_leaf() && is_object(raw) => {
-                write_merged(out, &members_of(raw)?, node, inner)?
-            }
-            other => write_value(out, other),
+        if written.contains(&key) {
+            continue; // a repeated key: VRL kept one value, and it is written once
         }
+        separator(out, &mut first);
+        write_raw_key(out, &member.key);
+        match (&member.touched, value) {
+            (Touched::Inner(inner), Value::Object(object)) => write_merged(out, inner, object),
+            (_, value) => write_value(out, value),
+        }
+        written.push(key);
     }
     for (key, value) in output {
-        if members.iter().any(|(k, _)| k.as_ref() == key.as_str()) {
+        if written.iter().any(|k| k.as_ref() == key.as_str()) {
             continue;
         }
         separator(out, &mut first);
@@ -179,7 +199,6 @@ pub(crate) fn write_merged(
         write_value(out, value);
     }
     out.push(b'}');
-    Ok(())
 }
 
 fn separator(out: &mut Vec<u8>, first: &mut bool) {
@@ -187,6 +206,12 @@ fn separator(out: &mut Vec<u8>, first: &mut bool) {
         out.push(b',');
     }
     *first = false;
+}
+
+fn write_raw_key(out: &mut Vec<u8>, key: &RawKey<'_>) {
+    out.push(b'"');
+    out.extend_from_slice(key.text);
+    out.extend_from_slice(b"\":");
 }
 
 fn write_key(out: &mut Vec<u8>, key: &str) {
@@ -228,9 +253,9 @@ mod tests {
     fn only_the_paths_are_built() {
         let t = tree(".x = .b.c").unwrap();
         let json = br#"{"a":1,"b":{"c":{"d":[1,2]},"e":"skipped"},"f":true}"#;
-        let (_, value) = partial_event(json, &t).unwrap();
+        let event = partial_event(json, &t).unwrap();
         assert_eq!(
-            serde_json::to_string(&value).unwrap(),
+            serde_json::to_string(&event.value).unwrap(),
             r#"{"b":{"c":{"d":[1,2]}}}"#
         );
     }
@@ -267,6 +292,7 @@ mod equivalence {
         r#"{"type":"checkin","context":{"fleet":null,"endpoint":{"owner":5}},"zzz":{"k":[{"x":1}]}}"#,
         r#"{"risk":{"sub":"deep"},"context":{"endpoint":[1,2,3]},"tags":"not an array"}"#,
         r#"{}"#,
+        r#"{"ris\u006b":"critical","context":{"fle\u0065t":{"id":"x\"y"}},"proxy_version":"a\nb"}"#,
     ];
 
     fn full(program: &VrlProgram, json: &[u8]) -> Result<serde_json::Value, String> {
