@@ -3,7 +3,7 @@
 
 use serde_json::value::RawValue;
 
-use crate::depth::{first_number_out_of_range, max_nesting_depth};
+use crate::depth::{max_nesting_depth, shape};
 use crate::model::{Event, EventError};
 
 /// How a request body is framed.
@@ -160,13 +160,14 @@ fn parse_one(bytes: &[u8], limits: &Limits, received_at: &str) -> Result<Event, 
             ),
         });
     }
-    if max_nesting_depth(bytes, limits.max_depth) > limits.max_depth {
+    let shape = shape(bytes, limits.max_depth);
+    if shape.depth > limits.max_depth {
         return Err(EventError {
             field: None,
             message: format!("JSON nested deeper than {} levels", limits.max_depth),
         });
     }
-    if let Some(number) = first_number_out_of_range(bytes) {
+    if let Some(number) = shape.number_out_of_range {
         return Err(EventError {
             field: None,
             message: format!(

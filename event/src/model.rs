@@ -1,5 +1,6 @@
 //! The validated event and its enriched JSON form.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, Deserializer, MapAccess, Visitor};
@@ -111,7 +112,8 @@ const MAX_ID_BYTES: usize = 256;
 /// Fields the gateway owns in the enriched form; an input's own copies are replaced.
 const GATEWAY_FIELDS: [&str; 2] = ["context", "enrichment"];
 
-/// A validated event. `fields` holds every input field, in input order, as its original bytes.
+/// A validated event. `raw` is the event's JSON as it arrived; `fields` locates every input
+/// member in it, in input order, so the enriched form copies them byte for byte.
 #[derive(Debug, Clone)]
 pub struct Event {
     pub event_type: EventType,
@@ -124,7 +126,8 @@ pub struct Event {
     pub user: Option<String>,
     pub risk: Option<Risk>,
     pub decision: Option<Verdict>,
-    fields: Vec<(String, Box<RawValue>)>,
+    raw: Box<[u8]>,
+    fields: Vec<Field>,
     assigned_event_id: bool,
     assigned_time: bool,
 }
@@ -133,7 +136,7 @@ impl Event {
     /// Parses and validates one event object. `received_at` (RFC 3339) becomes `time` when the
     /// event has none; a UUIDv7 becomes `event_id` when it has none.
     pub fn parse(bytes: &[u8], received_at: &str) -> Result<Event, EventError> {
-        let RawObject(fields) = serde_json::from_slice(bytes).map_err(|e| {
+        let MemberList(members) = serde_json::from_slice(bytes).map_err(|e| {
             if e.is_data() && e.to_string().starts_with("duplicate key") {
                 EventError::whole(e.to_string())
             } else if e.is_data() {
@@ -142,15 +145,69 @@ impl Event {
                 EventError::whole(format!("invalid JSON: {e}"))
             }
         })?;
-        Self::from_fields(fields, received_at)
+        let raw = |name: &str| {
+            members
+                .iter()
+                .find(|(k, _)| k.as_ref() == name)
+                .map(|(_, v)| *v)
+        };
+        let typed = Typed::read(&raw, received_at)?;
+        // Spans into the event's own copy of its bytes: one allocation instead of two per member.
+        let offset = |s: &str| {
+            // serde_json borrows both from `bytes` (from_slice, borrowed key, &RawValue).
+            debug_assert!(bytes.as_ptr_range().contains(&s.as_ptr()) || s.is_empty());
+            (s.as_ptr() as usize - bytes.as_ptr() as usize) as u32
+        };
+        let span = |s: &str| (offset(s), offset(s) + s.len() as u32);
+        let fields = members
+            .iter()
+            .map(|(key, value)| Field {
+                key: match key {
+                    Cow::Borrowed(k) => Key::Raw(span(k)),
+                    Cow::Owned(k) => Key::Decoded(k.as_str().into()),
+                },
+                value: span(value.get()),
+            })
+            .collect();
+        Ok(typed.into_event(bytes.into(), fields))
     }
+}
 
-    fn from_fields(
-        fields: Vec<(String, Box<RawValue>)>,
+/// An input member's key: where it is in the event's bytes when it has no escapes, else its
+/// decoded text.
+#[derive(Debug, Clone)]
+enum Key {
+    Raw((u32, u32)),
+    Decoded(Box<str>),
+}
+
+/// An input member: its key and the span of its value in the event's bytes.
+#[derive(Debug, Clone)]
+struct Field {
+    key: Key,
+    value: (u32, u32),
+}
+
+/// The fields the gateway reads from an event, validated.
+struct Typed {
+    event_type: EventType,
+    tenant_id: String,
+    event_id: Option<String>,
+    time: Option<String>,
+    endpoint_id: Option<String>,
+    device_serial: Option<String>,
+    hostname: Option<String>,
+    user: Option<String>,
+    risk: Option<Risk>,
+    decision: Option<Verdict>,
+    received_at: String,
+}
+
+impl Typed {
+    fn read<'a>(
+        raw: &dyn Fn(&str) -> Option<&'a RawValue>,
         received_at: &str,
-    ) -> Result<Event, EventError> {
-        let raw = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| &**v);
-
+    ) -> Result<Typed, EventError> {
         let type_str = required_string(raw("type"), "type")?;
         let event_type = EventType::parse(&type_str).ok_or_else(|| {
             EventError::field(
@@ -209,31 +266,61 @@ impl Event {
             }
         }
 
-        let assigned_event_id = event_id.is_none();
-        let assigned_time = time.is_none();
-        Ok(Event {
+        Ok(Typed {
             event_type,
             tenant_id,
-            event_id: event_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
-            time: time.unwrap_or_else(|| received_at.to_string()),
+            event_id,
+            time,
             endpoint_id,
             device_serial,
             hostname,
             user,
             risk,
             decision,
-            fields,
-            assigned_event_id,
-            assigned_time,
+            received_at: received_at.to_string(),
         })
     }
 
+    fn into_event(self, raw: Box<[u8]>, fields: Vec<Field>) -> Event {
+        Event {
+            assigned_event_id: self.event_id.is_none(),
+            assigned_time: self.time.is_none(),
+            event_type: self.event_type,
+            tenant_id: self.tenant_id,
+            event_id: self
+                .event_id
+                .unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
+            time: self.time.unwrap_or(self.received_at),
+            endpoint_id: self.endpoint_id,
+            device_serial: self.device_serial,
+            hostname: self.hostname,
+            user: self.user,
+            risk: self.risk,
+            decision: self.decision,
+            raw,
+            fields,
+        }
+    }
+}
+
+impl Event {
+    fn slice(&self, (start, end): (u32, u32)) -> &[u8] {
+        &self.raw[start as usize..end as usize]
+    }
+
+    fn key_is(&self, key: &Key, name: &str) -> bool {
+        match key {
+            Key::Raw(span) => self.slice(*span) == name.as_bytes(),
+            Key::Decoded(k) => &**k == name,
+        }
+    }
+
     /// The raw JSON of an input field, as it arrived.
-    pub fn raw_field(&self, name: &str) -> Option<&RawValue> {
+    pub fn raw_field(&self, name: &str) -> Option<&[u8]> {
         self.fields
             .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| &**v)
+            .find(|f| self.key_is(&f.key, name))
+            .map(|f| self.slice(f.value))
     }
 
     /// Writes the enriched form: the input fields byte for byte (less `context` / `enrichment`,
@@ -242,36 +329,51 @@ impl Event {
     pub fn write_enriched(&self, out: &mut Vec<u8>, extra: &[(&str, &[u8])]) {
         out.push(b'{');
         let mut first = true;
-        let mut member = |out: &mut Vec<u8>, key: &str, value: &[u8]| {
-            if !first {
-                out.push(b',');
+        for field in &self.fields {
+            if GATEWAY_FIELDS
+                .iter()
+                .any(|name| self.key_is(&field.key, name))
+            {
+                continue;
             }
-            first = false;
+            separator(out, &mut first);
+            match &field.key {
+                // No escapes: the key's text is its JSON form between the quotes.
+                Key::Raw(span) => {
+                    out.push(b'"');
+                    out.extend_from_slice(self.slice(*span));
+                    out.push(b'"');
+                }
+                Key::Decoded(k) => write_json_string(out, k),
+            }
+            out.push(b':');
+            out.extend_from_slice(self.slice(field.value));
+        }
+        if self.assigned_event_id {
+            separator(out, &mut first);
+            out.extend_from_slice(b"\"event_id\":");
+            write_json_string(out, &self.event_id);
+        }
+        if self.assigned_time {
+            separator(out, &mut first);
+            out.extend_from_slice(b"\"time\":");
+            write_json_string(out, &self.time);
+        }
+        for (key, value) in extra {
+            separator(out, &mut first);
             write_json_string(out, key);
             out.push(b':');
             out.extend_from_slice(value);
-        };
-        for (key, value) in &self.fields {
-            if GATEWAY_FIELDS.contains(&key.as_str()) {
-                continue;
-            }
-            member(out, key, value.get().as_bytes());
-        }
-        if self.assigned_event_id {
-            let mut v = Vec::with_capacity(40);
-            write_json_string(&mut v, &self.event_id);
-            member(out, "event_id", &v);
-        }
-        if self.assigned_time {
-            let mut v = Vec::with_capacity(32);
-            write_json_string(&mut v, &self.time);
-            member(out, "time", &v);
-        }
-        for (key, value) in extra {
-            member(out, key, value);
         }
         out.push(b'}');
     }
+}
+
+fn separator(out: &mut Vec<u8>, first: &mut bool) {
+    if !*first {
+        out.push(b',');
+    }
+    *first = false;
 }
 
 fn require_present(v: &Option<String>, field: &str, t: EventType) -> Result<(), EventError> {
@@ -289,9 +391,9 @@ fn optional_string(raw: Option<&RawValue>, field: &str) -> Result<Option<String>
     if raw.get() == "null" {
         return Ok(None);
     }
-    serde_json::from_str::<String>(raw.get())
-        .map(Some)
-        .map_err(|_| EventError::field(field, format!("must be a string (got {})", kind_of(raw))))
+    crate::scan::string_value(raw.get().as_bytes())
+        .map(|s| Some(s.into_owned()))
+        .ok_or_else(|| EventError::field(field, format!("must be a string (got {})", kind_of(raw))))
 }
 
 fn optional_id(raw: Option<&RawValue>, field: &str) -> Result<Option<String>, EventError> {
@@ -351,29 +453,53 @@ pub(crate) fn write_json_string(out: &mut Vec<u8>, s: &str) {
     serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
 }
 
-/// A JSON object read as its members' raw bytes, in order, rejecting duplicate keys (a
-/// duplicated `tenant_id` would otherwise let a client smuggle a second tenant past checks).
-struct RawObject(Vec<(String, Box<RawValue>)>);
+/// A JSON object read as its members, borrowed from the input, in order, rejecting duplicate
+/// keys (a duplicated `tenant_id` would otherwise let a client smuggle a second tenant past
+/// checks). Keys with escapes are decoded (and owned); the others point into the input.
+struct MemberList<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
 
-impl<'de> Deserialize<'de> for RawObject {
+/// A key that borrows from the input when it can (serde's own `Cow` always copies).
+struct KeyText<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for KeyText<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = RawObject;
+            type Value = KeyText<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(KeyText(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(KeyText(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(KeyText(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for MemberList<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = MemberList<'de>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawObject, A::Error> {
-                let mut fields: Vec<(String, Box<RawValue>)> =
-                    Vec::with_capacity(map.size_hint().unwrap_or(16));
-                while let Some(key) = map.next_key::<String>()? {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut fields: Vec<(Cow<'de, str>, &'de RawValue)> = Vec::with_capacity(24);
+                while let Some(KeyText(key)) = map.next_key()? {
                     if fields.iter().any(|(k, _)| *k == key) {
                         return Err(de::Error::custom(format_args!("duplicate key `{key}`")));
                     }
-                    let value: Box<RawValue> = map.next_value()?;
-                    fields.push((key, value));
+                    fields.push((key, map.next_value()?));
                 }
-                Ok(RawObject(fields))
+                Ok(MemberList(fields))
             }
         }
         d.deserialize_map(V)
@@ -424,6 +550,23 @@ mod tests {
         assert_eq!(
             out,
             r#"{"type":"alert","tenant_id":"acme","x":1.50e3,"nested":{"b":[1, 2 ,3]},"event_id":"a","time":"2026-11-28T10:00:00Z","enrichment":{"status":"unmatched"}}"#
+        );
+    }
+
+    #[test]
+    fn escaped_keys_are_written_decoded_and_plain_ones_as_they_came() {
+        let e = parse(r#"{"type":"alert","tenant_id":"acme","x\u0041":1,"q\"k":"v","enrich\u006dent":2,"event_id":"a","time":"2026-11-28T10:00:00Z"}"#).unwrap();
+        assert_eq!(e.raw_field("xA"), Some(&b"1"[..]));
+        assert_eq!(e.raw_field("tenant_id"), Some(&br#""acme""#[..]));
+        assert_eq!(
+            enriched(&e),
+            r#"{"type":"alert","tenant_id":"acme","xA":1,"q\"k":"v","event_id":"a","time":"2026-11-28T10:00:00Z","enrichment":{"status":"unmatched"}}"#
+        );
+        assert!(
+            parse(r#"{"type":"alert","tenant_id":"a","t\u0065nant_id":"b"}"#)
+                .unwrap_err()
+                .to_string()
+                .starts_with("duplicate key `tenant_id`")
         );
     }
 
