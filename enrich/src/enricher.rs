@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, Guard};
-use prometheus::{IntCounterVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 use thoth_config::{Config, Tenant};
 use thoth_event::{format_rfc3339_millis, parse_rfc3339, Event, EventType};
 use time::OffsetDateTime;
@@ -30,7 +30,8 @@ pub struct Enricher {
     checkins: CheckinTracker,
     stale_after: Duration,
     loaded: AtomicBool,
-    enrichment_total: IntCounterVec,
+    /// `thoth_enrichment_total{status}`, resolved once: matched, unmatched.
+    enriched: [IntCounter; 2],
 }
 
 impl Enricher {
@@ -51,7 +52,10 @@ impl Enricher {
             checkins: CheckinTracker::default(),
             stale_after: config.checkins.stale_after,
             loaded: AtomicBool::new(false),
-            enrichment_total,
+            enriched: [
+                enrichment_total.with_label_values(&["matched"]),
+                enrichment_total.with_label_values(&["unmatched"]),
+            ],
         }))
     }
 
@@ -113,9 +117,7 @@ impl Enricher {
             self.checkins.record(&event.tenant_id, endpoint, at);
         }
         let matched = self.write_context(event, now, out);
-        self.enrichment_total
-            .with_label_values(&[if matched { "matched" } else { "unmatched" }])
-            .inc();
+        self.enriched[usize::from(!matched)].inc();
     }
 
     /// Writes the enriched event; `true` when an MDM record matched.
@@ -128,17 +130,18 @@ impl Enricher {
             event.hostname.as_deref(),
         );
 
-        let mut context = Vec::with_capacity(512);
-        context.extend_from_slice(b"{\"tenant\":");
+        // Written straight after the event's own members: no intermediate buffers.
+        if event.write_members(out) {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"context\":{\"tenant\":");
         match self.tenants.load().get(&event.tenant_id) {
-            Some(t) => context.extend_from_slice(t.as_bytes()),
+            Some(t) => out.extend_from_slice(t.as_bytes()),
             None => {
                 // Ingest only accepts listed tenants; keep the id if one slips through.
-                context.extend_from_slice(
-                    serde_json::json!({"id": event.tenant_id})
-                        .to_string()
-                        .as_bytes(),
-                );
+                out.extend_from_slice(b"{\"id\":");
+                serde_json::to_writer(&mut *out, &event.tenant_id).expect("Vec write");
+                out.push(b'}');
             }
         }
         if let (EventType::Checkin, Some((endpoint, _))) = (event.event_type, found) {
@@ -151,46 +154,43 @@ impl Enricher {
             .or_else(|| found.and_then(|(e, _)| e.endpoint_id.as_deref()));
         if let Some((endpoint, _)) = found {
             if let Some(fleet) = &endpoint.fleet_json {
-                context.extend_from_slice(b",\"fleet\":");
-                context.extend_from_slice(fleet.as_bytes());
+                out.extend_from_slice(b",\"fleet\":");
+                out.extend_from_slice(fleet.as_bytes());
             }
-            context.extend_from_slice(b",\"endpoint\":{");
+            out.extend_from_slice(b",\"endpoint\":{");
             if let Some(id) = endpoint_id {
-                context.extend_from_slice(b"\"id\":");
-                serde_json::to_writer(&mut context, id).expect("Vec write");
-                context.push(b',');
+                out.extend_from_slice(b"\"id\":");
+                serde_json::to_writer(&mut *out, id).expect("Vec write");
+                out.push(b',');
             }
-            context.extend_from_slice(endpoint.endpoint_members.as_bytes());
-            context.push(b'}');
+            out.extend_from_slice(endpoint.endpoint_members.as_bytes());
+            out.push(b'}');
         }
         if let Some(id) = endpoint_id {
             let last = self.checkins.last_checkin(&event.tenant_id, id);
             let status = checkins::status(last, now, self.stale_after);
-            context.extend_from_slice(b",\"health\":{\"status\":\"");
-            context.extend_from_slice(status.as_str().as_bytes());
-            context.push(b'"');
+            out.extend_from_slice(b",\"health\":{\"status\":\"");
+            out.extend_from_slice(status.as_str().as_bytes());
+            out.push(b'"');
             if let Some(at) = last {
-                context.extend_from_slice(b",\"last_checkin\":\"");
-                context.extend_from_slice(format_rfc3339_millis(at).as_bytes());
-                context.push(b'"');
+                out.extend_from_slice(b",\"last_checkin\":\"");
+                out.extend_from_slice(format_rfc3339_millis(at).as_bytes());
+                out.push(b'"');
             }
-            context.push(b'}');
+            out.push(b'}');
         }
-        context.push(b'}');
-
-        let enrichment = match found {
+        out.extend_from_slice(b"},\"enrichment\":");
+        match found {
             Some((endpoint, on)) => {
-                let mut e = Vec::with_capacity(96);
-                e.extend_from_slice(b"{\"status\":\"matched\",\"matched_on\":\"");
-                e.extend_from_slice(on.as_str().as_bytes());
-                e.extend_from_slice(b"\",\"snapshot\":");
-                serde_json::to_writer(&mut e, &*endpoint.snapshot).expect("Vec write");
-                e.push(b'}');
-                e
+                out.extend_from_slice(b"{\"status\":\"matched\",\"matched_on\":\"");
+                out.extend_from_slice(on.as_str().as_bytes());
+                out.extend_from_slice(b"\",\"snapshot\":");
+                serde_json::to_writer(&mut *out, &*endpoint.snapshot).expect("Vec write");
+                out.push(b'}');
             }
-            None => b"{\"status\":\"unmatched\"}".to_vec(),
-        };
-        event.write_enriched(out, &[("context", &context), ("enrichment", &enrichment)]);
+            None => out.extend_from_slice(b"{\"status\":\"unmatched\"}"),
+        }
+        out.push(b'}');
         found.is_some()
     }
 }

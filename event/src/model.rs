@@ -323,10 +323,10 @@ impl Event {
             .map(|f| self.slice(f.value))
     }
 
-    /// Writes the enriched form: the input fields byte for byte (less `context` / `enrichment`,
-    /// which the gateway owns), then `event_id` / `time` if they were assigned, then the given
-    /// extra members (already-serialized JSON values such as `context` and `enrichment`).
-    pub fn write_enriched(&self, out: &mut Vec<u8>, extra: &[(&str, &[u8])]) {
+    /// Writes `{` and the input members of the enriched form (less `context` / `enrichment`),
+    /// then `event_id` / `time` if they were assigned, leaving the object open for the
+    /// gateway's members. Returns whether any member was written.
+    pub fn write_members(&self, out: &mut Vec<u8>) -> bool {
         out.push(b'{');
         let mut first = true;
         for field in &self.fields {
@@ -359,6 +359,14 @@ impl Event {
             out.extend_from_slice(b"\"time\":");
             write_json_string(out, &self.time);
         }
+        !first
+    }
+
+    /// Writes the enriched form: the input fields byte for byte (less `context` / `enrichment`,
+    /// which the gateway owns), then `event_id` / `time` if they were assigned, then the given
+    /// extra members (already-serialized JSON values such as `context` and `enrichment`).
+    pub fn write_enriched(&self, out: &mut Vec<u8>, extra: &[(&str, &[u8])]) {
+        let mut first = !self.write_members(out);
         for (key, value) in extra {
             separator(out, &mut first);
             write_json_string(out, key);

@@ -34,6 +34,30 @@ impl FrameBuilder {
         self.count += 1;
     }
 
+    /// A frame with room for `bytes` of records, so a batch is not copied while it grows.
+    pub fn with_capacity(bytes: usize) -> Self {
+        FrameBuilder {
+            payload: Vec::with_capacity(bytes),
+            count: 0,
+        }
+    }
+
+    /// Adds one record written in place by `write`; when `write` fails, the frame is left as
+    /// it was.
+    pub fn try_push_with<E>(
+        &mut self,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let start = self.payload.len();
+        let mut result = Ok(());
+        self.push_with(|buf| result = write(buf));
+        if result.is_err() {
+            self.payload.truncate(start);
+            self.count -= 1;
+        }
+        result
+    }
+
     /// Adds one record written in place by `write`, saving a copy.
     pub fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
         let start = self.payload.len();
@@ -42,6 +66,11 @@ impl FrameBuilder {
         let len = u32::try_from(self.payload.len() - start - 4).expect("record under 4 GiB");
         self.payload[start..start + 4].copy_from_slice(&len.to_le_bytes());
         self.count += 1;
+    }
+
+    /// The payload bytes from `start` (a length the payload had, e.g. seen by a writer).
+    pub fn written_since(&self, start: usize) -> &[u8] {
+        self.payload.get(start..).unwrap_or_default()
     }
 
     pub fn count(&self) -> u32 {
@@ -184,6 +213,27 @@ pub(crate) fn scan(buf: &[u8]) -> Scan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_write_leaves_the_frame_as_it_was() {
+        let mut b = FrameBuilder::with_capacity(64);
+        b.push(b"one");
+        let before = (b.payload.clone(), b.count());
+        let failed: Result<(), &str> = b.try_push_with(|buf| {
+            buf.extend_from_slice(b"half a record");
+            Err("refused")
+        });
+        assert_eq!(failed, Err("refused"));
+        assert_eq!((b.payload.clone(), b.count()), before);
+        let mut start = 0;
+        b.try_push_with(|buf| {
+            start = buf.len();
+            buf.extend_from_slice(b"two");
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert_eq!((b.written_since(start), b.count()), (&b"two"[..], 2));
+    }
 
     fn frame(seq: u64, records: &[&[u8]]) -> Vec<u8> {
         let mut b = FrameBuilder::new();
