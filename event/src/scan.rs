@@ -34,6 +34,16 @@ impl<'a> RawKey<'a> {
         }
     }
 
+    /// The key's bytes, decoded when it holds escapes (no UTF-8 check otherwise: for
+    /// comparing with known names).
+    pub fn bytes(&self) -> Cow<'a, [u8]> {
+        if self.escaped {
+            Cow::Owned(self.decoded().into_owned().into_bytes())
+        } else {
+            Cow::Borrowed(self.text)
+        }
+    }
+
     /// The key's text, decoded when it holds escapes.
     pub fn decoded(&self) -> Cow<'a, str> {
         string_content(self.text).unwrap_or(Cow::Borrowed(""))

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use crate::scan::{object_members, string_value};
+use crate::scan::{object_members, string_value, RawKey};
 
 /// Commonly mapped fields of an enriched event. Strings borrow from the event where they
 /// need no unescaping.
@@ -32,13 +32,13 @@ pub enum ViewError {
     NotAnObjectField(String),
 }
 
-fn optional_string<'a>(raw: &'a [u8], name: &str) -> Result<Option<Cow<'a, str>>, ViewError> {
+fn optional_string<'a>(raw: &'a [u8], key: &RawKey<'_>) -> Result<Option<Cow<'a, str>>, ViewError> {
     if raw == b"null" {
         return Ok(None);
     }
     string_value(raw)
         .map(Some)
-        .ok_or_else(|| ViewError::NotAString(name.to_string()))
+        .ok_or_else(|| ViewError::NotAString(key.decoded().into_owned()))
 }
 
 fn optional_object<'a, T>(
@@ -81,10 +81,10 @@ impl<'a> ContextView<'a> {
     fn parse(json: &'a [u8]) -> Result<Self, ViewError> {
         let mut view = ContextView::default();
         for (key, raw) in object_members(json).ok_or(ViewError::NotAnObject)? {
-            match key.decoded().as_ref() {
-                "fleet" => view.fleet = optional_object(raw, "context.fleet", IdName::parse)?,
-                "tenant" => view.tenant = optional_object(raw, "context.tenant", IdName::parse)?,
-                "endpoint" => {
+            match key.bytes().as_ref() {
+                b"fleet" => view.fleet = optional_object(raw, "context.fleet", IdName::parse)?,
+                b"tenant" => view.tenant = optional_object(raw, "context.tenant", IdName::parse)?,
+                b"endpoint" => {
                     view.endpoint = optional_object(raw, "context.endpoint", EndpointView::parse)?
                 }
                 _ => {}
@@ -98,12 +98,12 @@ impl<'a> IdName<'a> {
     fn parse(json: &'a [u8]) -> Result<Self, ViewError> {
         let mut view = IdName::default();
         for (key, raw) in object_members(json).ok_or(ViewError::NotAnObject)? {
-            let slot = match key.decoded().as_ref() {
-                "id" => &mut view.id,
-                "name" => &mut view.name,
+            let slot = match key.bytes().as_ref() {
+                b"id" => &mut view.id,
+                b"name" => &mut view.name,
                 _ => continue,
             };
-            *slot = optional_string(raw, &key.decoded())?;
+            *slot = optional_string(raw, &key)?;
         }
         Ok(view)
     }
@@ -113,15 +113,15 @@ impl<'a> EndpointView<'a> {
     fn parse(json: &'a [u8]) -> Result<Self, ViewError> {
         let mut view = EndpointView::default();
         for (key, raw) in object_members(json).ok_or(ViewError::NotAnObject)? {
-            let slot = match key.decoded().as_ref() {
-                "id" => &mut view.id,
-                "hostname" => &mut view.hostname,
-                "os" => &mut view.os,
-                "os_version" => &mut view.os_version,
-                "owner" => &mut view.owner,
+            let slot = match key.bytes().as_ref() {
+                b"id" => &mut view.id,
+                b"hostname" => &mut view.hostname,
+                b"os" => &mut view.os,
+                b"os_version" => &mut view.os_version,
+                b"owner" => &mut view.owner,
                 _ => continue,
             };
-            *slot = optional_string(raw, &key.decoded())?;
+            *slot = optional_string(raw, &key)?;
         }
         Ok(view)
     }
@@ -134,23 +134,23 @@ impl<'a> EnrichedView<'a> {
         let members = object_members(json).ok_or(ViewError::NotAnObject)?;
         let mut view = EnrichedView::default();
         for (key, raw) in members {
-            let slot = match key.decoded().as_ref() {
-                "type" => &mut view.event_type,
-                "event_id" => &mut view.event_id,
-                "time" => &mut view.time,
-                "tenant_id" => &mut view.tenant_id,
-                "endpoint_id" => &mut view.endpoint_id,
-                "hostname" => &mut view.hostname,
-                "user" => &mut view.user,
-                "risk" => &mut view.risk,
-                "decision" => &mut view.decision,
-                "context" => {
+            let slot = match key.bytes().as_ref() {
+                b"type" => &mut view.event_type,
+                b"event_id" => &mut view.event_id,
+                b"time" => &mut view.time,
+                b"tenant_id" => &mut view.tenant_id,
+                b"endpoint_id" => &mut view.endpoint_id,
+                b"hostname" => &mut view.hostname,
+                b"user" => &mut view.user,
+                b"risk" => &mut view.risk,
+                b"decision" => &mut view.decision,
+                b"context" => {
                     view.context = optional_object(raw, "context", ContextView::parse)?;
                     continue;
                 }
                 _ => continue,
             };
-            *slot = optional_string(raw, &key.decoded())?;
+            *slot = optional_string(raw, &key)?;
         }
         Ok(view)
     }
