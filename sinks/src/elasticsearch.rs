@@ -95,20 +95,38 @@ pub fn write_ecs_document(
     view: &EnrichedView<'_>,
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
-    let fields = ecs_fields(view);
-    serde_json::to_writer(&mut *out, &fields).map_err(|e| e.to_string())?;
-    // `fields` is a non-empty object: replace its closing brace with the `thoth` member.
-    debug_assert_eq!(out.last(), Some(&b'}'));
-    out.pop();
+    write_ecs_fields(view, out);
     out.extend_from_slice(b",\"thoth\":");
     out.extend_from_slice(json.trim_ascii());
     out.push(b'}');
     Ok(())
 }
 
-/// The ECS fields of an event (everything of its document but `thoth`).
-fn ecs_fields(view: &EnrichedView<'_>) -> serde_json::Value {
-    use serde_json::json;
+/// Writes `"key":"value"` (with a leading comma unless `first`).
+fn string_member(out: &mut Vec<u8>, first: &mut bool, key: &str, value: &str) {
+    if !std::mem::take(first) {
+        out.push(b',');
+    }
+    write_json_str(out, key);
+    out.push(b':');
+    write_json_str(out, value);
+}
+
+fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
+}
+
+/// Writes `"key":{` (with a leading comma); the caller closes the object.
+fn open_object(out: &mut Vec<u8>, key: &str) {
+    out.push(b',');
+    write_json_str(out, key);
+    out.extend_from_slice(b":{");
+}
+
+/// Writes the ECS fields of an event (everything of its document but `thoth`), leaving the
+/// document open. Written directly, members in key order at every level (as a JSON map
+/// would print them), without building a tree.
+fn write_ecs_fields(view: &EnrichedView<'_>, out: &mut Vec<u8>) {
     let event_type = view.event_type.as_deref().unwrap_or("event");
     let decision = view.decision.as_deref();
     let (category, ecs_type, outcome) = match (event_type, decision) {
@@ -119,70 +137,101 @@ fn ecs_fields(view: &EnrichedView<'_>) -> serde_json::Value {
         ("alert", _) => ("intrusion_detection", "indicator", "unknown"),
         _ => ("configuration", "info", "unknown"),
     };
-    let mut event = json!({
-        "kind": if event_type == "alert" { "alert" } else { "event" },
-        "category": [category],
-        "type": [ecs_type],
-        "action": decision.unwrap_or(event_type),
-        "outcome": outcome,
-        "dataset": "thoth.events",
-        "module": "thoth",
-    });
+    out.extend_from_slice(b"{\"@timestamp\":");
+    match view.time.as_deref() {
+        Some(t) => write_json_str(out, t),
+        None => out.extend_from_slice(b"null"),
+    }
+
+    open_object(out, "event");
+    let mut first = true;
+    string_member(out, &mut first, "action", decision.unwrap_or(event_type));
+    out.extend_from_slice(b",\"category\":[");
+    write_json_str(out, category);
+    out.push(b']');
+    string_member(out, &mut first, "dataset", "thoth.events");
     if let Some(id) = view.event_id.as_deref() {
-        event["id"] = id.into();
+        string_member(out, &mut first, "id", id);
     }
+    let kind = if event_type == "alert" {
+        "alert"
+    } else {
+        "event"
+    };
+    string_member(out, &mut first, "kind", kind);
+    string_member(out, &mut first, "module", "thoth");
+    string_member(out, &mut first, "outcome", outcome);
     if let Some((score, severity)) = view.risk.as_deref().and_then(risk_numbers) {
-        event["risk_score"] = score.into();
-        event["severity"] = severity.into();
+        out.extend_from_slice(
+            format!(",\"risk_score\":{score},\"severity\":{severity}").as_bytes(),
+        );
     }
-    let mut doc = json!({ "@timestamp": view.time, "event": event });
+    out.extend_from_slice(b",\"type\":[");
+    write_json_str(out, ecs_type);
+    out.extend_from_slice(b"]}");
+
     let endpoint = view.context.as_ref().and_then(|c| c.endpoint.as_ref());
-    let mut host = serde_json::Map::new();
-    if let Some(h) = view.host() {
-        host.insert("name".into(), h.into());
-        host.insert("hostname".into(), h.into());
-    }
-    if let Some(e) = endpoint {
-        let mut os = serde_json::Map::new();
-        if let Some(name) = e.os.as_deref() {
-            os.insert("name".into(), name.into());
+    let os_name = endpoint.and_then(|e| e.os.as_deref());
+    let os_version = endpoint.and_then(|e| e.os_version.as_deref());
+    let host = view.host();
+    if host.is_some() || os_name.is_some() || os_version.is_some() {
+        open_object(out, "host");
+        let mut first = true;
+        if let Some(h) = host {
+            string_member(out, &mut first, "hostname", h);
+            string_member(out, &mut first, "name", h);
         }
-        if let Some(v) = e.os_version.as_deref() {
-            os.insert("version".into(), v.into());
+        if os_name.is_some() || os_version.is_some() {
+            if !std::mem::take(&mut first) {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"\"os\":{");
+            let mut first_os = true;
+            if let Some(name) = os_name {
+                string_member(out, &mut first_os, "name", name);
+            }
+            if let Some(v) = os_version {
+                string_member(out, &mut first_os, "version", v);
+            }
+            out.push(b'}');
         }
-        if !os.is_empty() {
-            host.insert("os".into(), os.into());
+        out.push(b'}');
+    }
+
+    let fleet = view.fleet_id();
+    let endpoint_id = view.endpoint();
+    if fleet.is_some() || endpoint_id.is_some() {
+        open_object(out, "labels");
+        let mut first = true;
+        if let Some(e) = endpoint_id {
+            string_member(out, &mut first, "endpoint_id", e);
         }
+        if let Some(f) = fleet {
+            string_member(out, &mut first, "fleet_id", f);
+        }
+        out.push(b'}');
     }
-    if !host.is_empty() {
-        doc["host"] = host.into();
+
+    if let Some(id) = view.tenant_id.as_deref() {
+        open_object(out, "organization");
+        let mut first = true;
+        string_member(out, &mut first, "id", id);
+        let tenant = view.context.as_ref().and_then(|c| c.tenant.as_ref());
+        if let Some(name) = tenant.and_then(|t| t.name.as_deref()) {
+            string_member(out, &mut first, "name", name);
+        }
+        out.push(b'}');
     }
-    if let Some(user) = view
+
+    let user = view
         .user
         .as_deref()
-        .or(endpoint.and_then(|e| e.owner.as_deref()))
-    {
-        doc["user"] = json!({ "name": user });
+        .or(endpoint.and_then(|e| e.owner.as_deref()));
+    if let Some(user) = user {
+        open_object(out, "user");
+        string_member(out, &mut true, "name", user);
+        out.push(b'}');
     }
-    let tenant = view.context.as_ref().and_then(|c| c.tenant.as_ref());
-    if let Some(id) = view.tenant_id.as_deref() {
-        let mut org = json!({ "id": id });
-        if let Some(name) = tenant.and_then(|t| t.name.as_deref()) {
-            org["name"] = name.into();
-        }
-        doc["organization"] = org;
-    }
-    let mut labels = serde_json::Map::new();
-    if let Some(f) = view.fleet_id() {
-        labels.insert("fleet_id".into(), f.into());
-    }
-    if let Some(e) = view.endpoint() {
-        labels.insert("endpoint_id".into(), e.into());
-    }
-    if !labels.is_empty() {
-        doc["labels"] = labels.into();
-    }
-    doc
 }
 
 #[derive(Debug, Deserialize)]
@@ -204,12 +253,13 @@ impl Destination for Elasticsearch {
         let id = view
             .event_id
             .as_deref()
-            .ok_or("the event has no event_id")?
-            .to_string();
+            .ok_or("the event has no event_id")?;
         let index = self.index_for(view.time.as_deref());
-        let action = serde_json::json!({ "create": { "_index": index, "_id": id } });
-        serde_json::to_writer(&mut *out, &action).map_err(|e| e.to_string())?;
-        out.push(b'\n');
+        out.extend_from_slice(b"{\"create\":{\"_id\":");
+        write_json_str(out, id);
+        out.extend_from_slice(b",\"_index\":");
+        write_json_str(out, &index);
+        out.extend_from_slice(b"}}\n");
         write_ecs_document(json, &view, out)?;
         out.push(b'\n');
         Ok(())
@@ -352,6 +402,17 @@ mod tests {
             target,
         })
         .unwrap()
+    }
+
+    #[test]
+    fn a_bare_event_gets_only_the_fields_it_has() {
+        let json = br#"{"type":"webhook_test","tenant_id":"acme","event_id":"t\"1"}"#;
+        let mut out = Vec::new();
+        write_ecs_document(json, &EnrichedView::parse(json).unwrap(), &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"@timestamp":null,"event":{"action":"webhook_test","category":["configuration"],"dataset":"thoth.events","id":"t\"1","kind":"event","module":"thoth","outcome":"unknown","type":["info"]},"organization":{"id":"acme"},"thoth":{"type":"webhook_test","tenant_id":"acme","event_id":"t\"1"}}"#
+        );
     }
 
     #[test]
