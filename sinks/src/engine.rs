@@ -70,10 +70,11 @@ pub struct HttpSink {
 /// One event on its way.
 struct Item {
     tenant_id: String,
-    /// What is sent: the enriched event, or the sink's remap of it.
-    json: Vec<u8>,
+    /// What is sent: the enriched event (sharing the WAL frame's buffer), or the sink's
+    /// remap of it.
+    json: Bytes,
     /// The enriched event, when `json` is a remap (dead letters keep the enriched event).
-    original: Option<Vec<u8>>,
+    original: Option<Bytes>,
     appended_ms: Option<u64>,
     encoded: Vec<u8>,
     attempts: u32,
@@ -283,7 +284,8 @@ async fn replay_dead_letters(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
         let mut items = Vec::new();
         let mut failed = Vec::new();
         for l in letters {
-            match shared.route_one(&l.tenant_id, l.event.get().as_bytes(), None) {
+            let event = Bytes::copy_from_slice(l.event.get().as_bytes());
+            match shared.route_one(&l.tenant_id, event, None) {
                 None => {}
                 Some(Ok(item)) => items.push(item),
                 Some(Err(failure)) => failed.push(failure),
@@ -319,10 +321,10 @@ impl Shared {
     fn route_one(
         &self,
         tenant: &str,
-        json: &[u8],
+        json: Bytes,
         appended_ms: Option<u64>,
     ) -> Option<Result<Item, (Item, String)>> {
-        let item = |json: Vec<u8>, original: Option<Vec<u8>>| Item {
+        let item = |json: Bytes, original: Option<Bytes>| Item {
             tenant_id: tenant.to_string(),
             json,
             original,
@@ -331,13 +333,13 @@ impl Shared {
             attempts: 0,
             first_failed_at: None,
         };
-        match self.route.route(tenant, json) {
+        match self.route.route(tenant, &json) {
             Routed::Skip => None,
-            Routed::Send(std::borrow::Cow::Borrowed(_)) => Some(Ok(item(json.to_vec(), None))),
+            Routed::Send(std::borrow::Cow::Borrowed(_)) => Some(Ok(item(json, None))),
             Routed::Send(std::borrow::Cow::Owned(remapped)) => {
-                Some(Ok(item(remapped, Some(json.to_vec()))))
+                Some(Ok(item(Bytes::from(remapped), Some(json))))
             }
-            Routed::Failed(reason) => Some(Err((item(json.to_vec(), None), reason))),
+            Routed::Failed(reason) => Some(Err((item(json, None), reason))),
         }
     }
 
@@ -352,7 +354,8 @@ impl Shared {
                 filtered += 1;
                 continue;
             };
-            match self.route_one(rec.tenant_id, rec.json, Some(e.appended_ms)) {
+            let json = e.data.slice_ref(rec.json);
+            match self.route_one(rec.tenant_id, json, Some(e.appended_ms)) {
                 None => filtered += 1,
                 Some(Ok(item)) => items.push(item),
                 Some(Err(failure)) => failed.push(failure),

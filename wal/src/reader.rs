@@ -1,5 +1,6 @@
 //! A sink's reader: reads committed events after its cursor, and persists the cursor.
 
+use bytes::Bytes;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -14,7 +15,8 @@ pub struct Entry {
     pub seq: u64,
     /// When the event was appended (Unix milliseconds).
     pub appended_ms: u64,
-    pub data: Vec<u8>,
+    /// The record, sharing its frame's buffer (one allocation per frame, not per record).
+    pub data: Bytes,
 }
 
 struct Position {
@@ -104,13 +106,14 @@ impl Reader {
                     if meta.end_seq() <= self.loaded_upto {
                         continue; // before the cursor
                     }
-                    let records = frame::records(&self.frame_buf, &meta);
+                    let buf = Bytes::from(std::mem::take(&mut self.frame_buf));
+                    let records = frame::records(&buf, &meta);
                     for (seq, record) in (meta.first_seq..).zip(records) {
                         if seq >= self.loaded_upto {
                             self.pending.push_back(Entry {
                                 seq,
                                 appended_ms: meta.appended_ms,
-                                data: record.to_vec(),
+                                data: buf.slice_ref(record),
                             });
                         }
                     }

@@ -41,7 +41,7 @@ fn read_all(wal: &Wal, reader: &str) -> Vec<(u64, Vec<u8>)> {
         if batch.is_empty() {
             return out;
         }
-        out.extend(batch.into_iter().map(|e| (e.seq, e.data)));
+        out.extend(batch.into_iter().map(|e| (e.seq, e.data.to_vec())));
     }
 }
 
@@ -141,7 +141,7 @@ fn readers_wait_for_new_appends() {
         });
         w.append(frame(&[b"late".to_vec()])).await.unwrap();
         let got = waiter.await.unwrap();
-        assert_eq!(got[0].data, b"late");
+        assert_eq!(got[0].data, &b"late"[..]);
     });
 }
 
@@ -261,7 +261,7 @@ fn readers_added_at_run_time_start_at_the_end_and_removed_ones_free_their_segmen
         .unwrap();
     let got = added.read(100, usize::MAX).unwrap();
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].data, b"after");
+    assert_eq!(got[0].data, &b"after"[..]);
     added.commit(got[0].seq + 1).unwrap();
     drop(added);
     // Registering it again keeps its cursor.
