@@ -1,8 +1,10 @@
 //! The endpoint index: immutable, built after each snapshot load and swapped in atomically.
 //! Lookups within one tenant by endpoint id, then serial, then hostname (case-insensitive).
 
-use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
+
+use hashbrown::HashTable;
 
 use serde::Serialize;
 use thoth_config::FleetRule;
@@ -28,28 +30,68 @@ impl MatchedOn {
     }
 }
 
-/// A record with its enrichment JSON prepared once, at index build time.
+/// A record with its enrichment JSON prepared once, at index build time. Sized for 10^5–10^6
+/// of them: boxed strings, the fleet JSON shared by the endpoints of a rule.
 #[derive(Debug)]
 pub struct IndexedEndpoint {
     /// The MDM's id of the device.
-    pub mdm_device_id: String,
-    /// The Thoth endpoint id the MDM carries, if any.
-    pub endpoint_id: Option<String>,
-    /// `"fleet":{...}` member, or empty when no rule matched.
-    pub fleet_json: Option<String>,
+    pub mdm_device_id: Box<str>,
+    /// The Thoth endpoint id the MDM carries, if any (the key of the id lookup).
+    pub endpoint_id: Option<Box<str>>,
+    /// The `context.fleet` object of the matching rule, if any.
+    pub fleet_json: Option<Arc<str>>,
     /// The members of `context.endpoint` after `id` (hostname, serial, …, mdm), no braces.
-    pub endpoint_members: String,
+    pub endpoint_members: Box<str>,
     pub snapshot: Arc<str>,
+    /// The key of the serial lookup.
+    serial: Option<Box<str>>,
+    /// The key of the hostname lookup: the hostname in lower case.
+    host_key: Option<Box<str>>,
 }
 
-/// One provider's endpoints (all of one tenant) and their lookup maps.
+/// Positions of endpoints by a key each endpoint holds itself, so the table stores 4 bytes
+/// per endpoint instead of a copy of the key.
+#[derive(Debug, Default)]
+struct KeyTable(HashTable<u32>);
+
+impl KeyTable {
+    /// Adds `key` at `position` unless an earlier endpoint has it (the first one wins).
+    fn insert_first<'e>(
+        &mut self,
+        hasher: &RandomState,
+        key: &str,
+        position: u32,
+        key_of: impl Fn(u32) -> Option<&'e str>,
+    ) {
+        let hash = hasher.hash_one(key);
+        if self.0.find(hash, |&p| key_of(p) == Some(key)).is_none() {
+            self.0.insert_unique(hash, position, |&p| {
+                hasher.hash_one(key_of(p).unwrap_or_default())
+            });
+        }
+    }
+
+    fn get<'e>(
+        &self,
+        hasher: &RandomState,
+        key: &str,
+        key_of: impl Fn(u32) -> Option<&'e str>,
+    ) -> Option<usize> {
+        self.0
+            .find(hasher.hash_one(key), |&p| key_of(p) == Some(key))
+            .map(|&p| p as usize)
+    }
+}
+
+/// One provider's endpoints (all of one tenant) and their lookup tables.
 #[derive(Debug, Default)]
 pub struct ProviderIndex {
     tenant_id: String,
     endpoints: Vec<IndexedEndpoint>,
-    by_id: HashMap<String, usize>,
-    by_serial: HashMap<String, usize>,
-    by_host: HashMap<String, usize>,
+    hasher: RandomState,
+    by_id: KeyTable,
+    by_serial: KeyTable,
+    by_host: KeyTable,
     summary: Option<ProviderSummary>,
 }
 
@@ -106,7 +148,7 @@ struct EndpointJson<'a> {
     mdm: MdmJson<'a>,
 }
 
-fn endpoint_members(r: &EndpointRecord, kind: &str) -> String {
+fn endpoint_members(r: &EndpointRecord, kind: &str) -> Box<str> {
     let json = serde_json::to_string(&EndpointJson {
         hostname: r.hostname.as_deref(),
         serial: r.serial.as_deref(),
@@ -127,13 +169,22 @@ fn endpoint_members(r: &EndpointRecord, kind: &str) -> String {
     })
     .expect("serializing strings cannot fail");
     // Strip the braces: `id` is written first at enrichment time.
-    json[1..json.len() - 1].to_string()
+    json[1..json.len() - 1].into()
 }
 
 impl ProviderIndex {
     /// Indexes one provider's snapshot with the fleet rules. Within the provider, the first
     /// record with a key wins.
     pub fn build(snap: &ProviderSnapshot, rules: &[FleetRule]) -> ProviderIndex {
+        // One JSON per rule, shared by every endpoint the rule matches.
+        let fleets: Vec<Arc<str>> = rules
+            .iter()
+            .map(|rule| {
+                serde_json::json!({"id": rule.fleet_id, "name": rule.fleet_name})
+                    .to_string()
+                    .into()
+            })
+            .collect();
         let mut part = ProviderIndex {
             tenant_id: snap.tenant_id.clone(),
             endpoints: Vec::with_capacity(snap.records.len()),
@@ -141,26 +192,23 @@ impl ProviderIndex {
         };
         for record in &snap.records {
             let fleet_json = assign_fleet(rules, &snap.tenant_id, record).map(|rule| {
-                serde_json::json!({"id": rule.fleet_id, "name": rule.fleet_name}).to_string()
+                let i = rules
+                    .iter()
+                    .position(|r| std::ptr::eq(r, rule))
+                    .expect("the rule is one of `rules`");
+                fleets[i].clone()
             });
-            let i = part.endpoints.len();
-            if let Some(id) = &record.endpoint_id {
-                part.by_id.entry(id.clone()).or_insert(i);
-            }
-            if let Some(serial) = &record.serial {
-                part.by_serial.entry(serial.clone()).or_insert(i);
-            }
-            if let Some(host) = &record.hostname {
-                part.by_host.entry(host.to_lowercase()).or_insert(i);
-            }
             part.endpoints.push(IndexedEndpoint {
                 endpoint_members: endpoint_members(record, snap.kind.as_str()),
                 fleet_json,
-                mdm_device_id: record.mdm_device_id.clone(),
-                endpoint_id: record.endpoint_id.clone(),
+                mdm_device_id: record.mdm_device_id.as_str().into(),
+                endpoint_id: record.endpoint_id.as_deref().map(Into::into),
                 snapshot: snap.taken_at.clone(),
+                serial: record.serial.as_deref().map(Into::into),
+                host_key: record.hostname.as_deref().map(|h| h.to_lowercase().into()),
             });
         }
+        part.index_keys();
         part.summary = Some(ProviderSummary {
             provider: snap.provider.clone(),
             tenant_id: snap.tenant_id.clone(),
@@ -180,13 +228,49 @@ impl ProviderIndex {
         self.endpoints.is_empty()
     }
 
+    /// Fills the lookup tables from the endpoints; within the provider the first endpoint
+    /// with a key wins.
+    fn index_keys(&mut self) {
+        let endpoints = &self.endpoints;
+        for (i, e) in endpoints.iter().enumerate() {
+            let i = u32::try_from(i).expect("fewer than 2^32 endpoints per provider");
+            if let Some(id) = &e.endpoint_id {
+                self.by_id.insert_first(&self.hasher, id, i, |p| {
+                    endpoints[p as usize].endpoint_id.as_deref()
+                });
+            }
+            if let Some(serial) = &e.serial {
+                self.by_serial.insert_first(&self.hasher, serial, i, |p| {
+                    endpoints[p as usize].serial.as_deref()
+                });
+            }
+            if let Some(host) = &e.host_key {
+                self.by_host.insert_first(&self.hasher, host, i, |p| {
+                    endpoints[p as usize].host_key.as_deref()
+                });
+            }
+        }
+    }
+
+    fn by_id(&self, id: &str) -> Option<usize> {
+        self.by_id.get(&self.hasher, id, |p| {
+            self.endpoints[p as usize].endpoint_id.as_deref()
+        })
+    }
+
+    fn by_serial(&self, serial: &str) -> Option<usize> {
+        self.by_serial.get(&self.hasher, serial, |p| {
+            self.endpoints[p as usize].serial.as_deref()
+        })
+    }
+
     fn by_host(&self, h: &str) -> Option<usize> {
-        let found = if h.bytes().any(|b| b.is_ascii_uppercase()) || !h.is_ascii() {
-            self.by_host.get(&h.to_lowercase())
+        let key_of = |p: u32| self.endpoints[p as usize].host_key.as_deref();
+        if h.bytes().any(|b| b.is_ascii_uppercase()) || !h.is_ascii() {
+            self.by_host.get(&self.hasher, &h.to_lowercase(), key_of)
         } else {
-            self.by_host.get(h)
-        };
-        found.copied()
+            self.by_host.get(&self.hasher, h, key_of)
+        }
     }
 }
 
@@ -227,11 +311,11 @@ impl EndpointIndex {
                 .find_map(|p| find(p).map(|i| &p.endpoints[i]))
         };
         endpoint_id
-            .and_then(|id| first(&|p| p.by_id.get(id).copied()))
+            .and_then(|id| first(&|p| p.by_id(id)))
             .map(|e| (e, MatchedOn::EndpointId))
             .or_else(|| {
                 serial
-                    .and_then(|s| first(&|p| p.by_serial.get(s).copied()))
+                    .and_then(|s| first(&|p| p.by_serial(s)))
                     .map(|e| (e, MatchedOn::Serial))
             })
             .or_else(|| {
@@ -299,7 +383,7 @@ mod tests {
         let m = |t, e, s, h| {
             index
                 .lookup(t, e, s, h)
-                .map(|(ie, on)| (ie.mdm_device_id.clone(), on))
+                .map(|(ie, on)| (ie.mdm_device_id.to_string(), on))
         };
         // endpoint_id beats serial beats hostname
         assert_eq!(
@@ -338,13 +422,38 @@ mod tests {
         let id = |e, s, h| {
             index
                 .lookup("acme", e, s, h)
-                .map(|(ie, _)| ie.mdm_device_id.clone())
+                .map(|(ie, _)| ie.mdm_device_id.to_string())
         };
         assert_eq!(id(Some("ep-1"), None, None), Some("10".into()));
         // A serial only the second provider knows is still found, after ids found nothing.
         assert_eq!(id(Some("ep-x"), Some("S2"), Some("h")), Some("20".into()));
         assert_eq!(index.providers.len(), 2);
         assert_eq!(index.len(), 2);
+    }
+
+    #[test]
+    fn within_a_provider_the_first_record_with_a_key_wins() {
+        let index = EndpointIndex::build(
+            &[snap(
+                "acme",
+                vec![
+                    rec("1", Some("ep-1"), Some("S1"), Some("Host")),
+                    rec("2", Some("ep-1"), Some("S1"), Some("HOST")),
+                    rec("3", Some("ep-3"), Some("S3"), Some("other")),
+                ],
+            )],
+            &[],
+        );
+        let id = |e, s, h| {
+            index
+                .lookup("acme", e, s, h)
+                .map(|(ie, _)| ie.mdm_device_id.to_string())
+        };
+        assert_eq!(id(Some("ep-1"), None, None).as_deref(), Some("1"));
+        assert_eq!(id(None, Some("S1"), None).as_deref(), Some("1"));
+        assert_eq!(id(None, None, Some("host")).as_deref(), Some("1"));
+        assert_eq!(id(None, None, Some("OTHER")).as_deref(), Some("3"));
+        assert_eq!(id(None, Some("S2"), None), None);
     }
 
     #[test]
@@ -355,7 +464,7 @@ mod tests {
         );
         let (ie, _) = index.lookup("acme", None, Some("S1"), None).unwrap();
         assert_eq!(
-            ie.endpoint_members,
+            &*ie.endpoint_members,
             r#""hostname":"h","serial":"S1","mdm":{"provider":"jamf","device_id":"1","managed":true}"#
         );
     }
