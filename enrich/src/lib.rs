@@ -16,5 +16,5 @@ pub use fleet::{assign_fleet, glob_match};
 pub use index::{EndpointIndex, IndexedEndpoint, MatchedOn, ProviderIndex, ProviderSummary};
 pub use loader::{load_provider, LoaderCommand, MdmLoader, MdmStatus, ProviderStatus};
 pub use record::{EndpointRecord, ProviderSnapshot};
-pub use snapshot::parse_snapshot;
+pub use snapshot::{parse_snapshot, read_snapshot};
 pub use sync::{compare, fetch, store_snapshot, sync_provider, Progress, SyncCounts};

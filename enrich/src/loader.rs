@@ -11,13 +11,13 @@ use thoth_event::format_rfc3339_millis;
 use crate::enricher::Enricher;
 use crate::index::{EndpointIndex, ProviderIndex};
 use crate::record::ProviderSnapshot;
-use crate::snapshot::parse_snapshot;
+use crate::snapshot::read_snapshot;
 
 /// Reads one provider's snapshot file.
 pub fn load_provider(p: &MdmProvider) -> Result<ProviderSnapshot, String> {
-    let bytes = std::fs::read(&p.file)
+    let file = std::fs::File::open(&p.file)
         .map_err(|e| format!("cannot read MDM snapshot {}: {e}", p.file.display()))?;
-    let records = parse_snapshot(p.kind, &bytes, p.endpoint_id_attribute.as_deref())
+    let records = read_snapshot(p.kind, file, p.endpoint_id_attribute.as_deref())
         .map_err(|e| format!("{}: {e}", p.file.display()))?;
     let taken_at = std::fs::metadata(&p.file)
         .and_then(|m| m.modified())

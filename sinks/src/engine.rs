@@ -598,13 +598,14 @@ impl Shared {
             .with_label_values(&[&self.name])
             .observe(items.len() as f64);
 
+        let request = self
+            .destination
+            .request(&self.client, sent, self.gzip, &body);
+        // Compressed, the plain body is not needed while the request is in flight.
+        drop(body);
         let in_flight = self.slots.in_flight();
         let started = Instant::now();
-        let result = self
-            .destination
-            .request(&self.client, sent, self.gzip, &body)
-            .send()
-            .await;
+        let result = request.send().await;
         let outcome = match result {
             Ok(mut resp) => {
                 let status = resp.status();
