@@ -1,0 +1,39 @@
+//! The scanner for JSON the gateway holds as valid (thoth_event::scan) and the sinks' view
+//! built on it: never panic on any bytes, and on valid JSON objects find exactly the members
+//! serde_json finds.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use thoth_event::scan::object_members;
+use thoth_event::EnrichedView;
+
+fn walk(json: &[u8], depth: usize) {
+    if depth > 8 {
+        return;
+    }
+    if let Some(members) = object_members(json) {
+        for (key, value) in members {
+            let _ = key.decoded();
+            walk(value, depth + 1);
+        }
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    walk(data, 0);
+    let _ = EnrichedView::parse(data);
+    if let Ok(object) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(data) {
+        let mut scanned: Vec<(String, serde_json::Value)> = object_members(data)
+            .expect("a valid object starts with {")
+            .map(|(k, v)| {
+                let value = serde_json::from_slice(v).expect("a member's value is valid JSON");
+                (k.decoded().into_owned(), value)
+            })
+            .collect();
+        // serde_json keeps the last of repeated keys, in key order.
+        scanned.reverse();
+        scanned.sort_by(|a, b| a.0.cmp(&b.0));
+        scanned.dedup_by(|a, b| a.0 == b.0);
+        assert_eq!(scanned, object.into_iter().collect::<Vec<_>>());
+    }
+});
