@@ -231,9 +231,7 @@ struct IntuneDevice {
     last_sync_date_time: Option<String>,
 }
 
-fn parse_intune<'de, R: serde_json::de::Read<'de>>(
-    read: R,
-) -> Result<Vec<EndpointRecord>, String> {
+fn parse_intune<'de, R: serde_json::de::Read<'de>>(read: R) -> Result<Vec<EndpointRecord>, String> {
     let (records, _) = parse_list(read, "value", &intune_record).map_err(|e| {
         format!("not a Microsoft Graph managedDevices response ({{\"value\": [...]}}): {e}")
     })?;
@@ -375,7 +373,8 @@ mod tests {
         assert_eq!(records[1].department, None); // unknown id: no name
         let err = parse_snapshot(MdmKind::Jamf, br#"{"totalCount":0}"#, None).unwrap_err();
         assert!(err.contains("missing field `results`"), "{err}");
-        let err = parse_snapshot(MdmKind::Intune, br#"{"value":[{"id":"1"}]} x"#, None).unwrap_err();
+        let err =
+            parse_snapshot(MdmKind::Intune, br#"{"value":[{"id":"1"}]} x"#, None).unwrap_err();
         assert!(err.contains("trailing characters"), "{err}");
     }
 
