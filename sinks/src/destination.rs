@@ -96,6 +96,12 @@ pub trait Destination: Send + Sync + 'static {
         events: usize,
     ) -> Outcome;
 
+    /// Whether `request` reads the uncompressed body (to sign it); otherwise a gzip body is
+    /// compressed as it is assembled, without an uncompressed copy.
+    fn reads_plain_body(&self) -> bool {
+        false
+    }
+
     /// The largest request body (uncompressed, framing included) the destination takes;
     /// batches are split to fit.
     fn max_request_bytes(&self) -> Option<usize> {

@@ -574,24 +574,30 @@ impl Shared {
     /// One request for `items`, classified.
     async fn send(&self, items: &[Item]) -> Outcome {
         let framing = self.destination.framing();
-        let size: usize = items
-            .iter()
-            .map(|i| i.encoded.len() + framing.separator.len())
-            .sum();
-        let mut body = Vec::with_capacity(size + framing.prefix.len() + framing.suffix.len());
-        body.extend_from_slice(framing.prefix);
-        for (i, item) in items.iter().enumerate() {
-            if i > 0 {
-                body.extend_from_slice(framing.separator);
-            }
-            body.extend_from_slice(&item.encoded);
-        }
-        body.extend_from_slice(framing.suffix);
-        let body = Bytes::from(body);
-        let sent = if self.gzip {
-            Bytes::from(gzip(&body))
+        let parts = || {
+            let events = items.iter().enumerate().flat_map(|(i, item)| {
+                let separator = if i > 0 { framing.separator } else { &b""[..] };
+                [separator, &item.encoded[..]]
+            });
+            std::iter::once(framing.prefix)
+                .chain(events)
+                .chain(std::iter::once(framing.suffix))
+        };
+        let (sent, body) = if self.gzip && !self.destination.reads_plain_body() {
+            // Compressed as it is assembled: no uncompressed copy of the batch.
+            let mut gz = Gzip::with_capacity(items.len() * 512);
+            parts()
+                .filter(|part| !part.is_empty())
+                .for_each(|part| gz.write(part));
+            (Bytes::from(gz.finish()), Bytes::new())
         } else {
-            body.clone() // shares the buffer
+            let body = Bytes::from(parts().collect::<Vec<&[u8]>>().concat());
+            let sent = if self.gzip {
+                Bytes::from(gzip(&body))
+            } else {
+                body.clone() // shares the buffer
+            };
+            (sent, body)
         };
         self.metrics
             .batch_events
@@ -736,19 +742,47 @@ fn load_answer(outcome: &Outcome) -> Answer {
     }
 }
 
-/// A gzip member (RFC 1952) of `body`: raw deflate at the fastest level framed by hand, so
-/// the CRC-32 is crc32fast's (SIMD), not the deflate backend's portable one.
+/// A gzip member (RFC 1952) written piece by piece: raw deflate at the fastest level framed
+/// by hand, so the CRC-32 is crc32fast's (SIMD), not the deflate backend's portable one.
+struct Gzip {
+    deflate: flate2::write::DeflateEncoder<Vec<u8>>,
+    crc: crc32fast::Hasher,
+    len: u32,
+}
+
+impl Gzip {
+    fn with_capacity(bytes: usize) -> Self {
+        // ID1 ID2 CM=deflate FLG=0 MTIME=0 XFL=4 (fastest) OS=255 (unknown)
+        const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255];
+        let mut out = Vec::with_capacity(bytes + 64);
+        out.extend_from_slice(&HEADER);
+        Gzip {
+            deflate: flate2::write::DeflateEncoder::new(out, flate2::Compression::fast()),
+            crc: crc32fast::Hasher::new(),
+            len: 0,
+        }
+    }
+
+    fn write(&mut self, part: &[u8]) {
+        self.deflate
+            .write_all(part)
+            .expect("writing to a Vec cannot fail");
+        self.crc.update(part);
+        self.len = self.len.wrapping_add(part.len() as u32); // ISIZE: the length mod 2^32
+    }
+
+    fn finish(self) -> Vec<u8> {
+        let mut out = self.deflate.finish().expect("writing to a Vec cannot fail");
+        out.extend_from_slice(&self.crc.finalize().to_le_bytes());
+        out.extend_from_slice(&self.len.to_le_bytes());
+        out
+    }
+}
+
 fn gzip(body: &[u8]) -> Vec<u8> {
-    // ID1 ID2 CM=deflate FLG=0 MTIME=0 XFL=4 (fastest) OS=255 (unknown)
-    const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255];
-    let mut out = Vec::with_capacity(body.len() / 4 + 64);
-    out.extend_from_slice(&HEADER);
-    let mut e = flate2::write::DeflateEncoder::new(out, flate2::Compression::fast());
-    e.write_all(body).expect("writing to a Vec cannot fail");
-    let mut out = e.finish().expect("writing to a Vec cannot fail");
-    out.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes()); // ISIZE: the length mod 2^32
-    out
+    let mut gz = Gzip::with_capacity(body.len() / 4);
+    gz.write(body);
+    gz.finish()
 }
 
 /// A transport error as text for health and logs: kind and cause, never headers (tokens).
@@ -874,5 +908,15 @@ mod tests {
                 .expect("a valid gzip member: header, deflate data, CRC-32 and length");
             assert_eq!(decoded, body);
         }
+        // Written in pieces, the same member.
+        let mut gz = super::Gzip::with_capacity(0);
+        for part in big.chunks(7777) {
+            gz.write(part);
+        }
+        let mut decoded = Vec::new();
+        flate2::read::GzDecoder::new(&gz.finish()[..])
+            .read_to_end(&mut decoded)
+            .unwrap();
+        assert_eq!(decoded, big);
     }
 }

@@ -105,6 +105,10 @@ impl Destination for Webhook {
         Ok(())
     }
 
+    fn reads_plain_body(&self) -> bool {
+        true // the signature covers it
+    }
+
     fn request(
         &self,
         client: &reqwest::Client,
