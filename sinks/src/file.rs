@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use crate::backoff::{wait_backoff, Jitter};
 use crate::dlq::{DeadLetter, DeadLetterQueue};
+use crate::engine::CURSOR_INTERVAL;
 use crate::health::SinkHealth;
 use crate::metrics::SinkMetrics;
 use crate::route::{Route, Routed};
@@ -59,13 +60,23 @@ impl FileSink {
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let mut jitter = Jitter::new();
         let mut buf = Vec::new();
+        // The cursor is written at most every CURSOR_INTERVAL (see the HTTP engine), and
+        // when the sink stops or goes idle.
+        let mut unsaved: Option<u64> = None;
+        let mut next_save = tokio::time::Instant::now();
         loop {
             if *stop.borrow() {
-                return;
+                break;
             }
             tokio::select! {
                 _ = self.reader.wait() => {}
                 _ = stop.changed() => continue,
+                _ = tokio::time::sleep_until(next_save), if unsaved.is_some() => {
+                    if let Some(seq) = unsaved.take() {
+                        self.save_cursor(seq);
+                    }
+                    continue;
+                }
             }
             let entries = match self.reader.read(
                 self.batch.max_events as usize,
@@ -84,7 +95,7 @@ impl FileSink {
             buf.clear();
             let (lines, filtered, failed) = self.encode(&entries, &mut buf);
             if !failed.is_empty() && !self.dead_letter(failed, &mut stop).await {
-                return; // stopping: the batch stays in the WAL
+                break; // stopping: the batch stays in the WAL
             }
             if let Some(first) = entries.first() {
                 self.health.pending_since(first.appended_ms);
@@ -92,7 +103,7 @@ impl FileSink {
             if lines > 0 {
                 buf = match self.write_until_done(buf, &mut jitter, &mut stop).await {
                     Some(buf) => buf,
-                    None => return, // stopping while the file cannot be written
+                    None => break, // stopping while the file cannot be written
                 };
                 let now_ms = now_ms();
                 let hist = self
@@ -112,12 +123,24 @@ impl FileSink {
                 .with_label_values(&[&self.name, "filtered"])
                 .inc_by(filtered);
             self.health.delivered();
-            if let Err(e) = self.reader.commit(next_seq) {
-                // Not fatal: the events are delivered; a restart would deliver them again.
-                tracing::error!(sink = %self.name, error = %e, "cannot persist the sink cursor");
-                self.health
-                    .failed(format!("cannot persist the cursor: {e}"));
+            unsaved = Some(next_seq);
+            if tokio::time::Instant::now() >= next_save {
+                self.save_cursor(next_seq);
+                unsaved = None;
+                next_save = tokio::time::Instant::now() + CURSOR_INTERVAL;
             }
+        }
+        if let Some(seq) = unsaved {
+            self.save_cursor(seq); // what was delivered before the stop
+        }
+    }
+
+    fn save_cursor(&mut self, next_seq: u64) {
+        if let Err(e) = self.reader.commit(next_seq) {
+            // Not fatal: the events are delivered; a restart would deliver them again.
+            tracing::error!(sink = %self.name, error = %e, "cannot persist the sink cursor");
+            self.health
+                .failed(format!("cannot persist the cursor: {e}"));
         }
     }
 
