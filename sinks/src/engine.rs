@@ -253,7 +253,7 @@ async fn commit_progress(
         // Coalesce: one cursor write for everything that finishes until the next is due.
         while open && Instant::now() < next_write {
             tokio::select! {
-                _ = tokio::time::sleep_until(next_write.into()) => break,
+                _ = tokio::time::sleep_until(next_write) => break,
                 p = rx.recv() => match p {
                     Some(p) => apply(p, &mut moved),
                     None => open = false,
