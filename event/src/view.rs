@@ -97,14 +97,10 @@ impl<'a> ContextView<'a> {
 impl<'a> IdName<'a> {
     fn parse(json: &'a [u8]) -> Result<Self, ViewError> {
         let mut view = IdName::default();
-        for (key, raw) in object_members(json).ok_or(ViewError::NotAnObject)? {
-            let slot = match key.bytes().as_ref() {
-                b"id" => &mut view.id,
-                b"name" => &mut view.name,
-                _ => continue,
-            };
-            *slot = optional_string(raw, &key)?;
-        }
+        read_strings(
+            json,
+            &mut [(b"id", &mut view.id), (b"name", &mut view.name)],
+        )?;
         Ok(view)
     }
 }
@@ -112,19 +108,32 @@ impl<'a> IdName<'a> {
 impl<'a> EndpointView<'a> {
     fn parse(json: &'a [u8]) -> Result<Self, ViewError> {
         let mut view = EndpointView::default();
-        for (key, raw) in object_members(json).ok_or(ViewError::NotAnObject)? {
-            let slot = match key.bytes().as_ref() {
-                b"id" => &mut view.id,
-                b"hostname" => &mut view.hostname,
-                b"os" => &mut view.os,
-                b"os_version" => &mut view.os_version,
-                b"owner" => &mut view.owner,
-                _ => continue,
-            };
-            *slot = optional_string(raw, &key)?;
-        }
+        read_strings(
+            json,
+            &mut [
+                (b"id", &mut view.id),
+                (b"hostname", &mut view.hostname),
+                (b"os", &mut view.os),
+                (b"os_version", &mut view.os_version),
+                (b"owner", &mut view.owner),
+            ],
+        )?;
         Ok(view)
     }
+}
+
+/// A string field's name and where its value goes.
+type StringSlot<'s, 'a> = (&'static [u8], &'s mut Option<Cow<'a, str>>);
+
+/// Fills each slot from the member of the object `json` with its name.
+fn read_strings<'a>(json: &'a [u8], slots: &mut [StringSlot<'_, 'a>]) -> Result<(), ViewError> {
+    for (key, raw) in object_members(json).ok_or(ViewError::NotAnObject)? {
+        let name = key.bytes();
+        if let Some((_, slot)) = slots.iter_mut().find(|(n, _)| *n == name.as_ref()) {
+            **slot = optional_string(raw, &key)?;
+        }
+    }
+    Ok(())
 }
 
 impl<'a> EnrichedView<'a> {

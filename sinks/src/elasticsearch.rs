@@ -116,11 +116,29 @@ fn write_json_str(out: &mut Vec<u8>, s: &str) {
     serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
 }
 
-/// Writes `"key":{` (with a leading comma); the caller closes the object.
-fn open_object(out: &mut Vec<u8>, key: &str) {
-    out.push(b',');
+/// Writes `"key":{...}` with the members that have a value (with a leading comma unless
+/// `first`); nothing when none has.
+fn strings_object(
+    out: &mut Vec<u8>,
+    first: &mut bool,
+    key: &str,
+    members: &[(&str, Option<&str>)],
+) {
+    if members.iter().all(|(_, v)| v.is_none()) {
+        return;
+    }
+    if !std::mem::take(first) {
+        out.push(b',');
+    }
     write_json_str(out, key);
     out.extend_from_slice(b":{");
+    let mut first_member = true;
+    for (name, value) in members {
+        if let Some(value) = value {
+            string_member(out, &mut first_member, name, value);
+        }
+    }
+    out.push(b'}');
 }
 
 /// Writes the ECS fields of an event (everything of its document but `thoth`), leaving the
@@ -143,7 +161,7 @@ fn write_ecs_fields(view: &EnrichedView<'_>, out: &mut Vec<u8>) {
         None => out.extend_from_slice(b"null"),
     }
 
-    open_object(out, "event");
+    out.extend_from_slice(b",\"event\":{");
     let mut first = true;
     string_member(out, &mut first, "action", decision.unwrap_or(event_type));
     out.extend_from_slice(b",\"category\":[");
@@ -170,68 +188,43 @@ fn write_ecs_fields(view: &EnrichedView<'_>, out: &mut Vec<u8>) {
     write_json_str(out, ecs_type);
     out.extend_from_slice(b"]}");
 
+    let mut first = false; // members of the document follow `@timestamp`
     let endpoint = view.context.as_ref().and_then(|c| c.endpoint.as_ref());
-    let os_name = endpoint.and_then(|e| e.os.as_deref());
-    let os_version = endpoint.and_then(|e| e.os_version.as_deref());
+    let os = [
+        ("name", endpoint.and_then(|e| e.os.as_deref())),
+        ("version", endpoint.and_then(|e| e.os_version.as_deref())),
+    ];
     let host = view.host();
-    if host.is_some() || os_name.is_some() || os_version.is_some() {
-        open_object(out, "host");
-        let mut first = true;
+    if host.is_some() || os.iter().any(|(_, v)| v.is_some()) {
+        out.extend_from_slice(b",\"host\":{");
+        let mut first_host = true;
         if let Some(h) = host {
-            string_member(out, &mut first, "hostname", h);
-            string_member(out, &mut first, "name", h);
+            string_member(out, &mut first_host, "hostname", h);
+            string_member(out, &mut first_host, "name", h);
         }
-        if os_name.is_some() || os_version.is_some() {
-            if !std::mem::take(&mut first) {
-                out.push(b',');
-            }
-            out.extend_from_slice(b"\"os\":{");
-            let mut first_os = true;
-            if let Some(name) = os_name {
-                string_member(out, &mut first_os, "name", name);
-            }
-            if let Some(v) = os_version {
-                string_member(out, &mut first_os, "version", v);
-            }
-            out.push(b'}');
-        }
+        strings_object(out, &mut first_host, "os", &os);
         out.push(b'}');
     }
-
-    let fleet = view.fleet_id();
-    let endpoint_id = view.endpoint();
-    if fleet.is_some() || endpoint_id.is_some() {
-        open_object(out, "labels");
-        let mut first = true;
-        if let Some(e) = endpoint_id {
-            string_member(out, &mut first, "endpoint_id", e);
-        }
-        if let Some(f) = fleet {
-            string_member(out, &mut first, "fleet_id", f);
-        }
-        out.push(b'}');
-    }
-
+    let labels = [
+        ("endpoint_id", view.endpoint()),
+        ("fleet_id", view.fleet_id()),
+    ];
+    strings_object(out, &mut first, "labels", &labels);
     if let Some(id) = view.tenant_id.as_deref() {
-        open_object(out, "organization");
-        let mut first = true;
-        string_member(out, &mut first, "id", id);
         let tenant = view.context.as_ref().and_then(|c| c.tenant.as_ref());
-        if let Some(name) = tenant.and_then(|t| t.name.as_deref()) {
-            string_member(out, &mut first, "name", name);
-        }
-        out.push(b'}');
+        let name = tenant.and_then(|t| t.name.as_deref());
+        strings_object(
+            out,
+            &mut first,
+            "organization",
+            &[("id", Some(id)), ("name", name)],
+        );
     }
-
     let user = view
         .user
         .as_deref()
         .or(endpoint.and_then(|e| e.owner.as_deref()));
-    if let Some(user) = user {
-        open_object(out, "user");
-        string_member(out, &mut true, "name", user);
-        out.push(b'}');
-    }
+    strings_object(out, &mut first, "user", &[("name", user)]);
 }
 
 #[derive(Debug, Deserialize)]
