@@ -242,7 +242,7 @@ impl Destination for Elasticsearch {
     }
 
     fn encode_event(&self, json: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
-        let view = EnrichedView::parse(json).map_err(|e| format!("not a JSON object: {e}"))?;
+        let view = EnrichedView::parse(json).map_err(|e| e.to_string())?;
         let id = view
             .event_id
             .as_deref()

@@ -173,7 +173,7 @@ impl Destination for Sentinel {
     }
 
     fn encode_event(&self, json: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
-        let view = EnrichedView::parse(json).map_err(|e| format!("not a JSON object: {e}"))?;
+        let view = EnrichedView::parse(json).map_err(|e| e.to_string())?;
         let event: &RawValue = serde_json::from_slice(json).map_err(|e| e.to_string())?;
         let record = Record {
             time_generated: view.time.as_deref().ok_or("the event has no time")?,

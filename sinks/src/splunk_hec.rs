@@ -92,7 +92,7 @@ impl Destination for SplunkHec {
     }
 
     fn encode_event(&self, json: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
-        let view = EnrichedView::parse(json).map_err(|e| format!("not a JSON object: {e}"))?;
+        let view = EnrichedView::parse(json).map_err(|e| e.to_string())?;
         out.extend_from_slice(b"{\"time\":");
         match view.epoch_seconds_ms() {
             Some(t) => out.extend_from_slice(t.as_bytes()),
@@ -302,6 +302,17 @@ mod tests {
 
     fn reply(body: &str) -> HecReply {
         serde_json::from_str(body).unwrap()
+    }
+
+    #[test]
+    fn an_event_a_remap_broke_is_refused_with_the_field_to_blame() {
+        let mut out = Vec::new();
+        let err = hec(false)
+            .encode_event(br#"{"type":"decision","risk":4}"#, &mut out)
+            .unwrap_err();
+        assert_eq!(err, "field `risk` must be a string");
+        let err = hec(false).encode_event(b"[1]", &mut out).unwrap_err();
+        assert_eq!(err, "the event is not a JSON object");
     }
 
     #[test]
