@@ -1,9 +1,10 @@
 //! The Thoth event model: the four event types of the product contract (SPEC §4), their
 //! validation, and the JSON forms the gateway reads and writes.
 //!
-//! An [`Event`] keeps every field of its input as the exact bytes it arrived with
-//! ([`serde_json::value::RawValue`]), so unknown fields are forwarded byte for byte and the
-//! enriched form is written without re-serializing what did not change.
+//! An [`Event`] keeps its input's bytes and where each member is in them, so unknown fields are
+//! forwarded byte for byte and the enriched form is written without re-serializing what did
+//! not change. [`scan`] finds the members of JSON the gateway already holds as valid (the
+//! enriched events in the WAL) without parsing it again.
 
 mod decode;
 mod depth;
