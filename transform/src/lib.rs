@@ -79,62 +79,10 @@ pub enum RunError {
 pub struct VrlProgram {
     key: String,
     program: Program,
-    /// The top-level fields the program reads; `None` when it may read the whole event.
+    /// The top-level fields of `touched`, for [`VrlProgram::reads`].
     reads: Option<Vec<String>>,
     /// The paths the program queries or assigns; `None` when it may touch the whole event.
     touched: Option<PathTree>,
-}
-
-/// The top-level event fields a program queries, when that set is known.
-fn top_level_reads(program: &Program) -> Option<Vec<String>> {
-    use vrl::path::{OwnedSegment, PathPrefix};
-    let mut fields = Vec::new();
-    for q in &program.info().target_queries {
-        if q.prefix != PathPrefix::Event {
-            continue;
-        }
-        match q.path.segments.first() {
-            Some(OwnedSegment::Field(k)) => fields.push(k.to_string()),
-            _ => return None, // `.` itself, or an index: needs the whole event
-        }
-    }
-    fields.sort();
-    fields.dedup();
-    Some(fields)
-}
-
-/// A VRL object of only the wanted top-level fields of a JSON object; the others are skipped
-/// without being built.
-fn partial_value(json: &[u8], wanted: &[String]) -> Result<Value, RunError> {
-    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
-    struct Seed<'w>(&'w [String]);
-    impl<'de> DeserializeSeed<'de> for Seed<'_> {
-        type Value = Value;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-            d.deserialize_map(self)
-        }
-    }
-    impl<'de> Visitor<'de> for Seed<'_> {
-        type Value = Value;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a JSON object")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-            let mut out = BTreeMap::new();
-            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                if self.0.iter().any(|w| *w == key) {
-                    out.insert(key.as_ref().into(), map.next_value::<Value>()?);
-                } else {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-            Ok(Value::Object(out))
-        }
-    }
-    let mut de = serde_json::Deserializer::from_slice(json);
-    Seed(wanted)
-        .deserialize(&mut de)
-        .map_err(|e| RunError::Input(e.to_string()))
 }
 
 impl std::fmt::Debug for VrlProgram {
@@ -183,15 +131,18 @@ impl VrlProgram {
         source: &str,
     ) -> Result<(VrlProgram, Vec<VrlDiagnostic>), Vec<VrlDiagnostic>> {
         match vrl::compiler::compile(source, functions()) {
-            Ok(result) => Ok((
-                VrlProgram {
-                    key: key.to_string(),
-                    reads: top_level_reads(&result.program),
-                    touched: PathTree::of(&result.program),
-                    program: result.program,
-                },
-                diagnostics(key, source, result.warnings),
-            )),
+            Ok(result) => {
+                let touched = PathTree::of(&result.program);
+                Ok((
+                    VrlProgram {
+                        key: key.to_string(),
+                        reads: touched.as_ref().map(PathTree::top_level),
+                        touched,
+                        program: result.program,
+                    },
+                    diagnostics(key, source, result.warnings),
+                ))
+            }
             Err(list) => Err(diagnostics(key, source, list)),
         }
     }
@@ -257,14 +208,14 @@ impl VrlProgram {
 
     /// Runs a condition on a JSON event, building only the fields it reads.
     pub fn condition_json(&self, json: &[u8]) -> Result<bool, RunError> {
-        let value = match &self.reads {
-            Some(fields) => partial_value(json, fields)?,
+        let value = match &self.touched {
+            Some(tree) => partial::partial_event(json, tree)?.value,
             None => json_to_value(json)?,
         };
         self.condition(value)
     }
 
-    /// The top-level fields the program reads (`None`: possibly all).
+    /// The top-level fields the program reads or assigns (`None`: possibly all).
     pub fn reads(&self) -> Option<&[String]> {
         self.reads.as_deref()
     }
