@@ -12,7 +12,7 @@ use std::time::Duration;
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use thoth_config::{Config, SinkKind};
 use thoth_enrich::{parse_snapshot, EndpointIndex, Enricher, ProviderSnapshot};
-use thoth_event::{decode_batch, BodyFormat, Event, Limits};
+use thoth_event::{decode_batch, BodyFormat, Event, FieldIndex, Layout, Limits};
 use thoth_load::generate::{BatchTemplate, Rng, Workload};
 use thoth_sinks::{Destination, Elasticsearch, SplunkHec};
 use thoth_wal::{FrameBuilder, FsyncPolicy, Wal, WalOptions};
@@ -105,14 +105,17 @@ fn enricher(config: &Config) -> std::sync::Arc<Enricher> {
     enricher
 }
 
-fn enriched_events(enricher: &Enricher, events: &[Event]) -> Vec<Vec<u8>> {
+/// Enriched events with the field index their WAL records would carry.
+fn enriched_events(enricher: &Enricher, events: &[Event]) -> Vec<(Vec<u8>, Option<FieldIndex>)> {
     let now = time::OffsetDateTime::now_utc();
+    let mut layout = Layout::default();
     events
         .iter()
         .map(|e| {
             let mut out = Vec::new();
-            enricher.enrich_into(e, now, &mut out);
-            out
+            enricher.enrich_into(e, now, &mut out, &mut layout);
+            let index = layout.field_index(&out);
+            (out, index)
         })
         .collect()
 }
@@ -129,12 +132,14 @@ fn gzip(body: &[u8]) -> Vec<u8> {
 
 fn encode_and_gzip<D: Destination>(
     destination: &D,
-    events: &[Vec<u8>],
+    events: &[(Vec<u8>, Option<FieldIndex>)],
     out: &mut Vec<u8>,
 ) -> usize {
     out.clear();
-    for e in events {
-        destination.encode_event(e, out).unwrap();
+    for (json, fields) in events {
+        destination
+            .encode_event(json, fields.as_ref(), out)
+            .unwrap();
     }
     gzip(out).len()
 }
@@ -150,7 +155,7 @@ fn stages(c: &mut Criterion) {
     assert!(
         enriched
             .iter()
-            .filter(|e| e.windows(18).any(|w| w == b"\"status\":\"matched\""))
+            .filter(|(e, _)| e.windows(18).any(|w| w == b"\"status\":\"matched\""))
             .count()
             > BATCH * 9 / 10,
         "the events are enriched from the index"
@@ -162,11 +167,12 @@ fn stages(c: &mut Criterion) {
 
     let now = time::OffsetDateTime::now_utc();
     let mut out = Vec::with_capacity(2048);
+    let mut layout = thoth_event::Layout::default();
     g.bench_function("enrich_lookup_100k", |b| {
         b.iter(|| {
             for e in &events {
                 out.clear();
-                enricher.enrich_into(black_box(e), now, &mut out);
+                enricher.enrich_into(black_box(e), now, &mut out, &mut layout);
             }
         })
     });
@@ -195,7 +201,7 @@ fn stages(c: &mut Criterion) {
             b.iter_batched(
                 || {
                     let mut frame = FrameBuilder::new();
-                    enriched.iter().for_each(|e| frame.push(e));
+                    enriched.iter().for_each(|(json, _)| frame.push(json));
                     frame
                 },
                 |frame| rt.block_on(wal.append(frame)).unwrap(),

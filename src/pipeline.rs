@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 
 use thoth_enrich::Enricher;
-use thoth_event::{now_rfc3339, record, Event};
+use thoth_event::{now_rfc3339, record, Event, Layout};
 use thoth_ingest::{Submit, SubmitError, SubmitFuture};
 use thoth_sinks::{DeadLetter, DeadLetterQueue, Tap};
 use thoth_transform::{TransformMetrics, VrlProgram};
@@ -45,6 +45,11 @@ impl Pipeline {
         let mut enriched = Vec::with_capacity(1024);
         let transform = self.transform.load();
         let watched = self.tap.is_watched();
+        // Where the members of the enriched event and of the program's output are: the
+        // program does not scan the event again, and the WAL record keeps where the fields
+        // sinks map are (record::finish).
+        let mut layout = Layout::default();
+        let mut out_layout = Layout::default();
         for event in events {
             if watched {
                 let mut raw = Vec::new();
@@ -54,29 +59,42 @@ impl Pipeline {
             match &*transform {
                 // No transform: enrich straight into the frame, no copy, no conversion.
                 None if !watched => frame.push_with(|buf| {
-                    record::encode_header(buf, &event.tenant_id);
-                    self.enricher.enrich_into(event, now, buf);
+                    let record = record::encode_header(buf, &event.tenant_id);
+                    let json_start = buf.len();
+                    self.enricher.enrich_into(event, now, buf, &mut layout);
+                    record::finish(buf, record, json_start, &layout);
                 }),
                 None => {
                     enriched.clear();
-                    self.enricher.enrich_into(event, now, &mut enriched);
+                    self.enricher
+                        .enrich_into(event, now, &mut enriched, &mut layout);
                     self.tap.offer("enriched", &event.tenant_id, &enriched);
-                    frame.push_with(|buf| record::encode(buf, &event.tenant_id, &enriched));
+                    frame.push_with(|buf| {
+                        let record = record::encode_header(buf, &event.tenant_id);
+                        let json_start = buf.len();
+                        buf.extend_from_slice(&enriched);
+                        record::finish(buf, record, json_start, &layout);
+                    });
                 }
                 Some(program) => {
                     enriched.clear();
-                    self.enricher.enrich_into(event, now, &mut enriched);
+                    self.enricher
+                        .enrich_into(event, now, &mut enriched, &mut layout);
                     // The program's output goes straight into the frame.
-                    let mut json_start = 0;
+                    let mut json = 0..0;
                     let remapped = frame.try_push_with(|buf| {
-                        record::encode_header(buf, &event.tenant_id);
-                        json_start = buf.len();
-                        program.remap_json_into(&enriched, buf)
+                        let record = record::encode_header(buf, &event.tenant_id);
+                        json.start = buf.len();
+                        program.remap_laid_out_into(&enriched, &layout, buf, &mut out_layout)?;
+                        json.end = buf.len();
+                        record::finish(buf, record, json.start, &out_layout);
+                        Ok::<(), thoth_transform::RunError>(())
                     });
                     match remapped {
                         Ok(()) => {
                             if watched {
-                                let json = frame.written_since(json_start);
+                                let written = frame.written_since(json.start);
+                                let json = &written[..json.len().min(written.len())];
                                 self.tap.offer("enriched", &event.tenant_id, json);
                             }
                         }
@@ -124,5 +142,90 @@ impl Submit for Pipeline {
                 Err(e) => Err(SubmitError::Unavailable(e.to_string())),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use thoth_event::EnrichedView;
+    use thoth_wal::{FsyncPolicy, WalOptions};
+
+    fn pipeline(dir: &std::path::Path, transform: Option<&str>) -> Pipeline {
+        let config = thoth_config::Config::from_toml(
+            &format!(
+                "data_dir = {:?}\n[[api.tokens]]\ntenant_id = \"acme\"\ntoken = \"t0123456789abcdef\"\n\
+                 [[tenants]]\nid = \"acme\"\nname = \"Acme\"\n[sinks.f]\ntype = \"file\"\npath = \"out\"\n",
+                dir.display().to_string()
+            ),
+            dir,
+        )
+        .unwrap();
+        let registry = prometheus::Registry::new();
+        let (wal, _) = Wal::open(
+            &dir.join("wal"),
+            WalOptions::with_max_bytes(1 << 20, FsyncPolicy::Always),
+            &[],
+        )
+        .unwrap();
+        Pipeline {
+            enricher: Enricher::new(&config, &registry).unwrap(),
+            transform: ArcSwapOption::new(
+                transform.map(|src| Arc::new(VrlProgram::compile("t", src).unwrap().0)),
+            ),
+            ingest_dlq: DeadLetterQueue::new(&dir.join("dlq"), INGEST_DLQ),
+            metrics: TransformMetrics::new(&registry).unwrap(),
+            wal,
+            tap: Tap::default(),
+        }
+    }
+
+    /// The records of a frame's payload (`u32` length, record bytes).
+    fn records(payload: &[u8]) -> Vec<&[u8]> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < payload.len() {
+            let len = u32::from_le_bytes(payload[at..at + 4].try_into().unwrap()) as usize;
+            out.push(&payload[at + 4..at + 4 + len]);
+            at += 4 + len;
+        }
+        out
+    }
+
+    #[test]
+    fn records_carry_the_index_of_the_fields_sinks_map() {
+        let dir = tempfile::tempdir().unwrap();
+        let events: Vec<Event> = [
+            r#"{"type":"decision","tenant_id":"acme","endpoint_id":"ep","risk":"high","decision":"block","hostn\u0061me":"h","x":{"risk":"no"}}"#,
+            r#"{"type":"checkin","tenant_id":"acme","endpoint_id":"ep","proxy_version":"1"}"#,
+        ]
+        .iter()
+        .map(|s| Event::parse(s.as_bytes(), "2026-12-01T10:00:00Z").unwrap())
+        .collect();
+        // (transform, whether its output's layout is known)
+        let cases = [
+            (None, true),
+            (
+                Some(".fleet = .context.fleet.id\ndel(.proxy_version)\n.risk = \"low\""),
+                true,
+            ),
+            (Some(". = merge(., {\"x\": 1})"), false),
+        ];
+        for (transform, indexed) in cases {
+            let p = pipeline(dir.path(), transform);
+            let (frame, refused) = p.build_frame(&events);
+            assert!(refused.is_empty());
+            let payload = frame.written_since(0);
+            for (i, bytes) in records(payload).into_iter().enumerate() {
+                let rec = record::decode(bytes).unwrap();
+                assert_eq!(rec.fields.is_some(), indexed, "{transform:?}");
+                serde_json::from_slice::<serde_json::Value>(rec.json).expect("the JSON alone");
+                let by_index = EnrichedView::read(rec.json, rec.fields.as_ref()).unwrap();
+                let by_scan = EnrichedView::parse(rec.json).unwrap();
+                assert_eq!(format!("{by_index:?}"), format!("{by_scan:?}"));
+                // The escaped key `hostn\u0061me` is found under its decoded name.
+                assert_eq!(by_index.hostname.is_some(), i == 0);
+            }
+        }
     }
 }

@@ -107,7 +107,13 @@ fn run_test(
         )];
     }
     let mut enriched = Vec::new();
-    enricher.enrich_into(&event, OffsetDateTime::now_utc(), &mut enriched);
+    let mut layout = thoth_event::Layout::default();
+    enricher.enrich_into(
+        &event,
+        OffsetDateTime::now_utc(),
+        &mut enriched,
+        &mut layout,
+    );
     let output = match &programs.global {
         None => enriched,
         Some(p) => match p.remap_json(&enriched) {

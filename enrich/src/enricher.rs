@@ -8,7 +8,7 @@ use std::time::Duration;
 use arc_swap::{ArcSwap, Guard};
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 use thoth_config::{Config, Tenant};
-use thoth_event::{format_rfc3339_millis, parse_rfc3339, Event, EventType};
+use thoth_event::{format_rfc3339_millis, parse_rfc3339, Event, EventType, Layout};
 use time::OffsetDateTime;
 
 use crate::checkins::{self, CheckinTracker};
@@ -97,7 +97,12 @@ impl Enricher {
         });
         let event = Event::parse(probe.to_string().as_bytes(), "").ok()?;
         let mut out = Vec::new();
-        self.write_context(&event, OffsetDateTime::now_utc(), &mut out);
+        self.write_context(
+            &event,
+            OffsetDateTime::now_utc(),
+            &mut out,
+            &mut Layout::default(),
+        );
         let v: serde_json::Value = serde_json::from_slice(&out).ok()?;
         let known = v["enrichment"]["status"] == "matched"
             || self.checkins.last_checkin(tenant_id, endpoint_id).is_some();
@@ -109,19 +114,31 @@ impl Enricher {
         })
     }
 
-    /// Writes the enriched form of `event` into `out` (SPEC §4). A check-in also updates the
-    /// endpoint's health.
-    pub fn enrich_into(&self, event: &Event, now: OffsetDateTime, out: &mut Vec<u8>) {
+    /// Writes the enriched form of `event` into `out` (SPEC §4); `layout` records where its
+    /// members went. A check-in also updates the endpoint's health.
+    pub fn enrich_into(
+        &self,
+        event: &Event,
+        now: OffsetDateTime,
+        out: &mut Vec<u8>,
+        layout: &mut Layout,
+    ) {
         if let (EventType::Checkin, Some(endpoint)) = (event.event_type, &event.endpoint_id) {
             let at = parse_rfc3339(&event.time).unwrap_or(now);
             self.checkins.record(&event.tenant_id, endpoint, at);
         }
-        let matched = self.write_context(event, now, out);
+        let matched = self.write_context(event, now, out, layout);
         self.enriched[usize::from(!matched)].inc();
     }
 
     /// Writes the enriched event; `true` when an MDM record matched.
-    fn write_context(&self, event: &Event, now: OffsetDateTime, out: &mut Vec<u8>) -> bool {
+    fn write_context(
+        &self,
+        event: &Event,
+        now: OffsetDateTime,
+        out: &mut Vec<u8>,
+        layout: &mut Layout,
+    ) -> bool {
         let index = self.index.load();
         let found = index.lookup(
             &event.tenant_id,
@@ -131,10 +148,13 @@ impl Enricher {
         );
 
         // Written straight after the event's own members: no intermediate buffers.
-        if event.write_members(out) {
+        if event.write_members(out, layout) {
             out.push(b',');
         }
-        out.extend_from_slice(b"\"context\":{\"tenant\":");
+        let context_key = out.len() + 1;
+        out.extend_from_slice(b"\"context\":");
+        let context_value = out.len();
+        out.extend_from_slice(b"{\"tenant\":");
         match self.tenants.load().get(&event.tenant_id) {
             Some(t) => out.extend_from_slice(t.as_bytes()),
             None => {
@@ -179,7 +199,11 @@ impl Enricher {
             }
             out.push(b'}');
         }
-        out.extend_from_slice(b"},\"enrichment\":");
+        out.push(b'}');
+        layout.push_written(out, context_key, context_value);
+        let enrichment_key = out.len() + 2;
+        out.extend_from_slice(b",\"enrichment\":");
+        let enrichment_value = out.len();
         match found {
             Some((endpoint, on)) => {
                 out.extend_from_slice(b"{\"status\":\"matched\",\"matched_on\":\"");
@@ -190,6 +214,7 @@ impl Enricher {
             }
             None => out.extend_from_slice(b"{\"status\":\"unmatched\"}"),
         }
+        layout.push_written(out, enrichment_key, enrichment_value);
         out.push(b'}');
         found.is_some()
     }
@@ -209,4 +234,39 @@ fn tenant_contexts(tenants: &[Tenant]) -> HashMap<String, String> {
             (t.id.clone(), json)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use thoth_event::scan::object_members;
+
+    #[test]
+    fn the_layout_records_every_member_written() {
+        let config = Config::from_toml(
+            "data_dir = \"/nonexistent\"\n[[api.tokens]]\ntenant_id = \"acme\"\ntoken = \"t0123456789abcdef\"\n[[tenants]]\nid = \"acme\"\nname = \"Acme\"\n\
+             [sinks.f]\ntype = \"file\"\npath = \"/nonexistent/out\"\n",
+            std::path::Path::new("/"),
+        )
+        .unwrap();
+        let enricher = Enricher::new(&config, &Registry::new()).unwrap();
+        let events: [&str; 4] = [
+            r#"{"type":"decision","tenant_id":"acme","endpoint_id":"ep","event_id":"e1","time":"2026-11-28T10:00:00Z","risk":"low","decision":"allow","x":{"y":[1]}}"#,
+            // assigned id and time, an escaped key, an input context the gateway replaces
+            r#"{"type":"checkin","tenant_id":"acme","endpoint_id":"ep","hostn\u0061me":"h","k\"q":1,"context":{"a":1}}"#,
+            r#"{"type":"alert","tenant_id":"acme","endpoint_id":"ep","event_id":"e3","time":"2026-11-28T10:00:00Z","severity":"high"}"#,
+            r#"{"type":"alert","tenant_id":"acme","endpoint_id":"ep","event_id":"e4","time":"2026-11-28T10:00:00Z","severity":"high","enrichment":null}"#,
+        ];
+        let mut layout = Layout::default();
+        for source in events {
+            let event = Event::parse(source.as_bytes(), "2026-11-28T10:00:00Z").unwrap();
+            let mut out = b"record header".to_vec();
+            let start = out.len();
+            enricher.enrich_into(&event, OffsetDateTime::now_utc(), &mut out, &mut layout);
+            let json = &out[start..];
+            let recorded: Vec<_> = layout.members(json).collect();
+            let scanned: Vec<_> = object_members(json).unwrap().collect();
+            assert_eq!(recorded, scanned, "{}", String::from_utf8_lossy(json));
+        }
+    }
 }

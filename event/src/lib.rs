@@ -8,6 +8,7 @@
 
 mod decode;
 mod depth;
+pub mod layout;
 mod model;
 pub mod record;
 pub mod scan;
@@ -17,6 +18,7 @@ mod view;
 
 pub use decode::{decode_batch, BatchError, BodyFormat, IndexedError, Limits, MAX_REPORTED_ERRORS};
 pub use depth::{first_number_out_of_range, max_nesting_depth};
+pub use layout::{FieldIndex, Layout};
 pub use model::{Event, EventError, EventType, Risk, Verdict};
 pub use signature::{hub_signature, sign_webhook, verify_webhook, VerifyError, WebhookSecret};
 pub use timefmt::{format_rfc3339_millis, now_rfc3339, parse_rfc3339};

@@ -7,6 +7,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::layout::Layout;
 use crate::timefmt;
 
 /// The `type` of an event (SPEC §4).
@@ -325,8 +326,10 @@ impl Event {
 
     /// Writes `{` and the input members of the enriched form (less `context` / `enrichment`),
     /// then `event_id` / `time` if they were assigned, leaving the object open for the
-    /// gateway's members. Returns whether any member was written.
-    pub fn write_members(&self, out: &mut Vec<u8>) -> bool {
+    /// gateway's members; `layout` records where each member went. Returns whether any
+    /// member was written.
+    pub fn write_members(&self, out: &mut Vec<u8>, layout: &mut Layout) -> bool {
+        layout.begin(out.len());
         out.push(b'{');
         let mut first = true;
         for field in &self.fields {
@@ -337,6 +340,7 @@ impl Event {
                 continue;
             }
             separator(out, &mut first);
+            let key_start = out.len() + 1;
             match &field.key {
                 // No escapes: the key's text is its JSON form between the quotes.
                 Key::Raw(span) => {
@@ -347,17 +351,23 @@ impl Event {
                 Key::Decoded(k) => write_json_string(out, k),
             }
             out.push(b':');
+            let value_start = out.len();
             out.extend_from_slice(self.slice(field.value));
+            layout.push_written(out, key_start, value_start);
         }
-        if self.assigned_event_id {
-            separator(out, &mut first);
-            out.extend_from_slice(b"\"event_id\":");
-            write_json_string(out, &self.event_id);
-        }
-        if self.assigned_time {
-            separator(out, &mut first);
-            out.extend_from_slice(b"\"time\":");
-            write_json_string(out, &self.time);
+        for (assigned, key, value) in [
+            (self.assigned_event_id, "event_id", &self.event_id),
+            (self.assigned_time, "time", &self.time),
+        ] {
+            if assigned {
+                separator(out, &mut first);
+                let key_start = out.len() + 1;
+                write_json_string(out, key);
+                out.push(b':');
+                let value_start = out.len();
+                write_json_string(out, value);
+                layout.push_written(out, key_start, value_start);
+            }
         }
         !first
     }
@@ -366,7 +376,7 @@ impl Event {
     /// which the gateway owns), then `event_id` / `time` if they were assigned, then the given
     /// extra members (already-serialized JSON values such as `context` and `enrichment`).
     pub fn write_enriched(&self, out: &mut Vec<u8>, extra: &[(&str, &[u8])]) {
-        let mut first = !self.write_members(out);
+        let mut first = !self.write_members(out, &mut Layout::default());
         for (key, value) in extra {
             separator(out, &mut first);
             write_json_string(out, key);

@@ -156,6 +156,12 @@ fn string_end(b: &[u8], start: usize) -> Option<(usize, bool)> {
     }
 }
 
+/// The raw value starting at `json[offset]`; `None` when there is none there.
+pub fn value_at(json: &[u8], offset: usize) -> Option<&[u8]> {
+    let end = value_end(json, offset);
+    (end > offset).then(|| &json[offset..end])
+}
+
 /// The index just past the value starting at `b[i]` (`i` itself when there is none).
 fn value_end(b: &[u8], i: usize) -> usize {
     match b.get(i) {

@@ -3,7 +3,8 @@
 
 use std::borrow::Cow;
 
-use crate::scan::{object_members, string_value, RawKey};
+use crate::layout::FieldIndex;
+use crate::scan::{object_members, string_value};
 
 /// Commonly mapped fields of an enriched event. Strings borrow from the event where they
 /// need no unescaping.
@@ -32,13 +33,17 @@ pub enum ViewError {
     NotAnObjectField(String),
 }
 
-fn optional_string<'a>(raw: &'a [u8], key: &RawKey<'_>) -> Result<Option<Cow<'a, str>>, ViewError> {
+/// A string or null member; `name` names it in the error.
+fn optional_string<'a>(
+    raw: &'a [u8],
+    name: impl FnOnce() -> String,
+) -> Result<Option<Cow<'a, str>>, ViewError> {
     if raw == b"null" {
         return Ok(None);
     }
     string_value(raw)
         .map(Some)
-        .ok_or_else(|| ViewError::NotAString(key.decoded().into_owned()))
+        .ok_or_else(|| ViewError::NotAString(name()))
 }
 
 fn optional_object<'a, T>(
@@ -80,6 +85,9 @@ pub struct EndpointView<'a> {
 impl<'a> ContextView<'a> {
     fn parse(json: &'a [u8]) -> Result<Self, ViewError> {
         let mut view = ContextView::default();
+        // Keys are unique in what the gateway writes: stop once all three are read, without
+        // scanning the members after them (`endpoint.mdm`, `health`).
+        let mut seen = 0;
         for (key, raw) in object_members(json).ok_or(ViewError::NotAnObject)? {
             match key.bytes().as_ref() {
                 b"fleet" => view.fleet = optional_object(raw, "context.fleet", IdName::parse)?,
@@ -87,7 +95,11 @@ impl<'a> ContextView<'a> {
                 b"endpoint" => {
                     view.endpoint = optional_object(raw, "context.endpoint", EndpointView::parse)?
                 }
-                _ => {}
+                _ => continue,
+            }
+            seen += 1;
+            if seen == 3 {
+                break;
             }
         }
         Ok(view)
@@ -125,12 +137,18 @@ impl<'a> EndpointView<'a> {
 /// A string field's name and where its value goes.
 type StringSlot<'s, 'a> = (&'static [u8], &'s mut Option<Cow<'a, str>>);
 
-/// Fills each slot from the member of the object `json` with its name.
+/// Fills each slot from the member of the object `json` with its name, stopping once every
+/// slot is filled (keys are unique in what the gateway writes).
 fn read_strings<'a>(json: &'a [u8], slots: &mut [StringSlot<'_, 'a>]) -> Result<(), ViewError> {
+    let mut filled = 0;
     for (key, raw) in object_members(json).ok_or(ViewError::NotAnObject)? {
         let name = key.bytes();
         if let Some((_, slot)) = slots.iter_mut().find(|(n, _)| *n == name.as_ref()) {
-            **slot = optional_string(raw, &key)?;
+            **slot = optional_string(raw, || key.decoded().into_owned())?;
+            filled += 1;
+            if filled == slots.len() {
+                break;
+            }
         }
     }
     Ok(())
@@ -143,25 +161,61 @@ impl<'a> EnrichedView<'a> {
         let members = object_members(json).ok_or(ViewError::NotAnObject)?;
         let mut view = EnrichedView::default();
         for (key, raw) in members {
-            let slot = match key.bytes().as_ref() {
-                b"type" => &mut view.event_type,
-                b"event_id" => &mut view.event_id,
-                b"time" => &mut view.time,
-                b"tenant_id" => &mut view.tenant_id,
-                b"endpoint_id" => &mut view.endpoint_id,
-                b"hostname" => &mut view.hostname,
-                b"user" => &mut view.user,
-                b"risk" => &mut view.risk,
-                b"decision" => &mut view.decision,
-                b"context" => {
-                    view.context = optional_object(raw, "context", ContextView::parse)?;
-                    continue;
-                }
-                _ => continue,
-            };
-            *slot = optional_string(raw, &key)?;
+            view.set(&key.bytes(), raw, || key.decoded().into_owned())?;
         }
         Ok(view)
+    }
+
+    /// Reads the view with the event's field index (from its WAL record) when it has one:
+    /// the fields are read where the index says, without scanning the event. An index that
+    /// does not fit the JSON is ignored.
+    pub fn read(json: &'a [u8], fields: Option<&FieldIndex>) -> Result<Self, ViewError> {
+        match fields.and_then(|index| Self::from_index(json, index)) {
+            Some(view) => view,
+            None => Self::parse(json),
+        }
+    }
+
+    fn from_index(json: &'a [u8], index: &FieldIndex) -> Option<Result<Self, ViewError>> {
+        if json.first() != Some(&b'{') {
+            return Some(Err(ViewError::NotAnObject));
+        }
+        let mut view = EnrichedView::default();
+        for (slot, name) in FieldIndex::FIELDS.iter().enumerate() {
+            if let Some(raw) = index.value(json, slot).ok()? {
+                if let Err(e) = view.set(name.as_bytes(), raw, || name.to_string()) {
+                    return Some(Err(e));
+                }
+            }
+        }
+        Some(Ok(view))
+    }
+
+    /// Takes the member `name` (decoded) when it is one of the view's.
+    fn set(
+        &mut self,
+        name: &[u8],
+        raw: &'a [u8],
+        display: impl FnOnce() -> String,
+    ) -> Result<(), ViewError> {
+        let slot = match name {
+            b"type" => &mut self.event_type,
+            b"event_id" => &mut self.event_id,
+            b"time" => &mut self.time,
+            b"tenant_id" => &mut self.tenant_id,
+            b"endpoint_id" => &mut self.endpoint_id,
+            b"hostname" => &mut self.hostname,
+            b"user" => &mut self.user,
+            b"risk" => &mut self.risk,
+            b"decision" => &mut self.decision,
+            b"context" => {
+                self.context = optional_object(raw, "context", ContextView::parse)?;
+                return Ok(());
+            }
+            _ => return Ok(()),
+        };
+        *slot = optional_string(raw, display)?;
+        Ok(())
     }
 
     /// The host name: the event's own, else the MDM's.
@@ -237,6 +291,40 @@ mod tests {
         assert_eq!(
             EnrichedView::parse(b"[1]").unwrap_err(),
             ViewError::NotAnObject
+        );
+    }
+
+    #[test]
+    fn the_field_index_reads_what_a_scan_reads() {
+        let events: [&[u8]; 4] = [
+            br#"{"type":"decision","x":{"risk":"no"},"time":"2026-11-28T10:00:00Z","hostn\u0061me":"h\"q","user":null,
+                "context":{"fleet":{"id":"eng"},"endpoint":{"id":"ep","owner":"o"}},"risk":"low","decision":"allow"}"#,
+            br#"{"tenant_id":"acme","endpoint_id":"ep-1","event_id":"e"}"#,
+            br#"{"risk":4}"#,
+            br#"{"context":{"tenant":"flat"}}"#,
+        ];
+        for json in events {
+            let index = crate::layout::layout_by_scan(json)
+                .field_index(json)
+                .unwrap();
+            assert_eq!(
+                format!("{:?}", EnrichedView::read(json, Some(&index))),
+                format!("{:?}", EnrichedView::parse(json)),
+                "{}",
+                String::from_utf8_lossy(json)
+            );
+        }
+        // An index made for other JSON is ignored: the event is scanned.
+        let other = br#"{"risk":"high"}"#;
+        let index = crate::layout::layout_by_scan(events[0])
+            .field_index(events[0])
+            .unwrap();
+        assert_eq!(
+            EnrichedView::read(other, Some(&index))
+                .unwrap()
+                .risk
+                .as_deref(),
+            Some("high")
         );
     }
 }

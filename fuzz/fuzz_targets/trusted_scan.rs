@@ -1,11 +1,12 @@
 //! The scanner for JSON the gateway holds as valid (thoth_event::scan) and the sinks' view
 //! built on it: never panic on any bytes, and on valid JSON objects find exactly the members
-//! serde_json finds.
+//! serde_json finds. WAL records (with or without a field index) decode or are refused, and a
+//! view read through any index never panics either.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use thoth_event::scan::object_members;
-use thoth_event::EnrichedView;
+use thoth_event::{record, EnrichedView, FieldIndex};
 
 fn walk(json: &[u8], depth: usize) {
     if depth > 8 {
@@ -22,6 +23,12 @@ fn walk(json: &[u8], depth: usize) {
 fuzz_target!(|data: &[u8]| {
     walk(data, 0);
     let _ = EnrichedView::parse(data);
+    if let Some(rec) = record::decode(data) {
+        let _ = EnrichedView::read(rec.json, rec.fields.as_ref());
+    }
+    if let Some(index) = data.get(..FieldIndex::ENCODED_LEN).and_then(FieldIndex::decode) {
+        let _ = EnrichedView::read(&data[FieldIndex::ENCODED_LEN..], Some(&index));
+    }
     if let Ok(object) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(data) {
         let mut scanned: Vec<(String, serde_json::Value)> = object_members(data)
             .expect("a valid object starts with {")

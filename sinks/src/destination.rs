@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
+use thoth_event::FieldIndex;
 
 /// The result of one request, as the destination reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,9 +74,15 @@ pub trait Destination: Send + Sync + 'static {
     /// How the encoded events of a batch are framed.
     fn framing(&self) -> Framing;
 
-    /// Appends one enriched event (its JSON) in the destination's format to `out`. An error
-    /// dead-letters that event with the reason.
-    fn encode_event(&self, json: &[u8], out: &mut Vec<u8>) -> Result<(), String>;
+    /// Appends one enriched event (its JSON; `fields`: where its mapped fields are, when its
+    /// WAL record says, for [`EnrichedView::read`](thoth_event::EnrichedView::read)) in the
+    /// destination's format to `out`. An error dead-letters that event with the reason.
+    fn encode_event(
+        &self,
+        json: &[u8],
+        fields: Option<&FieldIndex>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), String>;
 
     /// The request for an encoded body (`gzip`: `body` is gzip-compressed; `raw` is the body
     /// before compression, e.g. to sign it).

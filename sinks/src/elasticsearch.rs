@@ -15,7 +15,7 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, C
 use reqwest::StatusCode;
 use serde::Deserialize;
 use thoth_config::{ElasticAuth, ElasticConfig, ElasticTarget};
-use thoth_event::{parse_rfc3339, EnrichedView};
+use thoth_event::{parse_rfc3339, EnrichedView, FieldIndex};
 
 use crate::destination::{body_excerpt, retry_after, Destination, Framing, ItemOutcome, Outcome};
 
@@ -241,8 +241,13 @@ impl Destination for Elasticsearch {
         Framing::CONCATENATED
     }
 
-    fn encode_event(&self, json: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
-        let view = EnrichedView::parse(json).map_err(|e| e.to_string())?;
+    fn encode_event(
+        &self,
+        json: &[u8],
+        fields: Option<&FieldIndex>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        let view = EnrichedView::read(json, fields).map_err(|e| e.to_string())?;
         let id = view
             .event_id
             .as_deref()
@@ -414,7 +419,7 @@ mod tests {
         es(ElasticTarget::DataStream(
             "logs-thoth.events-default".into(),
         ))
-        .encode_event(EVENT, &mut out)
+        .encode_event(EVENT, None, &mut out)
         .unwrap();
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
@@ -452,7 +457,7 @@ mod tests {
     fn index_patterns_take_the_event_date() {
         let mut out = Vec::new();
         es(ElasticTarget::Index("thoth-%Y.%m.%d".into()))
-            .encode_event(EVENT, &mut out)
+            .encode_event(EVENT, None, &mut out)
             .unwrap();
         let text = String::from_utf8(out).unwrap();
         let action: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();

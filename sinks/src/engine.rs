@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use thoth_config::{BatchConfig, Compression, Concurrency, HttpSinkConfig, RetryConfig};
-use thoth_event::{now_rfc3339, record};
+use thoth_event::{now_rfc3339, record, FieldIndex};
 use thoth_wal::{Committer, Entry, Reader};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -75,6 +75,8 @@ struct Item {
     json: Bytes,
     /// The enriched event, when `json` is a remap (dead letters keep the enriched event).
     original: Option<Bytes>,
+    /// Where the mapped fields are in `json`, from the WAL record (`None` after a remap).
+    fields: Option<FieldIndex>,
     appended_ms: Option<u64>,
     encoded: Vec<u8>,
     attempts: u32,
@@ -305,7 +307,7 @@ async fn replay_dead_letters(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
         let mut failed = Vec::new();
         for l in letters {
             let event = Bytes::copy_from_slice(l.event.get().as_bytes());
-            match shared.route_one(&l.tenant_id, event, None) {
+            match shared.route_one(&l.tenant_id, event, None, None) {
                 None => {}
                 Some(Ok(item)) => items.push(item),
                 Some(Err(failure)) => failed.push(failure),
@@ -343,10 +345,12 @@ impl Shared {
         tenant: &str,
         json: Bytes,
         appended_ms: Option<u64>,
+        fields: Option<FieldIndex>,
     ) -> Option<Result<Item, (Item, String)>> {
         let item = |json: Bytes, original: Option<Bytes>| Item {
             tenant_id: tenant.to_string(),
             json,
+            fields: if original.is_none() { fields } else { None },
             original,
             appended_ms,
             encoded: Vec::new(),
@@ -375,7 +379,7 @@ impl Shared {
                 continue;
             };
             let json = e.data.slice_ref(rec.json);
-            match self.route_one(rec.tenant_id, json, Some(e.appended_ms)) {
+            match self.route_one(rec.tenant_id, json, Some(e.appended_ms), rec.fields) {
                 None => filtered += 1,
                 Some(Ok(item)) => items.push(item),
                 Some(Err(failure)) => failed.push(failure),
@@ -569,7 +573,10 @@ impl Shared {
         let mut failed = Vec::new();
         for mut item in items {
             let mut out = Vec::with_capacity(item.json.len() + 256);
-            match self.destination.encode_event(&item.json, &mut out) {
+            match self
+                .destination
+                .encode_event(&item.json, item.fields.as_ref(), &mut out)
+            {
                 Ok(()) => {
                     item.encoded = out;
                     ok.push(item);
@@ -861,7 +868,7 @@ pub async fn send_one(
     };
     let framing = destination.framing();
     let mut body = framing.prefix.to_vec();
-    if let Err(e) = destination.encode_event(json, &mut body) {
+    if let Err(e) = destination.encode_event(json, None, &mut body) {
         return done(
             false,
             None,

@@ -130,7 +130,7 @@ impl KafkaSink {
             match self.route.route(rec.tenant_id, rec.json) {
                 Routed::Skip => filtered += 1,
                 Routed::Send(json) => pending.push(Pending {
-                    key: EnrichedView::parse(rec.json)
+                    key: EnrichedView::read(rec.json, rec.fields.as_ref())
                         .ok()
                         .and_then(|v| v.endpoint().map(str::to_string)),
                     payload: json.into_owned(),

@@ -17,7 +17,7 @@ use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use thoth_config::SentinelConfig;
-use thoth_event::EnrichedView;
+use thoth_event::{EnrichedView, FieldIndex};
 
 use crate::destination::{body_excerpt, retry_after, BoxFuture, Destination, Framing, Outcome};
 
@@ -172,8 +172,13 @@ impl Destination for Sentinel {
         Framing::JSON_ARRAY
     }
 
-    fn encode_event(&self, json: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
-        let view = EnrichedView::parse(json).map_err(|e| e.to_string())?;
+    fn encode_event(
+        &self,
+        json: &[u8],
+        fields: Option<&FieldIndex>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        let view = EnrichedView::read(json, fields).map_err(|e| e.to_string())?;
         let event: &RawValue = serde_json::from_slice(json).map_err(|e| e.to_string())?;
         let record = Record {
             time_generated: view.time.as_deref().ok_or("the event has no time")?,
@@ -321,7 +326,7 @@ mod tests {
     fn records_have_the_spec_columns() {
         let json = br#"{"type":"decision","event_id":"e1","time":"2026-11-28T10:00:00.120Z","tenant_id":"acme","endpoint_id":"ep-1","risk":"high","decision":"block","context":{"fleet":{"id":"eng"},"endpoint":{"hostname":"mbp"}}}"#;
         let mut out = Vec::new();
-        sentinel().encode_event(json, &mut out).unwrap();
+        sentinel().encode_event(json, None, &mut out).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(
             v,

@@ -13,7 +13,7 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, C
 use reqwest::StatusCode;
 use serde::Deserialize;
 use thoth_config::SplunkHecConfig;
-use thoth_event::EnrichedView;
+use thoth_event::{EnrichedView, FieldIndex};
 
 use crate::destination::{
     body_excerpt, retry_after, BoxFuture, Destination, Framing, ItemOutcome, Outcome,
@@ -91,8 +91,13 @@ impl Destination for SplunkHec {
         Framing::CONCATENATED
     }
 
-    fn encode_event(&self, json: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
-        let view = EnrichedView::parse(json).map_err(|e| e.to_string())?;
+    fn encode_event(
+        &self,
+        json: &[u8],
+        fields: Option<&FieldIndex>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        let view = EnrichedView::read(json, fields).map_err(|e| e.to_string())?;
         out.extend_from_slice(b"{\"time\":");
         match view.epoch_seconds_ms() {
             Some(t) => out.extend_from_slice(t.as_bytes()),
@@ -308,10 +313,10 @@ mod tests {
     fn an_event_a_remap_broke_is_refused_with_the_field_to_blame() {
         let mut out = Vec::new();
         let err = hec(false)
-            .encode_event(br#"{"type":"decision","risk":4}"#, &mut out)
+            .encode_event(br#"{"type":"decision","risk":4}"#, None, &mut out)
             .unwrap_err();
         assert_eq!(err, "field `risk` must be a string");
-        let err = hec(false).encode_event(b"[1]", &mut out).unwrap_err();
+        let err = hec(false).encode_event(b"[1]", None, &mut out).unwrap_err();
         assert_eq!(err, "the event is not a JSON object");
     }
 
@@ -319,7 +324,7 @@ mod tests {
     fn encodes_the_spec_envelope() {
         let json = br#"{"type":"decision","time":"2026-11-28T10:00:00.120Z","tenant_id":"acme","endpoint_id":"ep-1","risk":"high","decision":"block","context":{"fleet":{"id":"eng"},"endpoint":{"hostname":"mbp"}}}"#;
         let mut out = Vec::new();
-        hec(false).encode_event(json, &mut out).unwrap();
+        hec(false).encode_event(json, None, &mut out).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(
             v,

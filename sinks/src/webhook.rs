@@ -12,7 +12,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONT
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 use thoth_config::WebhookSinkConfig;
-use thoth_event::{hub_signature, sign_webhook, EnrichedView};
+use thoth_event::{hub_signature, sign_webhook, EnrichedView, FieldIndex};
 
 use crate::destination::{body_excerpt, retry_after, Destination, Framing, Outcome};
 
@@ -99,7 +99,12 @@ impl Destination for Webhook {
         }
     }
 
-    fn encode_event(&self, json: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    fn encode_event(
+        &self,
+        json: &[u8],
+        _fields: Option<&FieldIndex>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
         // The enriched event goes as it is (a per-sink `remap` will reshape it).
         out.extend_from_slice(json);
         Ok(())

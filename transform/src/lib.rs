@@ -12,6 +12,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
+use thoth_event::Layout;
 use vrl::compiler::runtime::{Runtime, Terminate};
 use vrl::compiler::{Function, Program, TargetValue, TimeZone};
 use vrl::diagnostic::{Diagnostic, DiagnosticList, Formatter, Severity};
@@ -189,12 +190,36 @@ impl VrlProgram {
 
     /// [`remap_json`](Self::remap_json) appending to `out`; on an error `out` is unchanged.
     pub fn remap_json_into(&self, json: &[u8], out: &mut Vec<u8>) -> Result<(), RunError> {
+        self.remap(json, None, out, &mut Layout::default())
+    }
+
+    /// [`remap_json_into`](Self::remap_json_into) for an event whose top-level members
+    /// `layout` recorded (they are not scanned again); `out_layout` records the output's
+    /// members, or is left empty when the program rebuilt the event as a whole.
+    pub fn remap_laid_out_into(
+        &self,
+        json: &[u8],
+        layout: &Layout,
+        out: &mut Vec<u8>,
+        out_layout: &mut Layout,
+    ) -> Result<(), RunError> {
+        self.remap(json, Some(layout), out, out_layout)
+    }
+
+    fn remap(
+        &self,
+        json: &[u8],
+        layout: Option<&Layout>,
+        out: &mut Vec<u8>,
+        out_layout: &mut Layout,
+    ) -> Result<(), RunError> {
         let Some(tree) = &self.touched else {
             let (event, _) = self.run(json_to_value(json)?)?;
+            out_layout.clear();
             serde_json::to_writer(&mut *out, &event).expect("a VRL value serializes to JSON");
             return Ok(());
         };
-        let mut partial = partial::partial_event(json, tree)?;
+        let mut partial = partial::partial_event(json, layout, tree)?;
         let value = std::mem::replace(&mut partial.value, Value::Null);
         let (event, _) = self.run(value)?;
         let Value::Object(output) = &event else {
@@ -202,14 +227,14 @@ impl VrlProgram {
                 "the program left the event not an object".into(),
             ));
         };
-        partial.write_merged(out, output);
+        partial.write_merged(out, output, out_layout);
         Ok(())
     }
 
     /// Runs a condition on a JSON event, building only the fields it reads.
     pub fn condition_json(&self, json: &[u8]) -> Result<bool, RunError> {
         let value = match &self.touched {
-            Some(tree) => partial::partial_event(json, tree)?.value,
+            Some(tree) => partial::partial_event(json, None, tree)?.value,
             None => json_to_value(json)?,
         };
         self.condition(value)

@@ -13,6 +13,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use thoth_event::scan::{object_members, RawKey};
+use thoth_event::Layout;
 use vrl::compiler::Program;
 use vrl::path::{OwnedSegment, PathPrefix};
 use vrl::value::{KeyString, ObjectMap, Value};
@@ -111,12 +112,19 @@ fn is_object(raw: &[u8]) -> bool {
     raw.starts_with(b"{")
 }
 
-/// Scans the object `json` and builds it along `tree`.
-fn build<'a>(json: &'a [u8], tree: &PathTree) -> Result<(Vec<Member<'a>>, ObjectMap), RunError> {
-    let scan = object_members(json).ok_or_else(|| RunError::Input("not an object".into()))?;
+/// The members of the object `json`, found by a scan.
+fn scanned(json: &[u8]) -> Result<impl Iterator<Item = (RawKey<'_>, &[u8])>, RunError> {
+    object_members(json).ok_or_else(|| RunError::Input("not an object".into()))
+}
+
+/// Builds the object of `members` along `tree`.
+fn build<'a>(
+    members_in: impl Iterator<Item = (RawKey<'a>, &'a [u8])>,
+    tree: &PathTree,
+) -> Result<(Vec<Member<'a>>, ObjectMap), RunError> {
     let mut members = Vec::with_capacity(32);
     let mut object = ObjectMap::new();
-    for (key, raw) in scan {
+    for (key, raw) in members_in {
         let touched = match tree.child(&key) {
             None => Touched::No,
             Some(node) if node.is_leaf() || !is_object(raw) => {
@@ -124,7 +132,7 @@ fn build<'a>(json: &'a [u8], tree: &PathTree) -> Result<(Vec<Member<'a>>, Object
                 Touched::Whole
             }
             Some(node) => {
-                let (inner, value) = build(raw, node)?;
+                let (inner, value) = build(scanned(raw)?, node)?;
                 object.insert(
                     KeyString::from(key.decoded().as_ref()),
                     Value::Object(value),
@@ -144,12 +152,17 @@ pub(crate) struct PartialEvent<'a> {
     pub value: Value,
 }
 
-/// The event `json` (an object the gateway holds as valid JSON) built along `tree`.
+/// The event `json` (an object the gateway holds as valid JSON) built along `tree`; its
+/// top-level members are taken from `layout` when given, else found by a scan.
 pub(crate) fn partial_event<'a>(
     json: &'a [u8],
+    layout: Option<&'a Layout>,
     tree: &PathTree,
 ) -> Result<PartialEvent<'a>, RunError> {
-    let (members, object) = build(json, tree)?;
+    let (members, object) = match layout {
+        Some(layout) => build(layout.members(json), tree)?,
+        None => build(scanned(json)?, tree)?,
+    };
     Ok(PartialEvent {
         members,
         value: Value::Object(object),
@@ -158,21 +171,40 @@ pub(crate) fn partial_event<'a>(
 
 impl PartialEvent<'_> {
     /// Writes the event with the touched members taken from `output` (the program's version
-    /// of the event), then the fields `output` added.
-    pub(crate) fn write_merged(&self, out: &mut Vec<u8>, output: &ObjectMap) {
-        write_merged(out, &self.members, output)
+    /// of the event), then the fields `output` added; `layout` records where its members went.
+    pub(crate) fn write_merged(&self, out: &mut Vec<u8>, output: &ObjectMap, layout: &mut Layout) {
+        write_merged(out, &self.members, output, Some(layout))
     }
 }
 
-fn write_merged(out: &mut Vec<u8>, members: &[Member<'_>], output: &ObjectMap) {
+/// Records the member just written (key text from `key_start`, value from `value_start`)
+/// when the object's layout is being recorded.
+fn record(layout: &mut Option<&mut Layout>, out: &[u8], key_start: usize, value_start: usize) {
+    if let Some(layout) = layout {
+        layout.push_written(out, key_start, value_start);
+    }
+}
+
+fn write_merged(
+    out: &mut Vec<u8>,
+    members: &[Member<'_>],
+    output: &ObjectMap,
+    mut layout: Option<&mut Layout>,
+) {
+    if let Some(layout) = &mut layout {
+        layout.begin(out.len());
+    }
     out.push(b'{');
     let mut first = true;
     let mut written: Vec<Cow<'_, str>> = Vec::new();
     for member in members {
         if let Touched::No = member.touched {
             separator(out, &mut first);
+            let key_start = out.len() + 1;
             write_raw_key(out, &member.key);
+            let value_start = out.len();
             out.extend_from_slice(member.raw);
+            record(&mut layout, out, key_start, value_start);
             continue;
         }
         let key = member.key.decoded();
@@ -183,11 +215,16 @@ fn write_merged(out: &mut Vec<u8>, members: &[Member<'_>], output: &ObjectMap) {
             continue; // a repeated key: VRL kept one value, and it is written once
         }
         separator(out, &mut first);
+        let key_start = out.len() + 1;
         write_raw_key(out, &member.key);
+        let value_start = out.len();
         match (&member.touched, value) {
-            (Touched::Inner(inner), Value::Object(object)) => write_merged(out, inner, object),
+            (Touched::Inner(inner), Value::Object(object)) => {
+                write_merged(out, inner, object, None)
+            }
             (_, value) => write_value(out, value),
         }
+        record(&mut layout, out, key_start, value_start);
         written.push(key);
     }
     for (key, value) in output {
@@ -195,8 +232,11 @@ fn write_merged(out: &mut Vec<u8>, members: &[Member<'_>], output: &ObjectMap) {
             continue;
         }
         separator(out, &mut first);
+        let key_start = out.len() + 1;
         write_key(out, key.as_str());
+        let value_start = out.len();
         write_value(out, value);
+        record(&mut layout, out, key_start, value_start);
     }
     out.push(b'}');
 }
@@ -253,7 +293,7 @@ mod tests {
     fn only_the_paths_are_built() {
         let t = tree(".x = .b.c").unwrap();
         let json = br#"{"a":1,"b":{"c":{"d":[1,2]},"e":"skipped"},"f":true}"#;
-        let event = partial_event(json, &t).unwrap();
+        let event = partial_event(json, None, &t).unwrap();
         assert_eq!(
             serde_json::to_string(&event.value).unwrap(),
             r#"{"b":{"c":{"d":[1,2]}}}"#
@@ -317,6 +357,57 @@ mod equivalence {
                     full(&program, event.as_bytes()),
                     "program {source:?} on {event}"
                 );
+            }
+        }
+    }
+
+    /// The layout of `json` as a writer would have recorded it.
+    fn scanned_layout(json: &[u8]) -> thoth_event::Layout {
+        let mut layout = thoth_event::Layout::default();
+        layout.begin(0);
+        for (key, value) in thoth_event::scan::object_members(json).unwrap() {
+            let at = |s: &[u8]| s.as_ptr() as usize - json.as_ptr() as usize;
+            let (key_start, value_start) = (at(key.text), at(value));
+            layout.push(
+                key_start..key_start + key.text.len(),
+                key.escaped,
+                value_start..value_start + value.len(),
+            );
+        }
+        layout
+    }
+
+    #[test]
+    fn a_laid_out_event_remaps_the_same_and_the_output_layout_is_exact() {
+        let mut out_layout = thoth_event::Layout::default();
+        for source in PROGRAMS {
+            let (program, _) = VrlProgram::compile("t", source).unwrap();
+            for event in EVENTS {
+                let scanned = program.remap_json(event.as_bytes());
+                let mut out = b"prefix".to_vec();
+                let laid_out = program
+                    .remap_laid_out_into(
+                        event.as_bytes(),
+                        &scanned_layout(event.as_bytes()),
+                        &mut out,
+                        &mut out_layout,
+                    )
+                    .map(|()| out[6..].to_vec());
+                assert_eq!(
+                    laid_out.as_ref().map_err(|e| e.to_string()),
+                    scanned.as_ref().map_err(|e| e.to_string()),
+                    "program {source:?} on {event}"
+                );
+                if let Ok(json) = laid_out {
+                    let recorded: Vec<_> = out_layout.members(&json).collect();
+                    let found: Vec<_> = thoth_event::scan::object_members(&json).unwrap().collect();
+                    // Empty: unknown (the program rebuilt the event as a whole).
+                    if !out_layout.is_empty() {
+                        assert_eq!(recorded, found, "program {source:?} on {event}");
+                    } else {
+                        assert!(program.touched.is_none() || found.is_empty());
+                    }
+                }
             }
         }
     }
