@@ -152,7 +152,7 @@ impl Event {
                 .find(|(k, _)| k.as_ref() == name)
                 .map(|(_, v)| *v)
         };
-        let typed = Typed::read(&raw, received_at)?;
+        let typed = Typed::read(&raw)?;
         // Spans into the event's own copy of its bytes: one allocation instead of two per member.
         let offset = |s: &str| {
             // serde_json borrows both from `bytes` (from_slice, borrowed key, &RawValue).
@@ -170,7 +170,7 @@ impl Event {
                 value: span(value.get()),
             })
             .collect();
-        Ok(typed.into_event(bytes.into(), fields))
+        Ok(typed.into_event(bytes.into(), fields, received_at))
     }
 }
 
@@ -201,15 +201,11 @@ struct Typed {
     user: Option<String>,
     risk: Option<Risk>,
     decision: Option<Verdict>,
-    received_at: String,
 }
 
 impl Typed {
-    fn read<'a>(
-        raw: &dyn Fn(&str) -> Option<&'a RawValue>,
-        received_at: &str,
-    ) -> Result<Typed, EventError> {
-        let type_str = required_string(raw("type"), "type")?;
+    fn read<'a>(raw: &dyn Fn(&str) -> Option<&'a RawValue>) -> Result<Typed, EventError> {
+        let type_str = required_str(raw("type"), "type")?;
         let event_type = EventType::parse(&type_str).ok_or_else(|| {
             EventError::field(
                 "type",
@@ -278,11 +274,10 @@ impl Typed {
             user,
             risk,
             decision,
-            received_at: received_at.to_string(),
         })
     }
 
-    fn into_event(self, raw: Box<[u8]>, fields: Vec<Field>) -> Event {
+    fn into_event(self, raw: Box<[u8]>, fields: Vec<Field>, received_at: &str) -> Event {
         Event {
             assigned_event_id: self.event_id.is_none(),
             assigned_time: self.time.is_none(),
@@ -291,7 +286,7 @@ impl Typed {
             event_id: self
                 .event_id
                 .unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
-            time: self.time.unwrap_or(self.received_at),
+            time: self.time.unwrap_or_else(|| received_at.to_string()),
             endpoint_id: self.endpoint_id,
             device_serial: self.device_serial,
             hostname: self.hostname,
@@ -430,8 +425,13 @@ fn optional_id(raw: Option<&RawValue>, field: &str) -> Result<Option<String>, Ev
     Ok(value)
 }
 
-fn required_string(raw: Option<&RawValue>, field: &str) -> Result<String, EventError> {
-    optional_string(raw, field)?.ok_or_else(|| EventError::field(field, "is required"))
+/// A required string member's text, borrowed unless it holds escapes.
+fn required_str<'a>(raw: Option<&'a RawValue>, field: &str) -> Result<Cow<'a, str>, EventError> {
+    let raw = raw
+        .filter(|r| r.get() != "null")
+        .ok_or_else(|| EventError::field(field, "is required"))?;
+    crate::scan::string_value(raw.get().as_bytes())
+        .ok_or_else(|| EventError::field(field, format!("must be a string (got {})", kind_of(raw))))
 }
 
 fn required_id(raw: Option<&RawValue>, field: &str) -> Result<String, EventError> {
@@ -444,7 +444,7 @@ fn required_enum<T: Copy>(
     all: &[T],
     name: fn(T) -> &'static str,
 ) -> Result<T, EventError> {
-    let s = required_string(raw, field)?;
+    let s = required_str(raw, field)?;
     all.iter().copied().find(|v| name(*v) == s).ok_or_else(|| {
         let names: Vec<&str> = all.iter().map(|v| name(*v)).collect();
         EventError::field(
