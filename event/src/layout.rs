@@ -58,10 +58,6 @@ impl Layout {
         self.push(key_start..key_end, escaped, value_start..out.len());
     }
 
-    pub fn len(&self) -> usize {
-        self.spans.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.spans.is_empty()
     }

@@ -11,14 +11,9 @@ use crate::layout::{FieldIndex, Layout};
 /// Set in the tenant length when the record ends with a field index.
 const INDEXED: u16 = 0x8000;
 
-/// Encodes a record (without a field index) into `out`.
-pub fn encode(out: &mut Vec<u8>, tenant_id: &str, json: &[u8]) {
-    encode_header(out, tenant_id);
-    out.extend_from_slice(json);
-}
-
 /// Writes the part before the JSON and returns where the record starts; the caller appends
-/// the JSON, then may [`finish`] the record with its field index.
+/// the JSON, then may [`finish`] the record with its field index (a record left unfinished
+/// has none).
 pub fn encode_header(out: &mut Vec<u8>, tenant_id: &str) -> usize {
     let start = out.len();
     let len = u16::try_from(tenant_id.len())
@@ -75,6 +70,12 @@ pub fn decode(bytes: &[u8]) -> Option<RecordRef<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A record without a field index.
+    fn encode(out: &mut Vec<u8>, tenant_id: &str, json: &[u8]) {
+        encode_header(out, tenant_id);
+        out.extend_from_slice(json);
+    }
 
     #[test]
     fn round_trip() {
