@@ -70,6 +70,7 @@ fn limits() -> Limits {
     Limits {
         max_event_bytes: 1 << 20,
         max_depth: 64,
+        max_members: 10_000,
         max_events: 10_000,
     }
 }

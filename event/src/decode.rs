@@ -24,6 +24,8 @@ pub struct Limits {
     pub max_depth: usize,
     /// Most events in one request.
     pub max_events: usize,
+    /// Most members of any one object inside an event (`api.max_members`).
+    pub max_members: usize,
 }
 
 impl Default for Limits {
@@ -32,6 +34,7 @@ impl Default for Limits {
             max_event_bytes: 1024 * 1024,
             max_depth: 32,
             max_events: 10_000,
+            max_members: 10_000,
         }
     }
 }
@@ -160,11 +163,20 @@ fn parse_one(bytes: &[u8], limits: &Limits, received_at: &str) -> Result<Event, 
             ),
         });
     }
-    let shape = shape(bytes, limits.max_depth);
+    let shape = shape(bytes, limits.max_depth, limits.max_members);
     if shape.depth > limits.max_depth {
         return Err(EventError {
             field: None,
             message: format!("JSON nested deeper than {} levels", limits.max_depth),
+        });
+    }
+    if shape.most_members > limits.max_members {
+        return Err(EventError {
+            field: None,
+            message: format!(
+                "an object in the event has more than {} members (api.max_members)",
+                limits.max_members
+            ),
         });
     }
     if let Some(number) = shape.number_out_of_range {
@@ -242,6 +254,7 @@ mod tests {
             max_event_bytes: 80,
             max_depth: 3,
             max_events: 2,
+            max_members: 4,
         };
         let big = format!(
             r#"{{"type":"checkin","tenant_id":"a","endpoint_id":"e","pad":"{}"}}"#,
@@ -261,6 +274,49 @@ mod tests {
             decode_batch(three.as_bytes(), BodyFormat::Ndjson, &limits, NOW).unwrap_err(),
             BatchError::TooManyEvents { limit: 2 }
         );
+        let wide = r#"{"type":"checkin","x":{"a":1,"b":2,"c":3,"d":4,"e":5}}"#;
+        let Err(BatchError::Invalid { errors, .. }) =
+            decode_batch(wide.as_bytes(), BodyFormat::Ndjson, &limits, NOW)
+        else {
+            panic!()
+        };
+        assert!(
+            errors[0]
+                .message
+                .contains("more than 4 members (api.max_members)"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn many_keys_are_checked_for_duplicates_in_linear_time() {
+        // 100 000 distinct keys, then one repeated: found, with the work of one pass.
+        let limits = Limits {
+            max_event_bytes: 4 << 20,
+            max_members: 200_000,
+            ..Limits::default()
+        };
+        let mut event = String::from(r#"{"type":"checkin","tenant_id":"a","endpoint_id":"e""#);
+        for i in 0..100_000 {
+            event.push_str(&format!(r#","k{i}":0"#));
+        }
+        let distinct = format!("{event}}}");
+        assert_eq!(
+            decode_batch(distinct.as_bytes(), BodyFormat::Json, &limits, NOW)
+                .unwrap()
+                .len(),
+            1
+        );
+        let repeated = format!(r#"{event},"k77777":1}}"#);
+        let Err(BatchError::Invalid { errors, .. }) =
+            decode_batch(repeated.as_bytes(), BodyFormat::Json, &limits, NOW)
+        else {
+            panic!("the repeated key was not found")
+        };
+        assert!(errors[0].message.starts_with("duplicate key `k77777`"));
+        // Escaped and plain spellings of one key are the same key, past the linear search too.
+        let escaped = format!(r#"{event},"k\u0031":1}}"#);
+        assert!(decode_batch(escaped.as_bytes(), BodyFormat::Json, &limits, NOW).is_err());
     }
 
     #[test]

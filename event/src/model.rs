@@ -218,8 +218,13 @@ impl Typed {
         let event_id = optional_id(raw("event_id"), "event_id")?;
         let time = optional_string(raw("time"), "time")?;
         if let Some(t) = &time {
-            timefmt::parse_rfc3339(t).map_err(|why| {
-                EventError::field("time", format!("not an RFC 3339 timestamp ({why}): {t:?}"))
+            timefmt::parse_rfc3339(t).map_err(|why| match why {
+                timefmt::TimeError::OutOfRange => {
+                    EventError::field("time", format!("{why}: {t:?}"))
+                }
+                timefmt::TimeError::Format(why) => {
+                    EventError::field("time", format!("not an RFC 3339 timestamp ({why}): {t:?}"))
+                }
             })?;
         }
         let endpoint_id = optional_id(raw("endpoint_id"), "endpoint_id")?;
@@ -476,6 +481,42 @@ pub(crate) fn write_json_string(out: &mut Vec<u8>, s: &str) {
 /// checks). Keys with escapes are decoded (and owned); the others point into the input.
 struct MemberList<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
 
+/// Members up to which a duplicate key is looked for by comparing with each earlier one:
+/// cheaper than hashing for the few dozen members of a real event.
+const LINEAR_KEY_SEARCH: usize = 32;
+
+/// Finds a repeated key in linear time whatever the number of members: a plain scan for the
+/// first [`LINEAR_KEY_SEARCH`] members, then a set of the keys' hashes (a scan of each new key
+/// against all earlier ones is quadratic: 40 000 keys cost seconds). The hashes are keyed per
+/// request (`RandomState`), so a client cannot craft colliding keys; a hash already seen is
+/// confirmed against the keys themselves.
+#[derive(Default)]
+struct DuplicateKeys {
+    hashes: Option<(
+        std::collections::hash_map::RandomState,
+        std::collections::HashSet<u64>,
+    )>,
+}
+
+impl DuplicateKeys {
+    /// Whether `key` is among the keys of `fields` (the members read so far); remembers it.
+    fn is_duplicate<V>(&mut self, fields: &[(Cow<'_, str>, V)], key: &str) -> bool {
+        use std::hash::BuildHasher;
+        if fields.len() < LINEAR_KEY_SEARCH {
+            return fields.iter().any(|(k, _)| k == key);
+        }
+        let (state, seen) = self.hashes.get_or_insert_with(|| {
+            let state = std::collections::hash_map::RandomState::new();
+            let seen = fields
+                .iter()
+                .map(|(k, _)| state.hash_one(k.as_ref()))
+                .collect();
+            (state, seen)
+        });
+        !seen.insert(state.hash_one(key)) && fields.iter().any(|(k, _)| k == key)
+    }
+}
+
 /// A key that borrows from the input when it can (serde's own `Cow` always copies).
 struct KeyText<'a>(Cow<'a, str>);
 
@@ -511,8 +552,9 @@ impl<'de> Deserialize<'de> for MemberList<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut fields: Vec<(Cow<'de, str>, &'de RawValue)> = Vec::with_capacity(24);
+                let mut keys = DuplicateKeys::default();
                 while let Some(KeyText(key)) = map.next_key()? {
-                    if fields.iter().any(|(k, _)| *k == key) {
+                    if keys.is_duplicate(&fields, &key) {
                         return Err(de::Error::custom(format_args!("duplicate key `{key}`")));
                     }
                     fields.push((key, map.next_value()?));
@@ -629,6 +671,10 @@ mod tests {
             (
                 r#"{"type":"checkin","tenant_id":"a","endpoint_id":"e","time":"yesterday"}"#,
                 "field `time`: not an RFC 3339 timestamp",
+            ),
+            (
+                r#"{"type":"checkin","tenant_id":"a","endpoint_id":"e","time":"9999-12-31T23:59:59-23:59"}"#,
+                "field `time`: out of range: in UTC it falls outside the years 0000-9999",
             ),
             (
                 r#"{"type":"checkin","tenant_id":"a","tenant_id":"b","endpoint_id":"e"}"#,

@@ -27,6 +27,7 @@ fuzz_target!(|data: &[u8]| {
         max_event_bytes: 64 * 1024,
         max_depth: 16,
         max_events: 1000,
+        max_members: 64,
     };
     if let Ok(events) = decode_batch(&body, format, &limits, "2026-12-01T00:00:00.000Z") {
         for e in events {
