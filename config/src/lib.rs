@@ -42,6 +42,9 @@ pub struct Config {
     pub transform: Option<VrlSource>,
     /// `[[tests]]`, run by `thoth-gateway test`.
     pub tests: Vec<ConfigTest>,
+    /// What is valid but unwise (a token shorter than 16 bytes, say): `validate` prints these
+    /// and `run` logs them; they never make the config invalid.
+    pub warnings: Vec<ConfigError>,
 }
 
 /// A VRL program's source and the config key it was found at (for diagnostics).
@@ -109,6 +112,8 @@ pub struct ApiConfig {
     pub max_body_bytes: u64,
     pub max_event_bytes: u64,
     pub max_depth: u64,
+    /// Most members of any one object in an event.
+    pub max_members: u64,
     pub max_batch_events: u64,
     pub max_connections: u64,
     pub tokens: Vec<TokenConfig>,
@@ -192,6 +197,8 @@ pub struct Tenant {
 #[derive(Debug, Clone, PartialEq)]
 pub struct MdmConfig {
     pub refresh_interval: Duration,
+    /// The largest snapshot `PUT /v1/mdm/{provider}` takes, in bytes.
+    pub max_push_bytes: u64,
     pub providers: Vec<MdmProvider>,
     pub fleet_rules: Vec<FleetRule>,
 }
@@ -306,6 +313,8 @@ pub struct FleetRule {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckinsConfig {
     pub stale_after: Duration,
+    /// Most endpoints that no MDM snapshot knows whose check-ins are kept (oldest evicted).
+    pub max_unknown_endpoints: u64,
 }
 
 /// `when_full` of a sink.

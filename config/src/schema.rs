@@ -80,7 +80,20 @@ pub(crate) fn parse(text: &str, base: &Path) -> Result<Config, Vec<ConfigError>>
         kafka_sources,
         transform,
         tests,
+        warnings: errs.1 .0,
     })
+}
+
+fn millis(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn days(n: u64) -> Duration {
+    Duration::from_secs(n * 86_400)
 }
 
 fn read_tests(
@@ -253,7 +266,7 @@ fn read_sources(
         }
         let secrets = read_webhook_secrets(&mut w, "secrets", base, errs);
         let tolerance = w
-            .duration("tolerance", errs)
+            .duration("tolerance", secs(1)..=days(1), errs)
             .unwrap_or(Duration::from_secs(300));
         w.finish(errs);
         if let (Some(name), Some(secrets)) = (name, secrets) {
@@ -473,6 +486,7 @@ fn read_api(
         .size("max_event_bytes", 256, 64 * MIB, errs)
         .unwrap_or(MIB);
     let max_depth = api.int("max_depth", 2, 512, errs).unwrap_or(32);
+    let max_members = api.int("max_members", 1, 1_000_000, errs).unwrap_or(10_000);
     let max_batch_events = api
         .int("max_batch_events", 1, 1_000_000, errs)
         .unwrap_or(10_000);
@@ -501,6 +515,7 @@ fn read_api(
         max_body_bytes,
         max_event_bytes,
         max_depth,
+        max_members,
         max_batch_events,
         max_connections,
         tokens,
@@ -551,7 +566,7 @@ fn read_ingest_tls(
             "`required` needs `client_ca_file` (the CA that signs the clients' certificates)",
         );
     }
-    let mut clients = Vec::new();
+    let mut clients: Vec<ClientCertConfig> = Vec::new();
     let has_ca = t.has("client_ca_file");
     for mut c in t.tables("clients", errs) {
         if !has_ca {
@@ -589,6 +604,34 @@ fn read_ingest_tls(
         if dns_name.is_some() == (sha256.is_some() || c.has("sha256")) {
             errs.push(&c.path, "give exactly one of `dns_name` (a DNS name the certificate is valid for) or `sha256` (its fingerprint)");
         }
+        // One certificate must never stand for two entries (two tenants, say): a name matches
+        // exactly, so it cannot be a pattern, and no name or fingerprint is listed twice.
+        if let Some(name) = &dns_name {
+            if name.contains('*') {
+                errs.push(
+                    &c.key_path("dns_name"),
+                    format!(
+                        "{name:?}: wildcards are not allowed; list each client's exact DNS name"
+                    ),
+                );
+            }
+            if clients.iter().any(|o| {
+                o.dns_name
+                    .as_deref()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
+            }) {
+                errs.push(
+                    &c.key_path("dns_name"),
+                    format!("{name:?} is listed by an earlier [[api.tls.clients]] entry"),
+                );
+            }
+        }
+        if sha256.is_some() && clients.iter().any(|o| o.sha256 == sha256) {
+            errs.push(
+                &c.key_path("sha256"),
+                "this fingerprint is listed by an earlier [[api.tls.clients]] entry",
+            );
+        }
         let max_events_per_second = c.int("max_events_per_second", 1, 100_000_000, errs);
         c.finish(errs);
         clients.push(ClientCertConfig {
@@ -608,6 +651,9 @@ fn read_ingest_tls(
         clients,
     })
 }
+
+/// Tokens shorter than this are accepted with a warning.
+const MIN_TOKEN_BYTES: usize = 16;
 
 fn read_token(
     t: &mut Obj,
@@ -632,6 +678,16 @@ fn read_token(
     let max_events_per_second = t.int("max_events_per_second", 1, 100_000_000, errs);
     let secret = t.secret("token", base, errs);
     let digest = t.string("token_sha256", errs);
+    if let Some(token) = &secret {
+        if token.expose().len() < MIN_TOKEN_BYTES {
+            errs.warn(
+                &t.key_path(if t.has("token") { "token" } else { "token_file" }),
+                format!(
+                    "the token is shorter than {MIN_TOKEN_BYTES} bytes and can be guessed; use at least {MIN_TOKEN_BYTES} random bytes (e.g. `openssl rand -hex 32`)"
+                ),
+            );
+        }
+    }
     let sha256 = match (secret, digest) {
         (Some(s), None) => Some(Sha256::digest(s.expose().as_bytes()).into()),
         (None, Some(hex_digest)) => {
@@ -672,6 +728,9 @@ fn read_token(
     })
 }
 
+/// The fewest segments a WAL of `max_bytes` must hold.
+const MIN_SEGMENTS: u64 = 4;
+
 fn read_wal(root: &mut Obj, errs: &mut Errors) -> WalConfig {
     let empty = toml::Table::new();
     let mut wal = root
@@ -680,7 +739,7 @@ fn read_wal(root: &mut Obj, errs: &mut Errors) -> WalConfig {
     let max_bytes = wal
         .size("max_bytes", 64 * KIB, 1 << 50, errs)
         .unwrap_or(4 * GIB);
-    let interval = wal.duration("fsync_interval", errs);
+    let interval = wal.duration("fsync_interval", millis(1)..=secs(3600), errs);
     let fsync = match wal.string("fsync", errs).as_deref() {
         None | Some("always") => {
             if interval.is_some() {
@@ -701,6 +760,19 @@ fn read_wal(root: &mut Obj, errs: &mut Errors) -> WalConfig {
         }
     };
     let segment_bytes = wal.size("segment_bytes", 4 * KIB, 1 << 40, errs);
+    if let Some(segment) = segment_bytes {
+        // Space is freed a whole segment at a time, and the segment being written is never
+        // freed: with fewer than 4 segments in the log, a full log frees too little or nothing.
+        if segment.saturating_mul(MIN_SEGMENTS) > max_bytes {
+            errs.push(
+                &wal.key_path("segment_bytes"),
+                format!(
+                    "{segment} bytes: at least {MIN_SEGMENTS} segments must fit in wal.max_bytes ({max_bytes} bytes); use at most {} bytes",
+                    max_bytes / MIN_SEGMENTS
+                ),
+            );
+        }
+    }
     wal.finish(errs);
     WalConfig {
         max_bytes,
@@ -721,8 +793,11 @@ fn read_mdm(
         .table("mdm", errs)
         .unwrap_or_else(|| Obj::new("mdm", &empty));
     let refresh_interval = mdm
-        .duration("refresh_interval", errs)
+        .duration("refresh_interval", secs(1)..=days(7), errs)
         .unwrap_or(Duration::from_secs(300));
+    let max_push_bytes = mdm
+        .size("max_push_bytes", KIB, 64 * GIB, errs)
+        .unwrap_or(256 * MIB);
     let mut providers = Vec::new();
     let mut names = HashSet::new();
     for mut p in mdm.tables("providers", errs) {
@@ -747,6 +822,7 @@ fn read_mdm(
     mdm.finish(errs);
     MdmConfig {
         refresh_interval,
+        max_push_bytes,
         providers,
         fleet_rules,
     }
@@ -953,10 +1029,16 @@ fn read_checkins(root: &mut Obj, errs: &mut Errors) -> CheckinsConfig {
         .table("checkins", errs)
         .unwrap_or_else(|| Obj::new("checkins", &empty));
     let stale_after = c
-        .duration("stale_after", errs)
+        .duration("stale_after", secs(1)..=days(365), errs)
         .unwrap_or(Duration::from_secs(15 * 60));
+    let max_unknown_endpoints = c
+        .int("max_unknown_endpoints", 0, 100_000_000, errs)
+        .unwrap_or(100_000);
     c.finish(errs);
-    CheckinsConfig { stale_after }
+    CheckinsConfig {
+        stale_after,
+        max_unknown_endpoints,
+    }
 }
 
 fn read_sinks(
@@ -1182,7 +1264,7 @@ fn read_http(s: &mut Obj, base: &Path, errs: &mut Errors) -> HttpSinkConfig {
         }
         t.finish(errs);
     }
-    if let Some(d) = s.duration("timeout", errs) {
+    if let Some(d) = s.duration("timeout", millis(1)..=secs(3600), errs) {
         http.timeout = d;
     }
     http
@@ -1356,10 +1438,10 @@ fn read_splunk_hec(s: &mut Obj, base: &Path, errs: &mut Errors) -> Option<Splunk
     let index = s.string("index", errs);
     let acknowledgements = s.bool("acknowledgements", errs).unwrap_or(false);
     let ack_timeout = s
-        .duration("ack_timeout", errs)
+        .duration("ack_timeout", secs(1)..=days(1), errs)
         .unwrap_or(Duration::from_secs(300));
     let ack_poll_interval = s
-        .duration("ack_poll_interval", errs)
+        .duration("ack_poll_interval", millis(10)..=secs(3600), errs)
         .unwrap_or(Duration::from_secs(10));
     Some(SplunkHecConfig {
         endpoint: endpoint?,
@@ -1384,7 +1466,7 @@ fn read_batch(s: &mut Obj, errs: &mut Errors) -> BatchConfig {
         if let Some(n) = b.size("max_bytes", 1024, 256 * MIB, errs) {
             batch.max_bytes = n;
         }
-        if let Some(d) = b.duration("timeout", errs) {
+        if let Some(d) = b.duration("timeout", Duration::ZERO..=secs(3600), errs) {
             batch.timeout = d;
         }
         b.finish(errs);
@@ -1399,13 +1481,13 @@ fn read_retry(s: &mut Obj, errs: &mut Errors) -> RetryConfig {
         max_duration: Duration::from_secs(24 * 3600),
     };
     if let Some(mut r) = s.table("retry", errs) {
-        if let Some(d) = r.duration("initial_backoff", errs) {
+        if let Some(d) = r.duration("initial_backoff", millis(1)..=secs(3600), errs) {
             retry.initial_backoff = d;
         }
-        if let Some(d) = r.duration("max_backoff", errs) {
+        if let Some(d) = r.duration("max_backoff", millis(1)..=days(1), errs) {
             retry.max_backoff = d;
         }
-        if let Some(d) = r.duration("max_duration", errs) {
+        if let Some(d) = r.duration("max_duration", secs(1)..=days(365), errs) {
             retry.max_duration = d;
         }
         if retry.initial_backoff > retry.max_backoff {

@@ -35,9 +35,12 @@ pub fn resolve_inline(value: &str) -> Result<Secret, String> {
         .strip_prefix("${")
         .and_then(|rest| rest.strip_suffix('}'))
     {
-        Some(var) => std::env::var(var)
-            .map(Secret)
-            .map_err(|_| format!("environment variable {var} is not set")),
+        Some(var) => match std::env::var(var) {
+            Ok(v) if v.is_empty() => Err(format!("environment variable {var} is empty")),
+            Ok(v) => Ok(Secret(v)),
+            Err(_) => Err(format!("environment variable {var} is not set")),
+        },
+        None if value.is_empty() => Err("must not be empty".into()),
         None => Ok(Secret(value.to_string())),
     }
 }
@@ -73,6 +76,13 @@ mod tests {
         assert!(resolve_inline("${THOTH_TEST_SECRET_UNSET_Y}")
             .unwrap_err()
             .contains("THOTH_TEST_SECRET_UNSET_Y is not set"));
+        // An empty secret is never a secret: inline or from an empty variable.
+        std::env::set_var("THOTH_TEST_SECRET_EMPTY_Z", "");
+        assert_eq!(
+            resolve_inline("${THOTH_TEST_SECRET_EMPTY_Z}").unwrap_err(),
+            "environment variable THOTH_TEST_SECRET_EMPTY_Z is empty"
+        );
+        assert_eq!(resolve_inline("").unwrap_err(), "must not be empty");
     }
 
     #[test]

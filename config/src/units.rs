@@ -50,6 +50,23 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+/// A duration as the config writes it: the largest unit that divides it (`"90s"`, `"5m"`,
+/// `"500ms"`).
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    for (unit, size) in [
+        ("d", 86_400_000u128),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        if ms >= size && ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
 /// Parses a size: a number of bytes, or a number with `B`, `KB`, `MB`, `GB`, `KiB`, `MiB`,
 /// `GiB`, `TiB`.
 pub fn parse_size(s: &str) -> Result<u64, String> {

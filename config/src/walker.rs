@@ -10,13 +10,25 @@ use crate::secret::{self, Secret};
 use crate::units;
 use crate::ConfigError;
 
-/// Collected errors.
+/// Collected errors (`.0`) and warnings: what makes the config invalid, and what is valid but
+/// unwise (a short token, say).
 #[derive(Debug, Default)]
-pub(crate) struct Errors(pub Vec<ConfigError>);
+pub(crate) struct Errors(pub Vec<ConfigError>, pub Warnings);
+
+/// Warnings collected beside the errors.
+#[derive(Debug, Default)]
+pub(crate) struct Warnings(pub Vec<ConfigError>);
 
 impl Errors {
     pub fn push(&mut self, path: &str, message: impl Into<String>) {
         self.0.push(ConfigError {
+            path: path.to_string(),
+            message: message.into(),
+        });
+    }
+
+    pub fn warn(&mut self, path: &str, message: impl Into<String>) {
+        self.1 .0.push(ConfigError {
             path: path.to_string(),
             message: message.into(),
         });
@@ -145,11 +157,30 @@ impl<'a> Obj<'a> {
         Some(n as u64)
     }
 
-    pub fn duration(&mut self, key: &str, errs: &mut Errors) -> Option<Duration> {
+    /// A duration string such as `"5m"`, within `range` (every duration the gateway takes is
+    /// bounded: a zero interval would spin, a century-long one overflow a deadline).
+    pub fn duration(
+        &mut self,
+        key: &str,
+        range: std::ops::RangeInclusive<Duration>,
+        errs: &mut Errors,
+    ) -> Option<Duration> {
         let s = self.typed(key, errs, "a duration string such as \"5m\"", Value::as_str)?;
-        units::parse_duration(s)
+        let d = units::parse_duration(s)
             .map_err(|e| errs.push(&self.key_path(key), e))
-            .ok()
+            .ok()?;
+        if !range.contains(&d) {
+            errs.push(
+                &self.key_path(key),
+                format!(
+                    "must be between {} and {} (got {s:?})",
+                    units::format_duration(*range.start()),
+                    units::format_duration(*range.end())
+                ),
+            );
+            return None;
+        }
+        Some(d)
     }
 
     /// A size given as a number of bytes or a string such as `"4GiB"`, within `min..=max`.

@@ -262,3 +262,152 @@ fn http_sink_concurrency_is_adaptive_by_default_or_a_fixed_number() {
         errs[0].message
     );
 }
+
+#[test]
+fn hardening_limits_have_defaults_and_are_range_checked() {
+    let c = parse(GOOD).unwrap();
+    assert_eq!(c.api.max_members, 10_000);
+    assert_eq!(c.mdm.max_push_bytes, 256 << 20);
+    assert_eq!(c.checkins.max_unknown_endpoints, 100_000);
+    let set = GOOD
+        .replace(
+            "max_body_bytes = \"2MiB\"",
+            "max_body_bytes = \"2MiB\"\nmax_members = 500",
+        )
+        .replace(
+            "refresh_interval = \"5m\"",
+            "refresh_interval = \"5m\"\nmax_push_bytes = \"1GiB\"",
+        )
+        .replace(
+            "stale_after = \"15m\"",
+            "stale_after = \"15m\"\nmax_unknown_endpoints = 10",
+        );
+    let c = parse(&set).unwrap();
+    assert_eq!(
+        (
+            c.api.max_members,
+            c.mdm.max_push_bytes,
+            c.checkins.max_unknown_endpoints
+        ),
+        (500, 1 << 30, 10)
+    );
+    let bad = GOOD.replace(
+        "max_body_bytes = \"2MiB\"",
+        "max_body_bytes = \"2MiB\"\nmax_members = 0",
+    );
+    assert_eq!(paths(&parse(&bad).unwrap_err()), ["api.max_members"]);
+}
+
+#[test]
+fn every_duration_is_range_checked() {
+    // A zero interval would spin or panic a timer; a century would overflow a deadline.
+    for (from, to, key) in [
+        (
+            "refresh_interval = \"5m\"",
+            "refresh_interval = \"0s\"",
+            "mdm.refresh_interval",
+        ),
+        (
+            "stale_after = \"15m\"",
+            "stale_after = \"0s\"",
+            "checkins.stale_after",
+        ),
+        (
+            "timeout = \"200ms\"",
+            "timeout = \"36500d\"",
+            "sinks.archive.batch.timeout",
+        ),
+        (
+            "timeout = \"200ms\"",
+            "timeout = \"200ms\"\n[sinks.archive.retry]\nmax_duration = \"18446744073709551615s\"",
+            "sinks.archive.retry.max_duration",
+        ),
+    ] {
+        let errs = parse(&GOOD.replace(from, to)).unwrap_err();
+        assert_eq!(paths(&errs), [key], "{errs:#?}");
+        assert!(errs[0].message.starts_with("must be between"), "{errs:#?}");
+    }
+}
+
+#[test]
+fn a_wal_must_hold_at_least_four_segments() {
+    let ok = GOOD.replace(
+        "fsync = \"always\"",
+        "fsync = \"always\"\nsegment_bytes = \"16MiB\"",
+    );
+    assert_eq!(parse(&ok).unwrap().wal.segment_bytes, Some(16 << 20));
+    for segment in ["17MiB", "64MiB", "1GiB"] {
+        let bad = GOOD.replace(
+            "fsync = \"always\"",
+            &format!("fsync = \"always\"\nsegment_bytes = \"{segment}\""),
+        );
+        let errs = parse(&bad).unwrap_err();
+        assert_eq!(paths(&errs), ["wal.segment_bytes"], "{errs:#?}");
+        assert!(errs[0].message.contains("at least 4 segments"), "{errs:#?}");
+    }
+}
+
+#[test]
+fn empty_secrets_are_refused_and_short_tokens_warned_about() {
+    std::env::set_var("THOTH_CONFIG_TEST_EMPTY_TOKEN", "");
+    let bad = GOOD.replace(
+        "token = \"acme-token\"",
+        "token = \"${THOTH_CONFIG_TEST_EMPTY_TOKEN}\"",
+    );
+    let errs = parse(&bad).unwrap_err();
+    assert_eq!(paths(&errs), ["api.tokens[0].token"]);
+    assert!(errs[0].message.contains("is empty"), "{errs:#?}");
+    assert_eq!(
+        paths(&parse(&GOOD.replace("token = \"acme-token\"", "token = \"\"")).unwrap_err()),
+        ["api.tokens[0].token"]
+    );
+
+    let c = parse(GOOD).unwrap();
+    assert_eq!(paths(&c.warnings), ["api.tokens[0].token"]);
+    assert!(c.warnings[0].message.contains("shorter than 16 bytes"));
+    assert!(
+        !c.warnings[0].message.contains("acme-token"),
+        "never the secret"
+    );
+    let long = GOOD.replace(
+        "token = \"acme-token\"",
+        "token = \"acme-token-0123456789\"",
+    );
+    assert!(parse(&long).unwrap().warnings.is_empty());
+}
+
+#[test]
+fn client_certificate_entries_never_overlap() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["cert.pem", "key.pem", "ca.pem"] {
+        std::fs::write(dir.path().join(f), "x").unwrap();
+    }
+    let tls = |clients: &str| {
+        format!(
+            "{GOOD}\n[api.tls]\ncert_file = \"{d}/cert.pem\"\nkey_file = \"{d}/key.pem\"\nclient_ca_file = \"{d}/ca.pem\"\n{clients}",
+            d = dir.path().display()
+        )
+    };
+    // [api.tls] must follow [api]'s keys; the GOOD text ends with sinks, so move it up.
+    let place = |text: String| {
+        let (head, tls) = text.split_at(text.find("\n[api.tls]").unwrap());
+        head.replacen("[wal]", &format!("{tls}\n[wal]"), 1)
+    };
+    let ok = place(tls(
+        "[[api.tls.clients]]\ndns_name = \"a.acme.com\"\ntenant_id = \"acme\"\n[[api.tls.clients]]\ndns_name = \"b.acme.com\"\ntenant_id = \"globex\"\n",
+    ));
+    assert!(parse(&ok).is_ok(), "{:#?}", parse(&ok).unwrap_err());
+    let wildcard = place(tls(
+        "[[api.tls.clients]]\ndns_name = \"*.acme.com\"\ntenant_id = \"acme\"\n",
+    ));
+    let errs = parse(&wildcard).unwrap_err();
+    assert_eq!(paths(&errs), ["api.tls.clients[0].dns_name"], "{errs:#?}");
+    assert!(errs[0].message.contains("wildcards are not allowed"));
+    let twice = place(tls(
+        "[[api.tls.clients]]\ndns_name = \"a.acme.com\"\ntenant_id = \"acme\"\n[[api.tls.clients]]\ndns_name = \"A.acme.com\"\ntenant_id = \"globex\"\n",
+    ));
+    assert_eq!(
+        paths(&parse(&twice).unwrap_err()),
+        ["api.tls.clients[1].dns_name"]
+    );
+}
