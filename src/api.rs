@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -15,7 +15,7 @@ use prometheus::{Encoder, GaugeVec, IntGauge, IntGaugeVec, Opts, Registry, TextE
 use serde::Serialize;
 use thoth_config::{MdmProvider, MdmSource};
 use thoth_enrich::{Enricher, LoaderCommand, MdmStatus, ProviderSummary};
-use thoth_ingest::{ApiError, Scope, SharedAccess};
+use thoth_ingest::{ApiError, ClientIdentity, Scope, SharedAccess};
 use thoth_sinks::{SinkHealth, SinkMetrics, SinkStatus, Tap, TapFilter};
 use thoth_wal::Wal;
 use time::OffsetDateTime;
@@ -44,6 +44,10 @@ pub struct ApiState {
     pub tap: Tap,
     pub shutting_down: Arc<AtomicBool>,
     pub wal_gauges: WalGauges,
+    /// `mdm.max_push_bytes`: the largest snapshot a push may send.
+    pub max_push_bytes: usize,
+    /// How long a request body may take to arrive.
+    pub body_timeout: std::time::Duration,
 }
 
 /// The parts of the API's view that a config reload replaces.
@@ -134,34 +138,31 @@ impl WalGauges {
     }
 }
 
-/// The largest MDM snapshot `PUT /v1/mdm/{provider}` takes.
-const MAX_SNAPSHOT_BYTES: usize = 512 * 1024 * 1024;
-
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/health", get(|| async { (StatusCode::OK, "ok\n") }))
         .route("/ready", get(ready))
         .route("/v1/health", get(health))
         .route("/metrics", get(metrics))
-        .route(
-            "/v1/mdm/{provider}",
-            put(push_snapshot).layer(DefaultBodyLimit::max(MAX_SNAPSHOT_BYTES)),
-        )
+        .route("/v1/mdm/{provider}", put(push_snapshot))
         .route("/v1/endpoints/{tenant}/{endpoint}", get(endpoint))
         .route("/v1/reload", post(reload))
         .route("/v1/tap", get(tap))
         .with_state(state)
 }
 
-fn require_admin(s: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
-    match s
-        .access
-        .load()
-        .tokens
-        .authorize(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()))
-    {
-        Ok(Scope::Admin) => Ok(()),
-        Ok(Scope::Tenant(_)) => Err(ApiError::new(
+/// The client certificate's grant, when the connection presented a mapped one.
+type Client = Option<axum::Extension<ClientIdentity>>;
+
+/// Admin endpoints take an admin bearer token, or a client certificate mapped with
+/// `admin = true` (a token, when sent, decides). Checked from the headers alone, before any
+/// body is read.
+fn require_admin(s: &ApiState, headers: &HeaderMap, client: &Client) -> Result<(), ApiError> {
+    let certificate = client.as_ref().and_then(|axum::Extension(c)| c.0.as_ref());
+    let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    match s.access.load().tokens.identify(authorization, certificate) {
+        Ok(grant) if grant.scope == Scope::Admin => Ok(()),
+        Ok(_) => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "admin_required",
             "this endpoint needs an admin token",
@@ -175,14 +176,17 @@ fn require_admin(s: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// `PUT /v1/mdm/{provider}`: a snapshot in the provider's native format, validated, stored as
-/// its current snapshot and in use when this answers.
+/// its current snapshot and in use when this answers. The admin check and the provider lookup
+/// come first; only then is the body read, streamed to a file beside the provider's snapshot
+/// (at most `mdm.max_push_bytes`, within the body timeout) and parsed from there as a stream.
 async fn push_snapshot(
     State(s): State<Arc<ApiState>>,
     Path(provider): Path<String>,
+    client: Client,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
-    if let Err(e) = require_admin(&s, &headers) {
+    if let Err(e) = require_admin(&s, &headers, &client) {
         return e.into_response();
     }
     let Some(p) = s
@@ -211,9 +215,27 @@ async fn push_snapshot(
         )
         .into_response();
     }
+    let staged = match thoth_enrich::staging_path(&p) {
+        Ok(path) => path,
+        Err(e) => {
+            return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e).into_response()
+        }
+    };
+    if let Err(e) = thoth_ingest::read_body_to_file(
+        &headers,
+        body,
+        s.max_push_bytes,
+        "mdm.max_push_bytes",
+        s.body_timeout,
+        &staged,
+    )
+    .await
+    {
+        return e.into_response();
+    }
     let stored = {
         let p = p.clone();
-        tokio::task::spawn_blocking(move || thoth_enrich::store_snapshot(&p, &body)).await
+        tokio::task::spawn_blocking(move || thoth_enrich::store_snapshot_file(&p, &staged)).await
     };
     match stored {
         Ok(Ok(counts)) => {
@@ -240,9 +262,10 @@ async fn push_snapshot(
 async fn endpoint(
     State(s): State<Arc<ApiState>>,
     Path((tenant, endpoint)): Path<(String, String)>,
+    client: Client,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(e) = require_admin(&s, &headers) {
+    if let Err(e) = require_admin(&s, &headers, &client) {
         return e.into_response();
     }
     match s.enricher.describe(&tenant, &endpoint) {
@@ -483,8 +506,8 @@ async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
 /// `POST /v1/reload` (admin): loads the config file again, like SIGHUP. `200` with what
 /// changed; `400 invalid_config` with the same errors as `validate` (the running config stays);
 /// `409` when there is no config file to reload.
-async fn reload(State(s): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
-    if let Err(e) = require_admin(&s, &headers) {
+async fn reload(State(s): State<Arc<ApiState>>, client: Client, headers: HeaderMap) -> Response {
+    if let Err(e) = require_admin(&s, &headers, &client) {
         return e.into_response();
     }
     let (reply, answer) = tokio::sync::oneshot::channel();
@@ -542,9 +565,10 @@ const DEFAULT_TAP_RATE: u32 = 100;
 async fn tap(
     State(s): State<Arc<ApiState>>,
     Query(q): Query<TapQuery>,
+    client: Client,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(e) = require_admin(&s, &headers) {
+    if let Err(e) = require_admin(&s, &headers, &client) {
         return e.into_response();
     }
     let stage = q.stage.unwrap_or_else(|| "enriched".to_string());

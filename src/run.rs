@@ -67,17 +67,24 @@ pub async fn run(config: Config, programs: Programs, path: Option<PathBuf>) -> a
     );
 
     let enricher = Enricher::new(&config, &registry)?;
+    let mut loader = MdmLoader::new(&config.mdm.providers, &config.mdm.fleet_rules, &registry)?
+        .after_install(crate::release_freed_memory);
+    // The last good snapshots first: enrichment works at once even when an MDM API is down.
+    loader.load_into(&enricher);
+    // After the snapshots: state saved by older builds learns which endpoints they know.
     let checkins_file = config.data_dir.join("checkins.json");
-    match enricher.checkins().restore(&checkins_file) {
+    let index = enricher.index();
+    match enricher.checkins().restore(
+        &checkins_file,
+        time::OffsetDateTime::now_utc(),
+        |tenant, endpoint| index.lookup(tenant, Some(endpoint), None, None).is_some(),
+    ) {
         Ok(n) => tracing::info!(endpoints = n, "check-in state restored"),
         Err(e) => {
             tracing::error!(path = %checkins_file.display(), error = %e, "cannot restore check-in state")
         }
     }
-    let mut loader = MdmLoader::new(&config.mdm.providers, &config.mdm.fleet_rules, &registry)?
-        .after_install(crate::release_freed_memory);
-    // The last good snapshots first: enrichment works at once even when an MDM API is down.
-    loader.load_into(&enricher);
+    drop(index);
     let mdm_status = MdmStatus::default();
     let (mdm_tx, mdm_rx) = tokio::sync::mpsc::channel(16);
 
@@ -132,6 +139,7 @@ pub async fn run(config: Config, programs: Programs, path: Option<PathBuf>) -> a
         max_event_bytes: config.api.max_event_bytes as usize,
         max_depth: config.api.max_depth as usize,
         max_events: config.api.max_batch_events as usize,
+        max_members: config.api.max_members as usize,
     };
     let access: SharedAccess = Arc::new(ArcSwap::from_pointee(Access::new(&config)));
     let submit: Arc<dyn thoth_ingest::Submit> = pipeline.clone();
@@ -199,6 +207,8 @@ pub async fn run(config: Config, programs: Programs, path: Option<PathBuf>) -> a
         reload: reload_tx,
         tap,
         shutting_down: shutting_down.clone(),
+        max_push_bytes: config.mdm.max_push_bytes as usize,
+        body_timeout: BODY_READ_TIMEOUT,
     });
     let app = thoth_ingest::router(ingest).merge(api::router(api_state));
 

@@ -191,9 +191,9 @@ fn load_count(p: &MdmProvider) -> Result<usize, String> {
 
 /// The check-in health the running gateway persists in `data_dir/checkins.json`.
 fn checkins_item(config: &Config, mdm_endpoints: usize) -> CheckinsItem {
-    let tracker = CheckinTracker::default();
+    let tracker = CheckinTracker::new(config.checkins.max_unknown_endpoints as usize);
     let file = config.data_dir.join("checkins.json");
-    match tracker.restore(&file) {
+    match tracker.restore(&file, OffsetDateTime::now_utc(), |_, _| true) {
         Ok(_) => {
             let (healthy, stale) =
                 tracker.summary(OffsetDateTime::now_utc(), config.checkins.stale_after);

@@ -8,11 +8,11 @@ use std::time::Duration;
 use arc_swap::{ArcSwap, Guard};
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 use thoth_config::{Config, Tenant};
-use thoth_event::{format_rfc3339_millis, parse_rfc3339, Event, EventType, Layout};
+use thoth_event::{format_rfc3339_millis, Event, EventType, Layout};
 use time::OffsetDateTime;
 
 use crate::checkins::{self, CheckinTracker};
-use crate::index::EndpointIndex;
+use crate::index::{EndpointIndex, IndexedEndpoint, MatchedOn};
 
 #[derive(serde::Serialize)]
 struct TenantJson<'a> {
@@ -46,10 +46,12 @@ impl Enricher {
             &["status"],
         )?;
         registry.register(Box::new(enrichment_total.clone()))?;
+        let checkins = CheckinTracker::new(config.checkins.max_unknown_endpoints as usize);
+        registry.register(Box::new(checkins.evicted_counter().clone()))?;
         Ok(Arc::new(Enricher {
             index: ArcSwap::from_pointee(EndpointIndex::default()),
             tenants: ArcSwap::from_pointee(tenants),
-            checkins: CheckinTracker::default(),
+            checkins,
             stale_after: config.checkins.stale_after,
             loaded: AtomicBool::new(false),
             enriched: [
@@ -97,8 +99,11 @@ impl Enricher {
         });
         let event = Event::parse(probe.to_string().as_bytes(), "").ok()?;
         let mut out = Vec::new();
+        let index = self.index.load();
+        let found = index.lookup(tenant_id, Some(endpoint_id), None, None);
         self.write_context(
             &event,
+            found,
             OffsetDateTime::now_utc(),
             &mut out,
             &mut Layout::default(),
@@ -114,8 +119,9 @@ impl Enricher {
         })
     }
 
-    /// Writes the enriched form of `event` into `out` (SPEC §4); `layout` records where its
-    /// members went. A check-in also updates the endpoint's health.
+    /// Writes the enriched form of `event` into `out`; `layout` records where its members
+    /// went. A check-in also updates the endpoint's health, as received at `now` (the
+    /// gateway's clock: the event's own `time` is the client's word and stays in the event).
     pub fn enrich_into(
         &self,
         event: &Event,
@@ -123,22 +129,6 @@ impl Enricher {
         out: &mut Vec<u8>,
         layout: &mut Layout,
     ) {
-        if let (EventType::Checkin, Some(endpoint)) = (event.event_type, &event.endpoint_id) {
-            let at = parse_rfc3339(&event.time).unwrap_or(now);
-            self.checkins.record(&event.tenant_id, endpoint, at);
-        }
-        let matched = self.write_context(event, now, out, layout);
-        self.enriched[usize::from(!matched)].inc();
-    }
-
-    /// Writes the enriched event; `true` when an MDM record matched.
-    fn write_context(
-        &self,
-        event: &Event,
-        now: OffsetDateTime,
-        out: &mut Vec<u8>,
-        layout: &mut Layout,
-    ) -> bool {
         let index = self.index.load();
         let found = index.lookup(
             &event.tenant_id,
@@ -146,7 +136,23 @@ impl Enricher {
             event.device_serial.as_deref(),
             event.hostname.as_deref(),
         );
+        if let (EventType::Checkin, Some(endpoint)) = (event.event_type, &event.endpoint_id) {
+            self.checkins
+                .record(&event.tenant_id, endpoint, now, found.is_some());
+        }
+        self.write_context(event, found, now, out, layout);
+        self.enriched[usize::from(found.is_none())].inc();
+    }
 
+    /// Writes the enriched event, with the MDM record `found` for it (if any).
+    fn write_context(
+        &self,
+        event: &Event,
+        found: Option<(&IndexedEndpoint, MatchedOn)>,
+        now: OffsetDateTime,
+        out: &mut Vec<u8>,
+        layout: &mut Layout,
+    ) {
         // Written straight after the event's own members: no intermediate buffers.
         if event.write_members(out, layout) {
             out.push(b',');
@@ -216,7 +222,6 @@ impl Enricher {
         }
         layout.push_written(out, enrichment_key, enrichment_value);
         out.push(b'}');
-        found.is_some()
     }
 }
 

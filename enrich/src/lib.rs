@@ -17,4 +17,7 @@ pub use index::{EndpointIndex, IndexedEndpoint, MatchedOn, ProviderIndex, Provid
 pub use loader::{load_provider, LoaderCommand, MdmLoader, MdmStatus, ProviderStatus};
 pub use record::{EndpointRecord, ProviderSnapshot};
 pub use snapshot::{parse_snapshot, read_snapshot};
-pub use sync::{compare, fetch, store_snapshot, sync_provider, Progress, SyncCounts};
+pub use sync::{
+    compare, fetch, staging_path, store_snapshot, store_snapshot_file, sync_provider, Progress,
+    SyncCounts,
+};

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use thoth_config::{FleetRule, MdmProvider, MdmSource};
-use thoth_event::format_rfc3339_millis;
+use thoth_event::format_system_time;
 
 use crate::enricher::Enricher;
 use crate::index::{EndpointIndex, ProviderIndex};
@@ -21,7 +21,7 @@ pub fn load_provider(p: &MdmProvider) -> Result<ProviderSnapshot, String> {
         .map_err(|e| format!("{}: {e}", p.file.display()))?;
     let taken_at = std::fs::metadata(&p.file)
         .and_then(|m| m.modified())
-        .map(|t| format_rfc3339_millis(t.into()))
+        .map(format_system_time)
         .unwrap_or_default();
     Ok(ProviderSnapshot {
         provider: p.name.clone(),

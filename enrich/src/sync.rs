@@ -4,6 +4,7 @@
 //! token when it expires. A sync produces a snapshot in the provider's native list format,
 //! which is what the gateway persists and loads — the same format as a `file` snapshot.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ use thoth_config::{IntuneApi, JamfApi, JamfAuth, MdmProvider, MdmSource};
 use tokio::sync::{Mutex, Semaphore};
 
 use crate::record::EndpointRecord;
-use crate::snapshot::parse_snapshot;
+use crate::snapshot::{parse_snapshot, read_snapshot};
 
 /// Jamf's guidance: never more than 5 concurrent connections.
 const JAMF_MAX_CONCURRENT: usize = 5;
@@ -330,21 +331,65 @@ pub async fn sync_provider(
 }
 
 /// Checks a snapshot (native format), compares it with the provider's current one and stores
-/// it as the provider's snapshot. Used by syncs and by `PUT /v1/mdm/{provider}`.
+/// it as the provider's snapshot. Used by syncs.
 pub fn store_snapshot(provider: &MdmProvider, snapshot: &[u8]) -> Result<SyncCounts, String> {
-    let attr = provider.endpoint_id_attribute.as_deref();
-    let new = parse_snapshot(provider.kind, snapshot, attr)?;
-    let old = std::fs::read(&provider.file)
-        .ok()
-        .and_then(|b| parse_snapshot(provider.kind, &b, attr).ok())
-        .unwrap_or_default();
-    let counts = compare(&old, &new);
-    let dir = provider.file.parent().unwrap_or(std::path::Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let tmp = provider.file.with_extension("json.tmp");
+    let new = parse_snapshot(
+        provider.kind,
+        snapshot,
+        provider.endpoint_id_attribute.as_deref(),
+    )?;
+    let tmp = staging_path(provider)?;
     std::fs::write(&tmp, snapshot)
         .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
-        .and_then(|()| std::fs::rename(&tmp, &provider.file))
+        .map_err(|e| format!("cannot store the snapshot at {}: {e}", tmp.display()))?;
+    install(provider, &tmp, &new)
+}
+
+/// Like [`store_snapshot`] for a snapshot already written to `staged` (a `PUT` body streamed
+/// to disk): it is parsed from the file as a stream, never held whole in memory, and moved
+/// into place when valid. `staged` is removed when it is not.
+pub fn store_snapshot_file(provider: &MdmProvider, staged: &Path) -> Result<SyncCounts, String> {
+    let parsed = std::fs::File::open(staged)
+        .map_err(|e| format!("cannot read {}: {e}", staged.display()))
+        .and_then(|f| read_snapshot(provider.kind, f, provider.endpoint_id_attribute.as_deref()));
+    match parsed {
+        Ok(new) => install(provider, staged, &new),
+        Err(e) => {
+            let _ = std::fs::remove_file(staged);
+            Err(e)
+        }
+    }
+}
+
+/// Where a new snapshot of `provider` is written before it replaces the current one: beside
+/// it (so the rename is atomic), under a name of its own (a push and a sync may overlap).
+pub fn staging_path(provider: &MdmProvider) -> Result<PathBuf, String> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let dir = provider.file.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Ok(provider
+        .file
+        .with_extension(format!("json.{}-{n}.tmp", std::process::id())))
+}
+
+/// Counts `new` against the provider's current snapshot and moves the synced file `staged` in
+/// its place (rename, then the directory synced).
+fn install(
+    provider: &MdmProvider,
+    staged: &Path,
+    new: &[EndpointRecord],
+) -> Result<SyncCounts, String> {
+    let old = std::fs::File::open(&provider.file)
+        .ok()
+        .and_then(|f| {
+            read_snapshot(provider.kind, f, provider.endpoint_id_attribute.as_deref()).ok()
+        })
+        .unwrap_or_default();
+    let counts = compare(&old, new);
+    let dir = provider.file.parent().unwrap_or(Path::new("."));
+    std::fs::rename(staged, &provider.file)
+        .and_then(|()| std::fs::File::open(dir)?.sync_all())
         .map_err(|e| {
             format!(
                 "cannot store the snapshot at {}: {e}",

@@ -55,6 +55,19 @@ impl TokenTable {
         self.grant(header).map(|g| &g.scope)
     }
 
+    /// Who a request is: a bearer token decides when one is sent; otherwise a client
+    /// certificate mapped in `[[api.tls.clients]]` does.
+    pub fn identify(
+        &self,
+        header: Option<&[u8]>,
+        client: Option<&Grant>,
+    ) -> Result<Grant, AuthError> {
+        match (header, client) {
+            (None, Some(grant)) => Ok(grant.clone()),
+            (header, _) => self.grant(header).cloned(),
+        }
+    }
+
     /// The grant of an `Authorization` header value, if it carries a known bearer token. The
     /// presented token is hashed and its digest looked up: the time taken depends on the
     /// presented token's length only, never on how much of a real token it matches.

@@ -46,50 +46,71 @@ pub fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
 /// client that is still sending reads the answer instead of a reset connection.
 const OVERFLOW_DRAIN_BYTES: usize = 1024 * 1024;
 
-fn too_large(max: usize, what: &str) -> ApiError {
+fn too_large(max: usize, limit_key: &str, what: &str) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "body_too_large",
-        format!("the {what} is over api.max_body_bytes ({max} bytes); send smaller batches"),
+        format!("the {what} is over {limit_key} ({max} bytes); send smaller batches"),
     )
 }
 
-/// Reads the whole body: at most `max` bytes, within `timeout`, gunzipped when
-/// `Content-Encoding: gzip` (the decompressed size is limited to `max` as well).
-pub async fn read_body(
-    headers: &HeaderMap,
-    body: Body,
-    max: usize,
-    timeout: Duration,
-) -> Result<Bytes, ApiError> {
-    let gzip = match headers
+/// Where a body's bytes go as they arrive.
+trait BodySink {
+    async fn write(&mut self, data: &[u8]) -> std::io::Result<()>;
+}
+
+impl BodySink for Vec<u8> {
+    async fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.extend_from_slice(data);
+        Ok(())
+    }
+}
+
+impl BodySink for tokio::fs::File {
+    async fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        tokio::io::AsyncWriteExt::write_all(self, data).await
+    }
+}
+
+/// `Content-Encoding`: `true` for gzip; 415 for anything but gzip or none.
+fn gzip_encoded(headers: &HeaderMap) -> Result<bool, ApiError> {
+    match headers
         .get(header::CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
         .as_deref()
     {
-        None | Some("identity") | Some("") => false,
-        Some("gzip") | Some("x-gzip") => true,
-        Some(other) => {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_content_encoding",
-                format!("Content-Encoding {other:?} is not accepted; use gzip or none"),
-            ))
-        }
-    };
+        None | Some("identity") | Some("") => Ok(false),
+        Some("gzip") | Some("x-gzip") => Ok(true),
+        Some(other) => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_content_encoding",
+            format!("Content-Encoding {other:?} is not accepted; use gzip or none"),
+        )),
+    }
+}
+
+/// Streams a body into `sink` as it arrives: at most `max` bytes (`limit_key` names the
+/// limit in the 413), within `timeout` for the whole body. Returns the bytes read.
+async fn stream_body(
+    headers: &HeaderMap,
+    body: Body,
+    max: usize,
+    limit_key: &str,
+    timeout: Duration,
+    sink: &mut impl BodySink,
+) -> Result<usize, ApiError> {
     if let Some(len) = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
     {
         // Far over the limit: answer at once (the connection closes).
-        if len > (max + OVERFLOW_DRAIN_BYTES) as u64 {
-            return Err(too_large(max, "body"));
+        if len > max.saturating_add(OVERFLOW_DRAIN_BYTES) as u64 {
+            return Err(too_large(max, limit_key, "body"));
         }
     }
     let read = async {
         let mut body = body;
-        let mut buf = Vec::new();
         let mut seen = 0usize;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| {
@@ -102,32 +123,93 @@ pub async fn read_body(
             let Ok(data) = frame.into_data() else {
                 continue;
             };
-            seen += data.len();
+            seen = seen.saturating_add(data.len());
             if seen <= max {
-                buf.extend_from_slice(&data);
-            } else if seen > max + OVERFLOW_DRAIN_BYTES {
+                sink.write(&data).await.map_err(|e| {
+                    ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "body_store_failed",
+                        format!("the body could not be stored: {e}"),
+                    )
+                })?;
+            } else if seen > max.saturating_add(OVERFLOW_DRAIN_BYTES) {
                 break;
             }
         }
         if seen > max {
-            return Err(too_large(max, "body"));
+            return Err(too_large(max, limit_key, "body"));
         }
-        Ok(Bytes::from(buf))
+        Ok(seen)
     };
-    let raw = match tokio::time::timeout(timeout, read).await {
-        Err(_) => {
-            return Err(ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "body_timeout",
-                format!("the body was not received within {} s", timeout.as_secs()),
-            ))
-        }
-        Ok(result) => result?,
-    };
+    match tokio::time::timeout(timeout, read).await {
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!("the body was not received within {} s", timeout.as_secs()),
+        )),
+        Ok(result) => result,
+    }
+}
+
+/// Reads the whole body: at most `max` bytes, within `timeout`, gunzipped when
+/// `Content-Encoding: gzip` (the decompressed size is limited to `max` as well).
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    max: usize,
+    timeout: Duration,
+) -> Result<Bytes, ApiError> {
+    let gzip = gzip_encoded(headers)?;
+    let mut raw = Vec::new();
+    stream_body(headers, body, max, "api.max_body_bytes", timeout, &mut raw).await?;
     if !gzip {
-        return Ok(raw);
+        return Ok(Bytes::from(raw));
     }
     gunzip(&raw, max).map(Bytes::from)
+}
+
+/// Streams a body into a new file at `path` (for payloads too large to hold in memory, such
+/// as MDM snapshots): at most `max` bytes (`limit_key` names the limit), within `timeout`,
+/// synced before this returns. Compressed bodies are refused (415). On an error the file is
+/// removed.
+pub async fn read_body_to_file(
+    headers: &HeaderMap,
+    body: Body,
+    max: usize,
+    limit_key: &str,
+    timeout: Duration,
+    path: &std::path::Path,
+) -> Result<u64, ApiError> {
+    if gzip_encoded(headers)? {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_content_encoding",
+            "this endpoint takes an uncompressed body",
+        ));
+    }
+    let stored = async {
+        let mut file = tokio::fs::File::create(path).await.map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "body_store_failed",
+                format!("cannot create {}: {e}", path.display()),
+            )
+        })?;
+        let n = stream_body(headers, body, max, limit_key, timeout, &mut file).await?;
+        file.sync_all().await.map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "body_store_failed",
+                format!("cannot sync {}: {e}", path.display()),
+            )
+        })?;
+        Ok(n as u64)
+    }
+    .await;
+    if stored.is_err() {
+        let _ = tokio::fs::remove_file(path).await;
+    }
+    stored
 }
 
 /// Decompresses gzip, refusing output past `max` bytes (a gzip bomb stops there).
@@ -142,7 +224,7 @@ pub fn gunzip(raw: &[u8], max: usize) -> Result<Vec<u8>, ApiError> {
         )
     })?;
     if out.len() > max {
-        return Err(too_large(max, "decompressed body"));
+        return Err(too_large(max, "api.max_body_bytes", "decompressed body"));
     }
     Ok(out)
 }

@@ -10,7 +10,10 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use thoth_event::{decode_batch, now_rfc3339, BatchError, Event, EventType, Limits};
+use bytes::Bytes;
+use thoth_event::{
+    count_events, decode_batch, now_rfc3339, BatchError, BodyFormat, Event, EventType, Limits,
+};
 
 use crate::auth::Scope;
 use crate::body::{body_format, read_body};
@@ -69,33 +72,27 @@ async fn handle(
         return Err(shutting_down());
     }
     let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-    // A bearer token decides when one is sent; otherwise a mapped client certificate does.
-    let grant = match (authorization, client) {
-        (None, Some(grant)) => grant,
-        (authorization, _) => state
-            .access
-            .load()
-            .tokens
-            .grant(authorization)
-            .map_err(|e| {
-                state.reject("unauthorized", 0);
-                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", e.message())
-            })?
-            .clone(),
-    };
+    let grant = state
+        .access
+        .load()
+        .tokens
+        .identify(authorization, client.as_ref())
+        .map_err(|e| {
+            state.reject("unauthorized", 0);
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", e.message())
+        })?;
     let scope = grant.scope;
     let format = body_format(headers).inspect_err(|_| state.reject("unsupported_media_type", 0))?;
     let bytes = read_body(headers, body, state.max_body_bytes, state.body_timeout)
         .await
         .inspect_err(|e| state.reject(e.code, 0))?;
 
-    let received_at = now_rfc3339();
-    let events = decode_batch(&bytes, format, &state.limits, &received_at)
-        .map_err(|e| batch_error(state, e))?;
-    authorize_tenants(state, &scope, &events)?;
+    // The rate limit is taken before anything is decoded: a client over its limit costs one
+    // pass over its bytes, not a parse.
     if let Some(limit) = &grant.limit {
-        limit.take(events.len()).map_err(|retry_after| {
-            state.reject("rate_limited", events.len());
+        let count = count_events(&bytes, format == BodyFormat::Ndjson);
+        limit.take(count).map_err(|retry_after| {
+            state.reject("rate_limited", count);
             ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
@@ -107,9 +104,39 @@ async fn handle(
             .retry_after(retry_after)
         })?;
     }
+    let events = decode(state, bytes, format).await?;
+    authorize_tenants(state, &scope, &events)?;
     submit(state, events, "http")
         .await
         .map_err(|e| submit_error(state, e))
+}
+
+/// Bodies at least this large are decoded on a blocking thread, so that their CPU time (linear,
+/// but milliseconds for megabytes) never holds up the async workers that serve other requests.
+const DECODE_OFFLOAD_BYTES: usize = 64 * 1024;
+
+/// Decodes and validates a body (400 / 413 when it does not decode).
+pub(crate) async fn decode(
+    state: &IngestState,
+    bytes: Bytes,
+    format: BodyFormat,
+) -> Result<Vec<Event>, ApiError> {
+    let received_at = now_rfc3339();
+    let limits = state.limits;
+    let decoded = if bytes.len() < DECODE_OFFLOAD_BYTES {
+        decode_batch(&bytes, format, &limits, &received_at)
+    } else {
+        tokio::task::spawn_blocking(move || decode_batch(&bytes, format, &limits, &received_at))
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    format!("decoding failed: {e}"),
+                )
+            })?
+    };
+    decoded.map_err(|e| batch_error(state, e))
 }
 
 /// The 400 / 413 answer for a batch that does not decode.

@@ -1,16 +1,17 @@
 //! `POST /v1/hooks/{source}`: signed webhooks from the Thoth GovAPI (alerts, webhook tests).
 //!
 //! Each `[[sources.webhooks]]` verifies Standard Webhooks signatures with any of its secrets,
-//! refuses timestamps outside its tolerance and `webhook-id`s already accepted within it
-//! (replay), and accepts one event or `{"events":[...]}`, answering 200 only once they are
-//! durable. Accepted ids are kept in `data_dir/hooks/{source}.seen` so replay protection
-//! survives a restart.
+//! refuses timestamps outside its tolerance and `webhook-id`s already accepted (replay), and
+//! accepts one event or `{"events":[...]}`, answering 200 only once they are durable.
+//!
+//! Order of checks: the signature headers (present, timestamp within the tolerance, id not
+//! seen) before the body is read; then the body, bounded and with the body timeout; then the
+//! signature over it; then the events. The id is claimed atomically and durably before the
+//! append (see [`crate::replay`]), so concurrent copies of one request are accepted once.
 
-use std::collections::HashMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -21,11 +22,12 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use thoth_config::WebhookSourceConfig;
-use thoth_event::{decode_batch, now_rfc3339, verify_webhook, BodyFormat, WebhookSecret};
+use thoth_event::{check_webhook_headers, BodyFormat, WebhookSecret};
 
 use crate::body::read_body;
 use crate::error::ApiError;
-use crate::events::{batch_error, submit_error, IngestState};
+use crate::events::{submit_error, IngestState};
+use crate::replay::{ClaimError, SeenIds};
 
 /// One configured inbound webhook source.
 pub struct HookSource {
@@ -33,98 +35,28 @@ pub struct HookSource {
     pub tenant_id: Option<String>,
     secrets: Vec<WebhookSecret>,
     tolerance: Duration,
-    seen: SeenIds,
+    seen: Arc<SeenIds>,
 }
 
 impl HookSource {
-    /// Opens a source, loading the ids it accepted within the tolerance window.
+    /// Opens a source, loading the ids it accepted that are still within their window.
     pub fn open(config: &WebhookSourceConfig, dir: &Path) -> std::io::Result<HookSource> {
         Ok(HookSource {
             name: config.name.clone(),
             tenant_id: config.tenant_id.clone(),
             secrets: config.secrets.clone(),
             tolerance: config.tolerance,
-            seen: SeenIds::open(&dir.join(format!("{}.seen", config.name)), config.tolerance)?,
+            seen: Arc::new(SeenIds::open(
+                &dir.join(format!("{}.seen", config.name)),
+                config.tolerance.as_secs() as i64,
+                now_s(),
+            )?),
         })
     }
-}
-
-/// `webhook-id`s accepted within the tolerance window, in memory and appended to a file.
-struct SeenIds {
-    path: PathBuf,
-    window_s: i64,
-    ids: Mutex<HashMap<String, i64>>,
 }
 
 fn now_s() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
-}
-
-impl SeenIds {
-    fn open(path: &Path, window: Duration) -> std::io::Result<SeenIds> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let window_s = window.as_secs() as i64;
-        let now = now_s();
-        let mut ids = HashMap::new();
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                for line in text.lines() {
-                    if let Some((ts, id)) = line.split_once(' ') {
-                        if let Ok(ts) = ts.parse::<i64>() {
-                            if ts + window_s >= now {
-                                ids.insert(id.to_string(), ts);
-                            }
-                        }
-                    }
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        // Rewrite with the live entries only, so the file does not grow without end.
-        let mut text = String::new();
-        for (id, ts) in &ids {
-            text.push_str(&format!("{ts} {id}\n"));
-        }
-        let tmp = path.with_extension("seen.tmp");
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, path)?;
-        Ok(SeenIds {
-            path: path.to_path_buf(),
-            window_s,
-            ids: Mutex::new(ids),
-        })
-    }
-
-    fn contains(&self, id: &str) -> bool {
-        let now = now_s();
-        self.ids
-            .lock()
-            .unwrap()
-            .get(id)
-            .is_some_and(|ts| ts + self.window_s >= now)
-    }
-
-    fn insert(&self, id: &str) {
-        let now = now_s();
-        let mut ids = self.ids.lock().unwrap();
-        ids.insert(id.to_string(), now);
-        if ids.len().is_multiple_of(1024) {
-            ids.retain(|_, ts| *ts + self.window_s >= now);
-        }
-        // Ids never hold a newline: header values cannot.
-        let line = format!("{now} {id}\n");
-        if let Err(e) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .and_then(|mut f| f.write_all(line.as_bytes()))
-        {
-            tracing::error!(path = %self.path.display(), error = %e, "cannot persist a webhook id; replay protection will not survive a restart");
-        }
-    }
 }
 
 #[derive(Deserialize)]
@@ -183,40 +115,43 @@ async fn handle(
             "a webhook body must be application/json",
         ));
     }
-    let bytes = read_body(headers, body, state.max_body_bytes, state.body_timeout)
-        .await
-        .inspect_err(|e| state.reject(e.code, 0))?;
+    // The headers first: nothing of the body is read for a request they already refuse.
     let header_str = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let id = header_str("webhook-id");
-    verify_webhook(
-        &hook.secrets,
-        id,
+    let tolerance = hook.tolerance.as_secs();
+    let signed = check_webhook_headers(
+        header_str("webhook-id"),
         header_str("webhook-timestamp"),
         header_str("webhook-signature"),
-        &bytes,
         now_s(),
-        hook.tolerance.as_secs(),
+        tolerance,
     )
     .map_err(|e| {
         state.reject("invalid_signature", 0);
         unauthorized(format!("webhook source {:?}: {e}", hook.name))
     })?;
-    let id = id.expect("verified above");
-    if hook.seen.contains(id) {
+    let replayed = || {
         state.reject("replayed", 0);
-        return Err(unauthorized(format!(
-            "webhook-id {id:?} was already accepted within the last {} s (replay)",
-            hook.tolerance.as_secs()
-        )));
-    }
-
-    let received_at = now_rfc3339();
-    let payload: &[u8] = match serde_json::from_slice::<Wrapped>(&bytes) {
-        Ok(w) if !bytes_has_type(&bytes) => w.events.get().as_bytes(),
-        _ => &bytes,
+        unauthorized(format!(
+            "webhook-id {:?} was already accepted within its tolerance window of {tolerance} s (replay)",
+            signed.id
+        ))
     };
-    let events = decode_batch(payload, BodyFormat::Json, &state.limits, &received_at)
-        .map_err(|e| batch_error(state, e))?;
+    if hook.seen.contains(signed.id, now_s()) {
+        return Err(replayed());
+    }
+    let bytes = read_body(headers, body, state.max_body_bytes, state.body_timeout)
+        .await
+        .inspect_err(|e| state.reject(e.code, 0))?;
+    signed.verify(&hook.secrets, &bytes).map_err(|e| {
+        state.reject("invalid_signature", 0);
+        unauthorized(format!("webhook source {:?}: {e}", hook.name))
+    })?;
+
+    let payload = match serde_json::from_slice::<Wrapped>(&bytes) {
+        Ok(w) if !bytes_has_type(&bytes) => bytes.slice_ref(w.events.get().as_bytes()),
+        _ => bytes.clone(),
+    };
+    let events = crate::events::decode(state, payload, BodyFormat::Json).await?;
     if let Some(own) = &hook.tenant_id {
         if let Some((i, e)) = events.iter().enumerate().find(|(_, e)| e.tenant_id != *own) {
             state.reject("forbidden", events.len());
@@ -232,11 +167,38 @@ async fn handle(
     } else {
         crate::events::check_listed_tenants(state, &events)?;
     }
-    let n = crate::events::submit(state, events, "webhook")
+
+    // Claimed before the append, atomically: of concurrent copies one gets here. The claim
+    // lasts until the signed timestamp is out of tolerance, when the request is refused anyway.
+    let id = signed.id.to_string();
+    let expires_at = signed.timestamp.saturating_add(tolerance as i64);
+    let seen = hook.seen.clone();
+    let claim_id = id.clone();
+    let claimed = tokio::task::spawn_blocking(move || seen.claim(&claim_id, expires_at, now_s()))
         .await
-        .map_err(|e| submit_error(state, e))?;
-    hook.seen.insert(id);
-    Ok(n)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    match claimed {
+        Ok(()) => {}
+        Err(ClaimError::Replay) => return Err(replayed()),
+        Err(e @ ClaimError::Io { .. }) => {
+            tracing::error!(source = %hook.name, error = %e, "cannot record a webhook id");
+            state.reject("wal_unavailable", events.len());
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "replay_state_unavailable",
+                "the gateway cannot record the webhook id for replay protection right now; retry later",
+            )
+            .retry_after(1));
+        }
+    }
+    match crate::events::submit(state, events, "webhook").await {
+        Ok(n) => Ok(n),
+        Err(refused) => {
+            let seen = hook.seen.clone();
+            let _ = tokio::task::spawn_blocking(move || seen.release(&id)).await;
+            Err(submit_error(state, refused))
+        }
+    }
 }
 
 /// True when the top-level object has a `type` member: then it is one event, even if it has

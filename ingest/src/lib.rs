@@ -12,6 +12,7 @@ mod hooks;
 mod kafka;
 mod metrics;
 mod rate;
+pub mod replay;
 mod server;
 mod submit;
 mod tls;
@@ -22,7 +23,7 @@ use axum::routing::post;
 use axum::Router;
 
 pub use auth::{Access, AuthError, Grant, Scope, SharedAccess, TokenTable};
-pub use body::{body_format, gunzip, read_body};
+pub use body::{body_format, gunzip, read_body, read_body_to_file};
 pub use error::{ApiError, Detail};
 pub use events::IngestState;
 pub use hooks::HookSource;

@@ -114,22 +114,29 @@ impl TlsSetup {
         })
     }
 
-    /// The grant of a verified client certificate (the first matching entry), if any.
+    /// The grant of a verified client certificate, if exactly one entry matches it. A
+    /// certificate with a wildcard DNS name is matched by fingerprint only (a wildcard stands
+    /// for many clients), and one that matches several entries stands for none of them: one
+    /// certificate must never carry two tenants.
     pub fn identify(&self, cert: Option<&CertificateDer<'_>>) -> ClientIdentity {
         let Some(cert) = cert else {
             return ClientIdentity(None);
         };
         let fingerprint: [u8; 32] = Sha256::digest(cert.as_ref()).into();
-        let end_entity = webpki::EndEntityCert::try_from(cert).ok();
-        let grant = self.clients.iter().find_map(|(m, grant)| {
-            let matched = match m {
-                Match::Fingerprint(fp) => *fp == fingerprint,
-                Match::DnsName(name) => end_entity
-                    .as_ref()
-                    .is_some_and(|ee| ee.verify_is_valid_for_subject_name(name).is_ok()),
-            };
-            matched.then(|| grant.clone())
+        let end_entity = webpki::EndEntityCert::try_from(cert)
+            .ok()
+            .filter(|ee| !ee.valid_dns_names().any(|n| n.contains('*')));
+        let mut matches = self.clients.iter().filter(|(m, _)| match m {
+            Match::Fingerprint(fp) => *fp == fingerprint,
+            Match::DnsName(name) => end_entity
+                .as_ref()
+                .is_some_and(|ee| ee.verify_is_valid_for_subject_name(name).is_ok()),
         });
-        ClientIdentity(grant)
+        let first = matches.next();
+        if first.is_some() && matches.next().is_some() {
+            tracing::warn!("a client certificate matches several [[api.tls.clients]] entries; it authenticates as none of them");
+            return ClientIdentity(None);
+        }
+        ClientIdentity(first.map(|(_, grant)| grant.clone()))
     }
 }
