@@ -21,6 +21,7 @@ use thoth_wal::Wal;
 use time::OffsetDateTime;
 
 use crate::reload::{ReloadError, ReloadRequest};
+use crate::supervise::{Supervisor, TaskReport};
 
 /// WAL use at which health reports `degraded`: sources will soon be told to back off.
 const WAL_DEGRADED_FRACTION: f64 = 0.9;
@@ -48,6 +49,8 @@ pub struct ApiState {
     pub max_push_bytes: usize,
     /// How long a request body may take to arrive.
     pub body_timeout: std::time::Duration,
+    /// The background tasks, and which of them restarted after a panic.
+    pub supervisor: Supervisor,
 }
 
 /// The parts of the API's view that a config reload replaces.
@@ -68,6 +71,7 @@ pub struct WalGauges {
     appended: IntGauge,
     full_rejections: IntGauge,
     corrupt_regions: IntGauge,
+    writer_panics: IntGauge,
 }
 
 impl WalGauges {
@@ -122,6 +126,10 @@ impl WalGauges {
                 "thoth_wal_corrupt_regions",
                 "Corrupt WAL regions found and skipped at start (data that may have been lost).",
             )?,
+            writer_panics: g(
+                "thoth_wal_writer_panics",
+                "Groups of appends the WAL writer panicked on (refused; the writer goes on), since start.",
+            )?,
         })
     }
 
@@ -135,6 +143,8 @@ impl WalGauges {
             .set(s.full_rejections.load(Ordering::Relaxed) as i64);
         self.corrupt_regions
             .set(s.corrupt_regions.load(Ordering::Relaxed) as i64);
+        self.writer_panics
+            .set(s.writer_panics.load(Ordering::Relaxed) as i64);
     }
 }
 
@@ -344,6 +354,8 @@ struct HealthReport {
     mdm: MdmReport,
     checkins: CheckinReport,
     wal: WalReport,
+    /// Background tasks that restarted after a panic (none: `{}`).
+    tasks: BTreeMap<String, TaskReport>,
 }
 
 fn health_report(s: &ApiState) -> HealthReport {
@@ -387,10 +399,16 @@ fn health_report(s: &ApiState) -> HealthReport {
         .providers
         .iter()
         .any(|p| s.mdm_status.get(&p.name).last_error.is_some());
+    let tasks = s.supervisor.reports();
+    let task_restarted = tasks.values().any(TaskReport::recent);
     let status = match worst {
         SinkStatus::Failing => "failing",
         SinkStatus::Degraded => "degraded",
-        SinkStatus::Healthy if wal_full || mdm_failing || !s.enricher.is_loaded() => "degraded",
+        SinkStatus::Healthy
+            if wal_full || mdm_failing || task_restarted || !s.enricher.is_loaded() =>
+        {
+            "degraded"
+        }
         SinkStatus::Healthy => "ok",
     };
     HealthReport {
@@ -435,6 +453,7 @@ fn health_report(s: &ApiState) -> HealthReport {
             bytes: s.wal.total_bytes(),
             max_bytes: s.wal.max_bytes(),
         },
+        tasks,
     }
 }
 

@@ -14,6 +14,7 @@ mod reload;
 mod run;
 mod sink_set;
 mod stale;
+mod supervise;
 mod tap_cmd;
 mod test_cmd;
 mod test_webhook;

@@ -119,18 +119,18 @@ impl ReloadMetrics {
 }
 
 impl Reloader {
-    /// Serves reload requests (and SIGHUP) until `stop`; then hands back the sinks so the
-    /// caller stops them after the WAL is closed.
+    /// Serves reload requests (and SIGHUP) until `stop`; the caller then stops the sinks
+    /// after the WAL is closed.
     pub async fn run(
-        mut self,
-        mut requests: mpsc::Receiver<ReloadRequest>,
+        &mut self,
+        requests: &mut mpsc::Receiver<ReloadRequest>,
         mut stop: watch::Receiver<bool>,
-    ) -> SinkSet {
+    ) {
         use tokio::signal::unix::{signal, SignalKind};
         let mut hangup = signal(SignalKind::hangup()).expect("installing a SIGHUP handler");
         loop {
             let reply = tokio::select! {
-                _ = stop.wait_for(|s| *s) => return self.sinks,
+                _ = stop.wait_for(|s| *s) => return,
                 _ = hangup.recv() => {
                     tracing::info!("SIGHUP: reloading the config");
                     None

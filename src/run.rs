@@ -30,6 +30,7 @@ use crate::pipeline::{Pipeline, INGEST_DLQ};
 use crate::programs::Programs;
 use crate::reload::{ReloadMetrics, Reloader};
 use crate::sink_set::SinkSet;
+use crate::supervise::Supervisor;
 
 /// How often MDM snapshot files are checked for changes (a `stat` each).
 const SNAPSHOT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -89,6 +90,7 @@ pub async fn run(config: Config, programs: Programs, path: Option<PathBuf>) -> a
     let (mdm_tx, mdm_rx) = tokio::sync::mpsc::channel(16);
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let supervisor = Supervisor::new(&registry)?;
     let sink_metrics = SinkMetrics::new(&registry)?;
     let tap = Tap::default();
     let mut sinks = SinkSet::new(
@@ -97,21 +99,38 @@ pub async fn run(config: Config, programs: Programs, path: Option<PathBuf>) -> a
         transform_metrics.clone(),
         sink_metrics.clone(),
         tap.clone(),
+        supervisor.clone(),
     );
     sinks.start_all(&config, &programs)?;
     {
-        let enricher = enricher.clone();
-        let mut stop = stop_rx.clone();
-        tokio::spawn(loader.watch(
-            enricher,
-            SNAPSHOT_CHECK_INTERVAL,
-            config.mdm.refresh_interval,
-            mdm_status.clone(),
-            mdm_rx,
+        // The loader's state outlives a panicking run (a tokio mutex is not poisoned).
+        let state = Arc::new(tokio::sync::Mutex::new((loader, mdm_rx)));
+        let (enricher, status, stop) = (enricher.clone(), mdm_status.clone(), stop_rx.clone());
+        let refresh_interval = config.mdm.refresh_interval;
+        supervisor.spawn("mdm", move || {
+            let (state, enricher, status, mut stop) = (
+                state.clone(),
+                enricher.clone(),
+                status.clone(),
+                stop.clone(),
+            );
             async move {
-                let _ = stop.wait_for(|s| *s).await;
-            },
-        ));
+                let (loader, commands) = &mut *state.lock().await;
+                let stopped = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                loader
+                    .watch(
+                        enricher,
+                        SNAPSHOT_CHECK_INTERVAL,
+                        refresh_interval,
+                        status,
+                        commands,
+                        stopped,
+                    )
+                    .await;
+            }
+        });
     }
 
     let hooks_dir = config.data_dir.join("hooks");
@@ -150,23 +169,44 @@ pub async fn run(config: Config, programs: Programs, path: Option<PathBuf>) -> a
     )));
     let mut source_tasks = Vec::new();
     for source in &config.kafka_sources {
-        let task = KafkaSource::new(
-            source,
+        let (source, submit, rejects, access, metrics) = (
+            source.clone(),
             submit.clone(),
             rejects.clone(),
             access.clone(),
-            limits,
             kafka_metrics.clone(),
-        )
-        .map_err(|e| anyhow::anyhow!(e))?;
-        source_tasks.push(tokio::spawn(task.run(stop_rx.clone())));
+        );
+        let name = source.name.clone();
+        let stop = stop_rx.clone();
+        let task = supervisor
+            .spawn_built(
+                format!("kafka:{name}"),
+                move || {
+                    KafkaSource::new(
+                        &source,
+                        submit.clone(),
+                        rejects.clone(),
+                        access.clone(),
+                        limits,
+                        metrics.clone(),
+                    )
+                },
+                move |task: KafkaSource| task.run(stop.clone()),
+            )
+            .map_err(|e| anyhow::anyhow!(e))?;
+        source_tasks.push(task);
     }
-    let sweeper = tokio::spawn(crate::stale::sweep(
-        enricher.clone(),
-        submit.clone(),
-        checkins_file,
-        stop_rx.clone(),
-    ));
+    let sweeper = {
+        let (enricher, submit, stop) = (enricher.clone(), submit.clone(), stop_rx.clone());
+        supervisor.spawn("stale_sweeper", move || {
+            crate::stale::sweep(
+                enricher.clone(),
+                submit.clone(),
+                checkins_file.clone(),
+                stop.clone(),
+            )
+        })
+    };
     let ingest = Arc::new(IngestState {
         hooks,
         submit,
@@ -193,7 +233,17 @@ pub async fn run(config: Config, programs: Programs, path: Option<PathBuf>) -> a
         live: live.clone(),
         metrics: ReloadMetrics::new(&registry)?,
     };
-    let reloader = tokio::spawn(reloader.run(reload_rx, stop_rx.clone()));
+    let reloader = Arc::new(tokio::sync::Mutex::new((reloader, reload_rx)));
+    let reloading = {
+        let (reloader, stop) = (reloader.clone(), stop_rx.clone());
+        supervisor.spawn("reloader", move || {
+            let (reloader, stop) = (reloader.clone(), stop.clone());
+            async move {
+                let (reloader, requests) = &mut *reloader.lock().await;
+                reloader.run(requests, stop).await;
+            }
+        })
+    };
     let api_state = Arc::new(ApiState {
         wal_gauges: WalGauges::new(&registry)?,
         registry,
@@ -209,6 +259,7 @@ pub async fn run(config: Config, programs: Programs, path: Option<PathBuf>) -> a
         shutting_down: shutting_down.clone(),
         max_push_bytes: config.mdm.max_push_bytes as usize,
         body_timeout: BODY_READ_TIMEOUT,
+        supervisor,
     });
     let app = thoth_ingest::router(ingest).merge(api::router(api_state));
 
@@ -242,14 +293,14 @@ pub async fn run(config: Config, programs: Programs, path: Option<PathBuf>) -> a
     .await;
 
     let _ = stop_tx.send(true);
-    let mut sinks = reloader.await?;
+    let _ = reloading.await;
     for task in source_tasks {
         let _ = task.await; // commits what is in the WAL
     }
     let _ = sweeper.await; // saves check-in state; its last alerts are in the WAL first
     let closing = wal.clone();
     tokio::task::spawn_blocking(move || closing.close()).await?;
-    sinks.stop_all().await;
+    reloader.lock().await.0.sinks.stop_all().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -12,16 +12,18 @@ use std::time::Duration;
 use serde::Serialize;
 use thoth_config::{Config, SinkConfig, SinkKind};
 use thoth_sinks::{
-    DeadLetterQueue, FileSink, HttpSink, HttpSinkParts, KafkaSink, SinkHealth, SinkMetrics, Tap,
+    DeadLetterQueue, FileSink, HttpSink, HttpSinkParts, KafkaSink, Route, SinkHealth, SinkMetrics,
+    Tap,
 };
 use thoth_transform::TransformMetrics;
-use thoth_wal::{Reader, Wal};
+use thoth_wal::Wal;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::destinations;
 use crate::programs::Programs;
+use crate::supervise::Supervisor;
 
 /// How long a sink gets to finish the batch in hand when it is stopped.
 const SINK_STOP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -48,6 +50,7 @@ pub struct SinkSet {
     transform_metrics: TransformMetrics,
     sink_metrics: SinkMetrics,
     tap: Tap,
+    supervisor: Supervisor,
     running: BTreeMap<String, RunningSink>,
 }
 
@@ -58,6 +61,7 @@ impl SinkSet {
         transform_metrics: TransformMetrics,
         sink_metrics: SinkMetrics,
         tap: Tap,
+        supervisor: Supervisor,
     ) -> SinkSet {
         SinkSet {
             wal,
@@ -65,6 +69,7 @@ impl SinkSet {
             transform_metrics,
             sink_metrics,
             tap,
+            supervisor,
             running: BTreeMap::new(),
         }
     }
@@ -134,11 +139,29 @@ impl SinkSet {
 
     fn start(&mut self, sink: &SinkConfig, programs: &Programs) -> anyhow::Result<()> {
         let name = &sink.name;
-        let reader = self.wal.add_reader(name)?;
+        // Registers the reader (a new sink starts at the end of the log); every run of the
+        // sink then reads from the persisted cursor.
+        drop(self.wal.add_reader(name)?);
         let health = Arc::new(SinkHealth::default());
         let (stop_tx, stop_rx) = watch::channel(false);
+        let parts = SinkParts {
+            config: sink.clone(),
+            route: programs
+                .route(sink, &self.transform_metrics)
+                .with_tap(self.tap.clone()),
+            wal: self.wal.clone(),
+            dlq: DeadLetterQueue::new(&self.dlq_dir, name),
+            metrics: self.sink_metrics.clone(),
+            health: health.clone(),
+        };
+        let span = tracing::info_span!("sink", sink = %name);
         let task = self
-            .spawn(sink, programs, reader, health.clone(), stop_rx)
+            .supervisor
+            .spawn_built(
+                format!("sink:{name}"),
+                move || parts.build(),
+                move |run: SinkRun| run.run(stop_rx.clone()).instrument(span.clone()),
+            )
             .map_err(|e| anyhow::anyhow!("sinks.{name}: {e}"))?;
         tracing::info!(sink = %name, kind = sink.kind.type_name(), "sink started");
         self.running.insert(
@@ -152,39 +175,70 @@ impl SinkSet {
         );
         Ok(())
     }
+}
 
-    fn spawn(
-        &self,
-        sink: &SinkConfig,
-        programs: &Programs,
-        reader: Reader,
-        health: Arc<SinkHealth>,
-        stop: watch::Receiver<bool>,
-    ) -> Result<JoinHandle<()>, String> {
+/// What a run of one sink is built from.
+struct SinkParts {
+    config: SinkConfig,
+    route: Route,
+    wal: Wal,
+    dlq: DeadLetterQueue,
+    metrics: SinkMetrics,
+    health: Arc<SinkHealth>,
+}
+
+/// A sink ready to run.
+enum SinkRun {
+    File(FileSink),
+    Kafka(KafkaSink),
+    Http(HttpSink),
+}
+
+impl SinkRun {
+    async fn run(self, stop: watch::Receiver<bool>) {
+        match self {
+            SinkRun::File(s) => s.run(stop).await,
+            SinkRun::Kafka(s) => s.run(stop).await,
+            SinkRun::Http(s) => s.run(stop).await,
+        }
+    }
+}
+
+impl SinkParts {
+    /// A run of the sink, reading from its persisted cursor.
+    fn build(&self) -> Result<SinkRun, String> {
+        let sink = &self.config;
         let name = &sink.name;
-        let route = programs
-            .route(sink, &self.transform_metrics)
-            .with_tap(self.tap.clone());
-        let dlq = DeadLetterQueue::new(&self.dlq_dir, name);
-        let metrics = self.sink_metrics.clone();
-        // Every log line of the sink's task carries its name.
-        let span = tracing::info_span!("sink", sink = %name);
+        let reader = self
+            .wal
+            .reader(name)
+            .ok_or_else(|| format!("no WAL cursor for sink {name:?}"))?;
+        let (route, dlq, metrics, health) = (
+            self.route.clone(),
+            self.dlq.clone(),
+            self.metrics.clone(),
+            self.health.clone(),
+        );
         Ok(match &sink.kind {
-            SinkKind::File { path } => {
-                let task = FileSink::new(sink, path.clone(), route, dlq, reader, health, metrics);
-                tokio::spawn(task.run(stop).instrument(span))
-            }
-            SinkKind::Kafka(kafka) => {
-                let task = KafkaSink::new(sink, kafka, route, dlq, reader, health, metrics)?;
-                tokio::spawn(task.run(stop).instrument(span))
-            }
+            SinkKind::File { path } => SinkRun::File(FileSink::new(
+                sink,
+                path.clone(),
+                route,
+                dlq,
+                reader,
+                health,
+                metrics,
+            )),
+            SinkKind::Kafka(kafka) => SinkRun::Kafka(KafkaSink::new(
+                sink, kafka, route, dlq, reader, health, metrics,
+            )?),
             SinkKind::SplunkHec(_)
             | SinkKind::Elasticsearch(_)
             | SinkKind::Sentinel(_)
             | SinkKind::Webhook(_) => {
                 let destination =
                     destinations::build(sink)?.expect("an HTTP sink has a destination");
-                let task = HttpSink::new(HttpSinkParts {
+                SinkRun::Http(HttpSink::new(HttpSinkParts {
                     name: name.clone(),
                     destination,
                     route,
@@ -195,8 +249,7 @@ impl SinkSet {
                     health,
                     metrics,
                     dlq,
-                })?;
-                tokio::spawn(task.run(stop).instrument(span))
+                })?)
             }
         })
     }

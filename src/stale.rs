@@ -52,8 +52,12 @@ pub async fn sweep(
             _ = tick.tick() => {}
         }
         let tracker = enricher.checkins();
-        for (tenant, endpoint, last) in tracker.newly_stale(OffsetDateTime::now_utc(), stale_after)
-        {
+        let index = enricher.index();
+        let stale = tracker.newly_stale(OffsetDateTime::now_utc(), stale_after, |t, e| {
+            index.lookup(t, Some(e), None, None).is_some()
+        });
+        drop(index);
+        for (tenant, endpoint, last) in stale {
             let alert = stale_alert(&tenant, &endpoint, last, stale_after);
             // Emit first, then remember: a crash in between alerts twice rather than never.
             match submit.submit(vec![alert]).await {

@@ -312,3 +312,93 @@ fn a_stale_endpoint_is_alerted_once_cleared_by_a_checkin_and_not_realerted_after
         alerts(dir.path()).len() == 2
     });
 }
+
+fn metric(gw: &Gateway, name: &str) -> f64 {
+    gw.metrics()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+#[test]
+fn checkin_health_runs_on_the_gateways_clock_and_made_up_endpoints_are_bounded_and_never_alerted() {
+    let emu = MdmEmulator::start(10, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &emu.url(), "");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "stale_after = \"2s\"",
+        "stale_after = \"2s\"\nmax_unknown_endpoints = 5",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let gw = Gateway::start(&cfg);
+    wait_until("the first sync is in use", || {
+        gw.health()["mdm"]["endpoints"] == 10
+    });
+    let c = client();
+    let checkin = |endpoint: &str, time: &str| {
+        json!({"type":"checkin","tenant_id":"acme","endpoint_id":endpoint,"time":time}).to_string()
+    };
+
+    // A time past the year range once converted to UTC: 400 naming the field, no panic.
+    let (status, body, _) = post_ndjson(
+        &c,
+        &gw,
+        "acme-token",
+        checkin("ep-4", "9999-12-31T23:59:59-23:59"),
+    );
+    assert_eq!(status, 400, "{body}");
+    let message = body["details"][0]["message"].as_str().unwrap();
+    assert!(message.starts_with("field `time`: out of range"), "{body}");
+
+    // A check-in dated 2999 counts as received now: the endpoint turns stale and is alerted.
+    let before = time::OffsetDateTime::now_utc();
+    assert_eq!(
+        post_ndjson(
+            &c,
+            &gw,
+            "acme-token",
+            checkin("ep-3", "2999-01-01T00:00:00Z")
+        )
+        .0,
+        200
+    );
+    let held: Value = c
+        .get(gw.url("/v1/endpoints/acme/ep-3"))
+        .bearer_auth("admin-token")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let last = held["context"]["health"]["last_checkin"].as_str().unwrap();
+    let last =
+        time::OffsetDateTime::parse(last, &time::format_description::well_known::Rfc3339).unwrap();
+    assert!(
+        (last - before).whole_seconds().abs() < 60,
+        "health uses the receive time, not the event's: {held}"
+    );
+
+    // Fifty made-up endpoints, each checking in once with an old time.
+    let made_up: String = (0..50)
+        .map(|i| {
+            format!(
+                "{}\n",
+                checkin(&format!("made-up-{i}"), "2020-01-01T00:00:00Z")
+            )
+        })
+        .collect();
+    assert_eq!(post_ndjson(&c, &gw, "acme-token", made_up).0, 200);
+
+    wait_until("the stale alert of ep-3", || {
+        alerts(dir.path())
+            .iter()
+            .any(|a| a["endpoint_id"] == "ep-3")
+    });
+    std::thread::sleep(Duration::from_secs(4)); // more sweeps, all past stale_after
+    let a = alerts(dir.path());
+    assert_eq!(a.len(), 1, "only ep-3, never a made-up endpoint: {a:?}");
+    assert!(!a[0]["last_checkin"].as_str().unwrap().starts_with("2999"));
+    // Only 5 made-up endpoints are held; 45 were evicted.
+    assert_eq!(metric(&gw, "thoth_checkins_unknown_evicted_total"), 45.0);
+    let health = gw.health();
+    assert_eq!(health["tasks"], json!({}), "no background task restarted");
+}

@@ -204,6 +204,22 @@ impl CheckinTracker {
         }
     }
 
+    /// Counts the unknown endpoints that `is_known` now knows (a snapshot loaded after their
+    /// check-in) as known: they leave the bounded set and are alerted like any other.
+    pub fn learn_known(&self, is_known: impl Fn(&str, &str) -> bool) {
+        let mut state = self.state.write().unwrap();
+        let mut learned = 0;
+        for (tenant, endpoints) in state.endpoints.iter_mut() {
+            for (endpoint, e) in endpoints.iter_mut() {
+                if !e.known && is_known(tenant, endpoint) {
+                    e.known = true;
+                    learned += 1;
+                }
+            }
+        }
+        state.unknown -= learned;
+    }
+
     /// Notes that a check-in matched this MDM record.
     pub fn record_mdm(&self, tenant_id: &str, mdm_device_id: &str) {
         let key = (tenant_id.to_string(), mdm_device_id.to_string());
@@ -234,19 +250,21 @@ impl CheckinTracker {
     }
 
     /// Endpoints stale now that no alert was emitted for yet: (tenant, endpoint, last
-    /// check-in). An endpoint no snapshot knows counts only once it was seen twice.
+    /// check-in). An endpoint no snapshot knows counts only once it was seen twice, unless
+    /// `is_known` says a snapshot knows it now (one loaded after its check-in).
     pub fn newly_stale(
         &self,
         now: OffsetDateTime,
         stale_after: Duration,
+        is_known: impl Fn(&str, &str) -> bool,
     ) -> Vec<(String, String, OffsetDateTime)> {
         let state = self.state.read().unwrap();
         let mut out = Vec::new();
         for (tenant, endpoints) in &state.endpoints {
             for (endpoint, e) in endpoints {
                 if !e.alerted
-                    && (e.known || e.seen >= 2)
                     && status(Some(e.last), now, stale_after) == HealthStatus::Stale
+                    && (e.known || e.seen >= 2 || is_known(tenant, endpoint))
                 {
                     out.push((tenant.clone(), endpoint.clone(), e.last));
                 }
@@ -462,24 +480,24 @@ mod tests {
         let minute = Duration::from_secs(60);
         t.record("a", "old", now - Duration::from_secs(3600), true);
         t.record("a", "fresh", now, true);
-        let stale = t.newly_stale(now, minute);
+        let stale = t.newly_stale(now, minute, known);
         assert_eq!(stale.len(), 1);
         assert_eq!(stale[0].1, "old");
         t.mark_alerted("a", "old");
-        assert!(t.newly_stale(now, minute).is_empty(), "once");
+        assert!(t.newly_stale(now, minute, known).is_empty(), "once");
         t.save_if_changed(&path).unwrap();
 
         let restarted = CheckinTracker::default();
         assert_eq!(restarted.restore(&path, now, known).unwrap(), 2);
         assert!(
-            restarted.newly_stale(now, minute).is_empty(),
+            restarted.newly_stale(now, minute, known).is_empty(),
             "no re-alert after a restart"
         );
         restarted.record("a", "old", now, true);
-        assert!(restarted.newly_stale(now, minute).is_empty());
+        assert!(restarted.newly_stale(now, minute, known).is_empty());
         assert_eq!(
             restarted
-                .newly_stale(now + Duration::from_secs(3600), minute)
+                .newly_stale(now + Duration::from_secs(3600), minute, known)
                 .len(),
             2,
             "stale again later: alerts again"
@@ -515,7 +533,11 @@ mod tests {
         assert!(t.last_checkin("a", "k").is_some());
         // All stale now; only the known one and u1 (seen twice) are alerted.
         let mut stale: Vec<String> = t
-            .newly_stale(OffsetDateTime::now_utc(), Duration::from_secs(60))
+            .newly_stale(
+                OffsetDateTime::now_utc(),
+                Duration::from_secs(60),
+                |_, _| false,
+            )
             .into_iter()
             .map(|(_, e, _)| e)
             .collect();
@@ -524,11 +546,19 @@ mod tests {
         // An unknown endpoint that becomes known leaves the bounded set.
         t.record("a", "u3", s(6), true);
         assert_eq!(t.unknown_endpoints(), 2);
+        // So does one a snapshot loaded later knows.
+        t.learn_known(|_, e| e == "u1");
+        assert_eq!(t.unknown_endpoints(), 1);
+        t.record("a", "u5", s(7), false);
+        t.record("a", "u6", s(8), false);
+        t.record("a", "u7", s(9), false); // evicts u4, not u1
+        assert!(t.last_checkin("a", "u1").is_some());
+        assert_eq!(t.last_checkin("a", "u4"), None);
         // Many repeated check-ins keep the queue bounded too.
         for i in 0..10_000 {
-            t.record("a", "u4", s(10 + i), false);
+            t.record("a", "u7", s(10 + i), false);
         }
-        assert!(t.state.read().unwrap().unknown_order.len() <= 2 * 2 + 1024 + 1);
+        assert!(t.state.read().unwrap().unknown_order.len() <= 2 * 3 + 1024 + 1);
     }
 
     #[test]
@@ -551,7 +581,7 @@ mod tests {
         );
         let later = now + Duration::from_secs(86_400);
         let stale: Vec<String> = t
-            .newly_stale(later, Duration::from_secs(900))
+            .newly_stale(later, Duration::from_secs(900), |_, _| false)
             .into_iter()
             .map(|(_, e, _)| e)
             .collect();
@@ -565,7 +595,7 @@ mod tests {
             2
         );
         let stale: Vec<String> = t
-            .newly_stale(later, Duration::from_secs(900))
+            .newly_stale(later, Duration::from_secs(900), |_, _| false)
             .into_iter()
             .map(|(_, e, _)| e)
             .collect();

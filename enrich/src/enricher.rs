@@ -68,8 +68,12 @@ impl Enricher {
 
     /// Installs a new index (after a snapshot load); lookups in flight keep the old one.
     pub fn swap_index(&self, index: EndpointIndex) {
-        self.index.store(Arc::new(index));
+        let index = Arc::new(index);
+        self.index.store(index.clone());
         self.loaded.store(true, Ordering::Release);
+        // Endpoints that checked in before this snapshot knew them are known now.
+        self.checkins
+            .learn_known(|t, e| index.lookup(t, Some(e), None, None).is_some());
     }
 
     /// True once the MDM snapshots were loaded (successfully or not) at least once.

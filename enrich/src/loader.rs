@@ -193,12 +193,12 @@ impl MdmLoader {
     /// time at once), reloads on request, and swaps in a new index whenever a snapshot
     /// changed — until `stop` resolves. Runs off the hot path, in its own task.
     pub async fn watch(
-        mut self,
+        &mut self,
         enricher: Arc<Enricher>,
         every: Duration,
         refresh_interval: Duration,
         status: MdmStatus,
-        mut commands: tokio::sync::mpsc::Receiver<LoaderCommand>,
+        commands: &mut tokio::sync::mpsc::Receiver<LoaderCommand>,
         stop: impl std::future::Future<Output = ()>,
     ) {
         tokio::pin!(stop);

@@ -129,20 +129,28 @@ impl HttpSink {
     }
 
     /// Delivers until `stop` turns true. Requests in flight finish their current attempt;
-    /// whatever is not delivered stays in the WAL for the next start.
+    /// whatever is not delivered stays in the WAL for the next start. A panic in any of the
+    /// sink's tasks (a batch, the cursor writer, the replay) ends the whole sink with that
+    /// panic, so its supervisor starts it again from its persisted cursor: a batch that
+    /// vanished silently would hold the cursor back for good.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let (progress_tx, progress_rx) = mpsc::unbounded_channel();
-        let committer = tokio::spawn(commit_progress(
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(commit_progress(
             self.reader.committer(),
             self.reader.cursor(),
             progress_rx,
             self.shared.clone(),
         ));
-        let replay = tokio::spawn(replay_dead_letters(self.shared.clone(), stop.clone()));
+        tasks.spawn(replay_dead_letters(self.shared.clone(), stop.clone()));
         let slots = self.shared.slots.clone();
         loop {
             let permit = tokio::select! {
                 _ = stop.wait_for(|s| *s) => break,
+                Some(done) = tasks.join_next() => {
+                    resume_if_panicked(done);
+                    continue;
+                }
                 p = slots.acquire() => p,
             };
             let entries = tokio::select! {
@@ -157,7 +165,7 @@ impl HttpSink {
             let shared = self.shared.clone();
             let progress = progress_tx.clone();
             let stop = stop.clone();
-            tokio::spawn(async move {
+            tasks.spawn(async move {
                 let (items, failed) = shared.items_from_wal(entries);
                 let mut stopping = stop.clone();
                 for (item, reason) in failed {
@@ -174,10 +182,17 @@ impl HttpSink {
                 drop(permit);
             });
         }
-        let _ = tokio::time::timeout(STOP_TIMEOUT, slots.idle()).await;
         drop(progress_tx);
-        let _ = committer.await;
-        let _ = replay.await;
+        // Batches in flight finish their attempt; the cursor writer then writes the last
+        // position and the replay stops.
+        let drained = tokio::time::timeout(STOP_TIMEOUT, async {
+            while let Some(done) = tasks.join_next().await {
+                resume_if_panicked(done);
+            }
+        });
+        if drained.await.is_err() {
+            tracing::warn!(sink = %self.shared.name, "requests still in flight at the stop timeout were abandoned; they are sent again after the restart");
+        }
     }
 
     /// A batch: waits for the first event, then up to `batch.timeout` for more until the
@@ -218,6 +233,15 @@ impl HttpSink {
                 _ = self.reader.wait() => {}
                 _ = tokio::time::sleep_until(deadline) => return entries,
             }
+        }
+    }
+}
+
+/// Carries a task's panic on to the task that awaited it.
+fn resume_if_panicked(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        if e.is_panic() {
+            std::panic::resume_unwind(e.into_panic());
         }
     }
 }

@@ -116,6 +116,8 @@ pub struct WalStats {
     pub full_rejections: AtomicU64,
     pub corrupt_regions: AtomicU64,
     pub deleted_segments: AtomicU64,
+    /// Groups of appends refused because the writer panicked on them.
+    pub writer_panics: AtomicU64,
 }
 
 pub(crate) struct Shared {

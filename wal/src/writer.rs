@@ -112,7 +112,18 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.commit_group(group);
+            // A panic here must not end the thread: every later append would fail. The
+            // group's waiters see their reply dropped (WalError::Closed); the next group
+            // starts afresh.
+            let committed =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.commit_group(group)));
+            if committed.is_err() {
+                self.shared
+                    .stats
+                    .writer_panics
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!("the WAL writer panicked on a group of appends; they were refused and the writer goes on");
+            }
         }
         if self.dirty {
             let _ = self.active.file.sync_data();
