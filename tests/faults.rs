@@ -177,6 +177,81 @@ fn a_full_wal_disk_answers_503_corrupts_nothing_and_recovers_when_space_returns(
     assert_eq!(metric(&gw, "thoth_wal_corrupt_regions"), 0.0);
 }
 
+#[test]
+fn a_disk_the_wal_filled_is_freed_by_the_sinks_catching_up_without_needing_free_space() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    // The file sink cannot write yet: a regular file where its directory must go.
+    let blocker = dir.path().join("out");
+    std::fs::write(&blocker, "not a directory").unwrap();
+    let cfg = write(
+        dir.path(),
+        "max_bytes = \"1GiB\"\nsegment_bytes = \"256KiB\"",
+        "",
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--map-root-user", "--mount", "sh", "-c"])
+        .arg(format!(
+            "mount -t tmpfs -o size=4m tmpfs '{}' && exec '{BIN}' run --config '{}'",
+            data.display(),
+            cfg.display()
+        ));
+    let gw = Gateway::start_command(cmd);
+    let volume = Path::new("/proc")
+        .join(gw.pid().to_string())
+        .join("root")
+        .join(data.strip_prefix("/").unwrap());
+
+    // The WAL fills the volume while the sink is stuck; then not a byte is left.
+    let mut accepted = 0;
+    loop {
+        let (status, code) = try_post(&gw, &batch(&format!("fill-{accepted}"), 100));
+        if status == 503 {
+            assert_eq!(code, "wal_unavailable");
+            break;
+        }
+        assert_eq!(status, 200, "{code}");
+        accepted += 1;
+        assert!(accepted < 1000, "the volume must fill up");
+    }
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(volume.join("filler")).unwrap();
+        while f.write_all(&[0u8; 4096]).and_then(|()| f.flush()).is_ok() {}
+        while f.write_all(&[0u8]).and_then(|()| f.flush()).is_ok() {}
+    }
+
+    // The sink catches up. Its cursor is saved in place, so the segments it passed are
+    // freed and appends succeed again, though the volume had no free byte.
+    std::fs::remove_file(&blocker).unwrap();
+    let out = out_path(dir.path());
+    wait_until("the backlog is delivered", || {
+        ids(&out).contains(&format!("fill-{}-99", accepted - 1))
+    });
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let (status, code) = try_post(&gw, &batch("after", 10));
+        if status == 200 {
+            break;
+        }
+        assert_eq!((status, code.as_str()), (503, "wal_unavailable"));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the WAL stayed full after the sink caught up: {}",
+            gw.health()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_until("the new batch is delivered", || {
+        ids(&out).contains("after-9")
+    });
+    let delivered = ids(&out);
+    for b in 0..accepted {
+        assert!(delivered.contains(&format!("fill-{b}-99")), "batch {b}");
+    }
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
@@ -195,10 +270,12 @@ fn a_cursor_that_cannot_be_written_is_reported_and_nothing_is_lost() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write(dir.path(), "", "");
     let gw = Gateway::start(&cfg);
-    // The cursor is replaced through a temporary file; a directory in its way makes every
-    // write fail (as root, permissions would not).
-    let blocker = dir.path().join("data/wal/cursors/.out.tmp");
-    std::fs::create_dir(&blocker).unwrap();
+    // A directory where the cursor file is makes every save fail (as root, permissions would
+    // not); the file's content is kept to put back.
+    let cursor = dir.path().join("data/wal/cursors/out");
+    let saved = std::fs::read(&cursor).unwrap();
+    std::fs::remove_file(&cursor).unwrap();
+    std::fs::create_dir(&cursor).unwrap();
     post_all(&gw, "acme-token", &batch("c", 20));
     wait_until("the sink reports the cursor", || {
         gw.health()["sinks"]["out"]["last_error"]
@@ -209,7 +286,8 @@ fn a_cursor_that_cannot_be_written_is_reported_and_nothing_is_lost() {
     // Delivery went on; the cursor is behind, so a crash now means re-delivery, not loss.
     wait_until("delivered", || ids(&out_path(dir.path())).contains("c-19"));
     gw.kill9();
-    std::fs::remove_dir(&blocker).unwrap();
+    std::fs::remove_dir(&cursor).unwrap();
+    std::fs::write(&cursor, saved).unwrap();
     let gw = Gateway::start(&cfg);
     post_all(&gw, "acme-token", &batch("d", 5));
     wait_until("delivered after the fix", || {

@@ -132,16 +132,19 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The lowest persisted cursor (the end of the log when there are no readers).
+    pub(crate) fn min_cursor(&self) -> u64 {
+        let cursors = self.cursors.lock().unwrap();
+        cursors
+            .values()
+            .copied()
+            .min()
+            .unwrap_or(*self.committed.borrow())
+    }
+
     /// Deletes every closed segment whose events all cursors have passed. Returns bytes freed.
     pub(crate) fn collect_garbage(&self) -> u64 {
-        let min_cursor = {
-            let cursors = self.cursors.lock().unwrap();
-            cursors
-                .values()
-                .copied()
-                .min()
-                .unwrap_or(*self.committed.borrow())
-        };
+        let min_cursor = self.min_cursor();
         let mut freed = 0;
         let mut segments = self.segments.lock().unwrap();
         // A segment's events end where the next one begins; the last segment is never deleted.

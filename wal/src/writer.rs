@@ -169,7 +169,9 @@ impl Writer {
                 continue;
             }
             let used = stats.total_bytes.load(Ordering::Relaxed) + self.buf.len() as u64;
-            if used + len > opts.max_bytes && used + len - shared.collect_garbage() > opts.max_bytes
+            if used + len > opts.max_bytes
+                && used + len - shared.collect_garbage() > opts.max_bytes
+                && used + len - self.free_consumed_active() > opts.max_bytes
             {
                 stats.full_rejections.fetch_add(1, Ordering::Relaxed);
                 let _ = a.reply.send(Err(WalError::Full {
@@ -255,10 +257,32 @@ impl Writer {
         }
     }
 
+    /// When every reader has consumed the whole log, the segment being written is all that
+    /// holds space, and it is never deleted while it is written: start a new one and free it.
+    /// Without this a log whose segment size is near its limit refuses appends for good with
+    /// nothing queued. Returns the bytes freed.
+    fn free_consumed_active(&mut self) -> u64 {
+        if !self.buf.is_empty() || self.active.len == 0 || self.shared.min_cursor() < self.next_seq
+        {
+            return 0;
+        }
+        match self.roll() {
+            Ok(()) => self.shared.collect_garbage(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start a new WAL segment to free the consumed one");
+                0
+            }
+        }
+    }
+
     fn roll_if_needed(&mut self) -> Result<(), WalError> {
         if self.active.len < self.shared.opts.segment_bytes {
             return Ok(());
         }
+        self.roll()
+    }
+
+    fn roll(&mut self) -> Result<(), WalError> {
         self.active
             .file
             .sync_data()

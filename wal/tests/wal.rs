@@ -115,6 +115,39 @@ fn retention_deletes_passed_segments_and_full_log_refuses_then_recovers() {
 }
 
 #[test]
+fn a_log_never_refuses_an_append_when_every_cursor_is_at_its_end() {
+    // Segments as large as the log (or larger): the one segment is the one being written,
+    // and used to be kept for good, full, with nothing queued.
+    for segment in [2048, 4096, 1 << 20] {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = rt();
+        let (wal, _) = Wal::open(dir.path(), opts(2048, segment), &names(&["s"])).unwrap();
+        let rec = vec![vec![b'x'; 100]];
+        while rt.block_on(wal.append(frame(&rec))).is_ok() {}
+        let mut r = wal.reader("s").unwrap();
+        let all = r.read(1000, usize::MAX).unwrap();
+        r.commit(all.last().unwrap().seq + 1).unwrap();
+        for _ in 0..50 {
+            let ack = rt.block_on(wal.append(frame(&rec))).unwrap_or_else(|e| {
+                panic!("segment {segment}: refused with every cursor at the end: {e}")
+            });
+            r.commit(ack.first_seq + 1).unwrap();
+        }
+        assert!(wal.total_bytes() <= 2048, "segment {segment}");
+        // And after a restart with the full log on disk.
+        while rt.block_on(wal.append(frame(&rec))).is_ok() {}
+        let mut r = wal.reader("s").unwrap();
+        let all = r.read(1000, usize::MAX).unwrap();
+        r.commit(all.last().unwrap().seq + 1).unwrap();
+        drop(r);
+        wal.close();
+        let (wal, _) = Wal::open(dir.path(), opts(2048, segment), &names(&["s"])).unwrap();
+        rt.block_on(wal.append(frame(&rec)))
+            .unwrap_or_else(|e| panic!("segment {segment}, after reopen: {e}"));
+    }
+}
+
+#[test]
 fn a_frame_larger_than_the_log_is_refused_outright() {
     let dir = tempfile::tempdir().unwrap();
     let (wal, _) = Wal::open(dir.path(), opts(1024, 256), &names(&["s"])).unwrap();
