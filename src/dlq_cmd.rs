@@ -42,7 +42,8 @@ pub fn run(action: DlqAction, config_path: &Path, sink: &str, json: bool) -> i32
     }
     let queue = DeadLetterQueue::new(&config.dlq_dir(), sink);
     let result = match action {
-        DlqAction::List => queue.list().map(|letters| {
+        DlqAction::List => queue.list().map(|listing| {
+            let letters = &listing.letters;
             if json {
                 let entries: Vec<_> = letters
                     .iter()
@@ -57,17 +58,25 @@ pub fn run(action: DlqAction, config_path: &Path, sink: &str, json: bool) -> i32
                         })
                     })
                     .collect();
+                let unreadable: Vec<_> = listing
+                    .unreadable
+                    .iter()
+                    .map(|u| json!({"line": u.line, "reason": u.reason}))
+                    .collect();
                 println!(
                     "{}",
-                    json!({"sink": sink, "count": letters.len(), "entries": entries})
+                    json!({"sink": sink, "count": letters.len(), "entries": entries, "unreadable": unreadable})
                 );
             } else {
                 println!("{sink}: {} dead letter(s)", letters.len());
-                for l in &letters {
+                for l in letters {
                     println!(
                         "  {}  first failed {}  attempts {}  {}",
                         l.event_id, l.first_failed_at, l.attempts, l.reason
                     );
+                }
+                for u in &listing.unreadable {
+                    println!("  line {} cannot be read: {}", u.line, u.reason);
                 }
             }
         }),

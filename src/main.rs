@@ -7,6 +7,7 @@ mod default_config;
 mod destinations;
 mod dlq_cmd;
 mod health_cmd;
+mod ingest_replay;
 mod mdm_cmd;
 mod pipeline;
 mod programs;

@@ -196,6 +196,23 @@ pub async fn run(config: Config, programs: Programs, path: Option<PathBuf>) -> a
             .map_err(|e| anyhow::anyhow!(e))?;
         source_tasks.push(task);
     }
+    {
+        let (dlq, submit, access, stop) = (
+            DeadLetterQueue::new(&config.dlq_dir(), INGEST_DLQ),
+            submit.clone(),
+            access.clone(),
+            stop_rx.clone(),
+        );
+        supervisor.spawn("ingest_replay", move || {
+            crate::ingest_replay::run(
+                dlq.clone(),
+                submit.clone(),
+                access.clone(),
+                limits,
+                stop.clone(),
+            )
+        });
+    }
     let sweeper = {
         let (enricher, submit, stop) = (enricher.clone(), submit.clone(), stop_rx.clone());
         supervisor.spawn("stale_sweeper", move || {

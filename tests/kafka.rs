@@ -376,3 +376,126 @@ fn the_kafka_sink_produces_enriched_events_keyed_by_endpoint() {
         .collect();
     assert_eq!(ids.len(), 20);
 }
+
+/// A consumer of `topic` from the start, and what it has received so far.
+fn read_topic(servers: &str, topic: &str) -> (rdkafka::consumer::BaseConsumer, Vec<Value>) {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .set("group.id", "test-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    (consumer, Vec::new())
+}
+
+fn poll_into(consumer: &rdkafka::consumer::BaseConsumer, got: &mut Vec<Value>) {
+    use rdkafka::message::Message;
+    while let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+        got.push(serde_json::from_slice(m.payload().unwrap()).unwrap());
+    }
+}
+
+fn kafka_sink_config(dir: &std::path::Path, servers: &str, librdkafka: &str) -> std::path::PathBuf {
+    let extra = format!(
+        "[sinks.bus]\ntype = \"kafka\"\nbootstrap_servers = \"{servers}\"\ntopic = \"thoth.enriched\"\n\
+         [sinks.bus.retry]\ninitial_backoff = \"50ms\"\nmax_backoff = \"200ms\"\nmax_duration = \"1s\"\n\
+         [sinks.bus.librdkafka]\n{librdkafka}\n"
+    );
+    let cfg = dir.join("gateway.toml");
+    std::fs::write(
+        &cfg,
+        config_text(dir, "max_bytes = \"64MiB\"", "", &extra)
+            .replace("max_body_bytes = \"64KiB\"", "max_body_bytes = \"1MiB\""),
+    )
+    .unwrap();
+    cfg
+}
+
+#[test]
+fn a_message_kafka_can_never_take_is_dead_lettered_with_the_reason_and_replays_once_it_fits() {
+    let mock = MockCluster::new(1).expect("mock cluster");
+    mock.create_topic("thoth.enriched", 1, 1).unwrap();
+    let servers = mock.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = kafka_sink_config(dir.path(), &servers, "\"message.max.bytes\" = \"4000\"");
+    let gw = Gateway::start(&cfg);
+    let mut big: Value = serde_json::from_str(&decision("big", "acme", "ep-7f3a")).unwrap();
+    big["pad"] = "x".repeat(8000).into();
+    let body = format!(
+        "{}\n{big}\n{}\n",
+        decision("small-1", "acme", "ep-7f3a"),
+        decision("small-2", "acme", "ep-7f3a")
+    );
+    assert_eq!(post_ndjson(&client(), &gw, "acme-token", body).0, 200);
+
+    // The small ones are delivered; the big one is dead-lettered at once, not retried forever.
+    let (consumer, mut got) = read_topic(&servers, "thoth.enriched");
+    wait_until("both small events arrive", || {
+        poll_into(&consumer, &mut got);
+        got.len() >= 2
+    });
+    wait_until("the big one is dead-lettered", || {
+        dlq(&cfg, "list", "bus")["count"] == 1
+    });
+    let listed = dlq(&cfg, "list", "bus");
+    let reason = listed["entries"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("too large"), "{reason}");
+    assert_eq!(listed["entries"][0]["event_id"], "big");
+    let health = gw.health();
+    assert_ne!(health["sinks"]["bus"]["status"], "failing", "{health}");
+
+    // The sink takes larger messages now: the replay delivers it.
+    std::fs::write(
+        &cfg,
+        std::fs::read_to_string(&cfg).unwrap().replace(
+            "\"message.max.bytes\" = \"4000\"",
+            "\"message.max.bytes\" = \"100000\"",
+        ),
+    )
+    .unwrap();
+    let resp = client()
+        .post(gw.url("/v1/reload"))
+        .bearer_auth("admin-token")
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(dlq(&cfg, "replay", "bus")["replayed"], 1);
+    wait_until("the replayed event arrives", || {
+        poll_into(&consumer, &mut got);
+        got.iter().any(|e| e["event_id"] == "big")
+    });
+    wait_until("the queue is empty", || {
+        dlq(&cfg, "list", "bus")["count"] == 0
+            && !dir.path().join("data/dlq/bus.replaying.ndjson").exists()
+    });
+}
+
+#[test]
+fn a_kafka_sink_that_cannot_deliver_dead_letters_after_retry_max_duration() {
+    let mock = MockCluster::new(1).expect("mock cluster");
+    mock.create_topic("thoth.enriched", 1, 1).unwrap();
+    let servers = mock.bootstrap_servers();
+    mock.broker_down(1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = kafka_sink_config(dir.path(), &servers, "\"message.timeout.ms\" = \"300\"");
+    let gw = Gateway::start(&cfg);
+    post_all(
+        &gw,
+        "acme-token",
+        &[
+            decision("down-1", "acme", "ep-7f3a"),
+            decision("down-2", "acme", "ep-7f3a"),
+        ],
+    );
+    wait_until("both are dead-lettered after retry.max_duration", || {
+        dlq(&cfg, "list", "bus")["count"] == 2
+    });
+    let listed = dlq(&cfg, "list", "bus");
+    let reason = listed["entries"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("retry.max_duration"), "{reason}");
+    assert!(listed["entries"][0]["attempts"].as_u64().unwrap() > 1);
+    // The sink moved on: the file sink and the WAL are not held up.
+    wait_for_event(dir.path(), "down-2");
+}

@@ -5,17 +5,32 @@
 //! `dlq replay` handed back to the sink), `SINK.replaying.ndjson` (entries the sink is sending
 //! again), and `SINK.lock`. Every change holds an exclusive lock on the lock file, so the CLI
 //! can list, replay and purge while the gateway runs.
+//!
+//! Each line is one [`DeadLetter`] as a JSON object with `"version": 1` (lines written before
+//! versions were recorded have none and are version 1 too). A line that cannot be read — a
+//! write torn by a crash, a damaged disk — is skipped and reported with its line number, never
+//! fatal for the rest; an append after a torn last line starts on a line of its own.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+/// The dead-letter line format this build writes (and the newest it reads).
+pub const DEAD_LETTER_VERSION: u32 = 1;
+
+fn version_one() -> u32 {
+    1
+}
+
 /// One dead letter.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeadLetter {
+    /// The line format ([`DEAD_LETTER_VERSION`]); absent in lines of earlier builds.
+    #[serde(default = "version_one")]
+    pub version: u32,
     pub event_id: String,
     pub sink: String,
     pub tenant_id: String,
@@ -49,6 +64,7 @@ impl DeadLetter {
                 .expect("a JSON string is valid JSON")
         });
         DeadLetter {
+            version: DEAD_LETTER_VERSION,
             event_id,
             sink: sink.to_string(),
             tenant_id: tenant_id.to_string(),
@@ -109,11 +125,7 @@ impl DeadLetterQueue {
         if letters.is_empty() {
             return Ok(());
         }
-        let mut buf = Vec::new();
-        for l in letters {
-            serde_json::to_writer(&mut buf, l).map_err(std::io::Error::other)?;
-            buf.push(b'\n');
-        }
+        let buf = encode_lines(letters)?;
         self.locked(|| append_synced(&self.file("ndjson"), &buf))
     }
 
@@ -144,35 +156,47 @@ impl DeadLetterQueue {
         }
     }
 
-    /// Every dead letter in the queue.
-    pub fn list(&self) -> std::io::Result<Vec<DeadLetter>> {
+    /// Every dead letter in the queue, and the lines that could not be read.
+    pub fn list(&self) -> std::io::Result<Listing> {
         self.locked(|| read_letters(&self.file("ndjson")))
     }
 
-    /// Deletes every dead letter; returns how many.
+    /// Deletes every dead letter (and unreadable line); returns how many letters.
     pub fn purge(&self) -> std::io::Result<usize> {
         self.locked(|| {
             let path = self.file("ndjson");
-            let n = count_lines(&path)?;
+            let n = read_letters(&path)?.letters.len();
             remove_if_exists(&path)?;
             Ok(n)
         })
     }
 
-    /// Hands every dead letter back to the sink (it sends them again, alone); returns how
-    /// many. A running sink picks them up within a second; a stopped one at its next start.
+    /// Hands every readable dead letter back to the sink (it sends them again, alone);
+    /// returns how many. Unreadable lines stay in the queue. A running sink picks them up
+    /// within a second; a stopped one at its next start.
     pub fn replay(&self) -> std::io::Result<usize> {
         self.locked(|| {
             let path = self.file("ndjson");
-            let content = match std::fs::read(&path) {
-                Ok(c) => c,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-                Err(e) => return Err(io_context(&path, e)),
-            };
-            let n = content.iter().filter(|&&b| b == b'\n').count();
-            append_synced(&self.file("replay.ndjson"), &content)?;
-            remove_if_exists(&path)?;
-            Ok(n)
+            let listing = read_letters(&path)?;
+            if listing.letters.is_empty() {
+                return Ok(0);
+            }
+            append_synced(
+                &self.file("replay.ndjson"),
+                &encode_lines(&listing.letters)?,
+            )?;
+            // What could not be read stays where `dlq list` shows it.
+            let kept: Vec<u8> = listing
+                .unreadable
+                .iter()
+                .flat_map(|u| u.text.bytes().chain(std::iter::once(b'\n')))
+                .collect();
+            if kept.is_empty() {
+                remove_if_exists(&path)?;
+            } else {
+                replace_synced(&path, &kept)?;
+            }
+            Ok(listing.letters.len())
         })
     }
 
@@ -188,7 +212,11 @@ impl DeadLetterQueue {
                 }
                 std::fs::rename(&replay, &replaying).map_err(|e| io_context(&replay, e))?;
             }
-            read_letters(&replaying)
+            let listing = read_letters(&replaying)?;
+            for u in &listing.unreadable {
+                tracing::error!(sink = %self.sink, line = u.line, reason = %u.reason, "skipping an unreadable replayed dead letter");
+            }
+            Ok(listing.letters)
         })
     }
 
@@ -196,49 +224,157 @@ impl DeadLetterQueue {
     pub fn finish_replay(&self) -> std::io::Result<()> {
         self.locked(|| remove_if_exists(&self.file("replaying.ndjson")))
     }
+
+    /// [`DeadLetterQueue::take_replay`] off the async workers; errors are logged. `None`
+    /// when there is nothing to replay.
+    pub async fn next_replay(&self) -> Option<Vec<DeadLetter>> {
+        let dlq = self.clone();
+        match tokio::task::spawn_blocking(move || dlq.take_replay()).await {
+            Ok(Ok(letters)) if !letters.is_empty() => {
+                tracing::info!(sink = %self.sink, events = letters.len(), "replaying dead letters");
+                Some(letters)
+            }
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => {
+                tracing::error!(sink = %self.sink, error = %e, "cannot read replayed dead letters");
+                None
+            }
+            Err(e) => {
+                tracing::error!(sink = %self.sink, error = %e, "the replay task failed");
+                None
+            }
+        }
+    }
+
+    /// [`DeadLetterQueue::finish_replay`] off the async workers; errors are logged (the
+    /// entries are then sent once more, at least once).
+    pub async fn end_replay(&self) {
+        let dlq = self.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || dlq.finish_replay()).await {
+            tracing::error!(sink = %self.sink, error = %e, "cannot finish a dead-letter replay");
+        }
+    }
 }
 
+/// What a dead-letter file holds.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub letters: Vec<DeadLetter>,
+    /// Lines that are not dead letters, in file order.
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// A line of a dead-letter file that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    /// 1-based.
+    pub line: usize,
+    pub reason: String,
+    /// The line as it is (lossy UTF-8).
+    pub text: String,
+}
+
+/// Reads one line of a dead-letter file.
+pub fn parse_line(line: &[u8]) -> Result<DeadLetter, String> {
+    // The version first: a newer line is reported as such, not as a malformed one.
+    #[derive(Deserialize)]
+    struct Version {
+        #[serde(default = "version_one")]
+        version: u32,
+    }
+    if let Ok(Version { version }) = serde_json::from_slice(line) {
+        if version > DEAD_LETTER_VERSION {
+            return Err(format!(
+                "dead-letter version {version} is newer than this build reads ({DEAD_LETTER_VERSION})"
+            ));
+        }
+    }
+    serde_json::from_slice(line).map_err(|e| format!("not a dead letter: {e}"))
+}
+
+/// Splits a dead-letter file into letters and unreadable lines. A last line without its
+/// newline is a torn write.
+pub fn parse_letters(content: &[u8]) -> Listing {
+    let mut listing = Listing::default();
+    let complete = content.ends_with(b"\n");
+    let lines: Vec<&[u8]> = content.split(|&b| b == b'\n').collect();
+    let last = lines.len().saturating_sub(if complete { 2 } else { 1 });
+    for (i, line) in lines.iter().enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let torn = !complete && i == last;
+        match parse_line(line) {
+            Ok(letter) if !torn => listing.letters.push(letter),
+            result => listing.unreadable.push(Unreadable {
+                line: i + 1,
+                reason: match result {
+                    Err(e) if !torn => e,
+                    _ => "a torn last line (a write cut short by a crash)".to_string(),
+                },
+                text: String::from_utf8_lossy(line).into_owned(),
+            }),
+        }
+    }
+    listing
+}
+
+fn encode_lines(letters: &[DeadLetter]) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    for l in letters {
+        serde_json::to_writer(&mut buf, l).map_err(std::io::Error::other)?;
+        buf.push(b'\n');
+    }
+    Ok(buf)
+}
+
+/// Appends `buf` and syncs it. After a torn last line the append starts on a line of its
+/// own; a new file's directory entry is synced too. On failure the file is cut back to its
+/// previous length, so a retry never leaves half a line behind.
 fn append_synced(path: &Path, buf: &[u8]) -> std::io::Result<()> {
+    let existed = path.exists();
     let mut f = OpenOptions::new()
         .create(true)
         .append(true)
+        .read(true)
         .open(path)
         .map_err(|e| io_context(path, e))?;
     let before = f.metadata()?.len();
-    let r = f.write_all(buf).and_then(|()| f.sync_data());
+    let mut last = [0u8; 1];
+    let torn = before > 0
+        && std::os::unix::fs::FileExt::read_at(&f, &mut last, before - 1)? == 1
+        && last[0] != b'\n';
+    let r = (if torn { f.write_all(b"\n") } else { Ok(()) })
+        .and_then(|()| f.write_all(buf))
+        .and_then(|()| f.sync_data())
+        .and_then(|()| if existed { Ok(()) } else { sync_parent(path) });
     if r.is_err() {
         let _ = f.set_len(before);
     }
     r.map_err(|e| io_context(path, e))
 }
 
-fn read_letters(path: &Path) -> std::io::Result<Vec<DeadLetter>> {
-    let f = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_context(path, e)),
-    };
-    let mut out = Vec::new();
-    for (i, line) in BufReader::new(f).lines().enumerate() {
-        let line = line.map_err(|e| io_context(path, e))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let letter = serde_json::from_str(&line).map_err(|e| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("{} line {}: not a dead letter: {e}", path.display(), i + 1),
-            )
-        })?;
-        out.push(letter);
-    }
-    Ok(out)
+/// Replaces a file's content (write a temporary file, sync, rename, sync the directory).
+fn replace_synced(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("ndjson.tmp");
+    let mut f = File::create(&tmp).map_err(|e| io_context(&tmp, e))?;
+    f.write_all(content)
+        .and_then(|()| f.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .and_then(|()| sync_parent(path))
+        .map_err(|e| io_context(path, e))
 }
 
-fn count_lines(path: &Path) -> std::io::Result<usize> {
+/// Syncs the directory holding `path`, so a new name in it survives a crash.
+pub fn sync_parent(path: &Path) -> std::io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+    File::open(dir.unwrap_or(Path::new(".")))?.sync_all()
+}
+
+fn read_letters(path: &Path) -> std::io::Result<Listing> {
     match std::fs::read(path) {
-        Ok(c) => Ok(c.iter().filter(|&&b| b == b'\n').count()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Ok(content) => Ok(parse_letters(&content)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Listing::default()),
         Err(e) => Err(io_context(path, e)),
     }
 }
@@ -255,8 +391,11 @@ fn remove_if_exists(path: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
+
     fn letter(id: &str) -> DeadLetter {
         DeadLetter {
+            version: DEAD_LETTER_VERSION,
             event_id: id.into(),
             sink: "s".into(),
             tenant_id: "acme".into(),
@@ -272,14 +411,20 @@ mod tests {
     fn append_list_replay_purge() {
         let dir = tempfile::tempdir().unwrap();
         let q = DeadLetterQueue::new(dir.path(), "s");
-        assert!(q.list().unwrap().is_empty());
+        assert!(q.list().unwrap().letters.is_empty());
         q.append(&[letter("a"), letter("b")]).unwrap();
         q.append(&[letter("c")]).unwrap();
-        let ids: Vec<String> = q.list().unwrap().into_iter().map(|l| l.event_id).collect();
+        let ids: Vec<String> = q
+            .list()
+            .unwrap()
+            .letters
+            .into_iter()
+            .map(|l| l.event_id)
+            .collect();
         assert_eq!(ids, ["a", "b", "c"]);
 
         assert_eq!(q.replay().unwrap(), 3);
-        assert!(q.list().unwrap().is_empty());
+        assert!(q.list().unwrap().letters.is_empty());
         let taken = q.take_replay().unwrap();
         assert_eq!(taken.len(), 3);
         // Until finished, the same entries come back (a crash mid-replay loses nothing).
@@ -289,7 +434,110 @@ mod tests {
 
         q.append(&[letter("d")]).unwrap();
         assert_eq!(q.purge().unwrap(), 1);
-        assert!(q.list().unwrap().is_empty());
+        assert!(q.list().unwrap().letters.is_empty());
         assert_eq!(q.purge().unwrap(), 0);
+    }
+
+    #[test]
+    fn reads_the_released_formats() {
+        // Lines of earlier builds carry no version; they are version 1.
+        for name in ["dlq-unversioned.ndjson", "dlq-v1.ndjson"] {
+            let content = std::fs::read(format!("{FIXTURES}/{name}")).unwrap();
+            let listing = parse_letters(&content);
+            assert!(
+                listing.unreadable.is_empty(),
+                "{name}: {:?}",
+                listing.unreadable
+            );
+            let ids: Vec<&str> = listing
+                .letters
+                .iter()
+                .map(|l| l.event_id.as_str())
+                .collect();
+            assert_eq!(ids, ["e1", "e2"], "{name}");
+            assert_eq!(listing.letters[0].version, 1);
+            assert_eq!(
+                listing.letters[1].origin.as_deref(),
+                Some("kafka:thoth.decisions/3/1042")
+            );
+            assert_eq!(
+                listing.letters[0].event.get(),
+                r#"{"type":"decision","event_id":"e1"}"#
+            );
+        }
+    }
+
+    #[test]
+    fn a_torn_line_is_skipped_and_reported_and_the_next_append_starts_a_new_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = DeadLetterQueue::new(dir.path(), "s");
+        q.append(&[letter("a")]).unwrap();
+        // A crash cut the next append short.
+        let path = dir.path().join("s.ndjson");
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(br#"{"version":1,"event_id":"b","sin"#).unwrap();
+        let listing = q.list().unwrap();
+        assert_eq!(listing.letters.len(), 1);
+        assert_eq!(listing.unreadable.len(), 1);
+        assert_eq!(listing.unreadable[0].line, 2);
+        assert!(listing.unreadable[0].reason.contains("torn"));
+        q.append(&[letter("c")]).unwrap();
+        let listing = q.list().unwrap();
+        let ids: Vec<&str> = listing
+            .letters
+            .iter()
+            .map(|l| l.event_id.as_str())
+            .collect();
+        assert_eq!(
+            ids,
+            ["a", "c"],
+            "the append was not glued onto the torn line"
+        );
+        assert_eq!(listing.unreadable.len(), 1);
+        assert!(listing.unreadable[0].reason.contains("not a dead letter"));
+        // A damaged line in the middle, and a line of a newer format, are reported too.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"\xff\xfe garbage\n{\"version\":9}\n").unwrap();
+        q.append(&[letter("d")]).unwrap();
+        let listing = q.list().unwrap();
+        assert_eq!(listing.letters.len(), 3);
+        let reasons: Vec<&str> = listing
+            .unreadable
+            .iter()
+            .map(|u| u.reason.as_str())
+            .collect();
+        assert_eq!(reasons.len(), 3, "{reasons:?}");
+        assert!(reasons[2].contains("version 9 is newer"), "{reasons:?}");
+        // Replay hands back the letters; what cannot be read stays in the queue.
+        assert_eq!(q.replay().unwrap(), 3);
+        let left = q.list().unwrap();
+        assert!(left.letters.is_empty());
+        assert_eq!(left.unreadable.len(), 3);
+        assert_eq!(q.take_replay().unwrap().len(), 3);
+    }
+
+    proptest::proptest! {
+        /// Whatever bytes a dead-letter file holds, reading never panics, every line is either
+        /// a letter or reported, and well-formed letters among garbage are all found.
+        #[test]
+        fn any_file_content_reads_without_panicking(
+            garbage in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..40), 0..6),
+            ids in proptest::collection::vec("[a-z0-9]{1,8}", 0..6),
+        ) {
+            let mut content = Vec::new();
+            for (i, id) in ids.iter().enumerate() {
+                serde_json::to_writer(&mut content, &letter(id)).unwrap();
+                content.push(b'\n');
+                if let Some(g) = garbage.get(i) {
+                    content.extend(g.iter().filter(|&&b| b != b'\n'));
+                    content.push(b'\n');
+                }
+            }
+            let listing = parse_letters(&content);
+            let found: Vec<&str> = listing.letters.iter().map(|l| l.event_id.as_str()).collect();
+            let want: Vec<&str> = ids.iter().map(String::as_str).collect();
+            proptest::prop_assert_eq!(found, want);
+            let _ = parse_letters(&garbage.concat());
+        }
     }
 }

@@ -27,7 +27,7 @@ use crate::route::{Route, Routed};
 /// Largest response body read from a destination; the rest is ignored.
 const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 /// How often a sink looks for dead letters handed back by `dlq replay`.
-const REPLAY_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const REPLAY_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a stopping sink waits for requests in flight.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -315,17 +315,9 @@ async fn replay_dead_letters(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
             _ = stopping.wait_for(|s| *s) => return,
             _ = tick.tick() => {}
         }
-        let dlq = shared.dlq.clone();
-        let letters = match tokio::task::spawn_blocking(move || dlq.take_replay()).await {
-            Ok(Ok(l)) if !l.is_empty() => l,
-            Ok(Ok(_)) => continue,
-            Ok(Err(e)) => {
-                tracing::error!(sink = %shared.name, error = %e, "cannot read replayed dead letters");
-                continue;
-            }
-            Err(_) => continue,
+        let Some(letters) = shared.dlq.next_replay().await else {
+            continue;
         };
-        tracing::info!(sink = %shared.name, events = letters.len(), "replaying dead letters");
         // Dead letters hold the enriched event: route (and remap) it again.
         let mut items = Vec::new();
         let mut failed = Vec::new();
@@ -347,10 +339,7 @@ async fn replay_dead_letters(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
             }
         }
         if shared.deliver(items, stop.clone()).await {
-            let dlq = shared.dlq.clone();
-            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || dlq.finish_replay()).await {
-                tracing::error!(sink = %shared.name, error = %e, "cannot finish a dead-letter replay");
-            }
+            shared.dlq.end_replay().await;
         }
     }
 }

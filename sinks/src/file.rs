@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use thoth_config::{BatchConfig, RetryConfig, SinkConfig};
 use thoth_event::{now_rfc3339, record};
-use thoth_wal::{Entry, Reader};
+use thoth_wal::Reader;
 use tokio::sync::watch;
 
 use crate::backoff::{wait_backoff, Jitter};
-use crate::dlq::{DeadLetter, DeadLetterQueue};
-use crate::engine::CURSOR_INTERVAL;
+use crate::dlq::{sync_parent, DeadLetter, DeadLetterQueue};
+use crate::engine::{CURSOR_INTERVAL, REPLAY_CHECK_INTERVAL};
 use crate::health::SinkHealth;
 use crate::metrics::SinkMetrics;
 use crate::route::{Route, Routed};
@@ -56,7 +56,8 @@ impl FileSink {
     }
 
     /// Delivers until `stop` turns true; the batch in hand is finished first (or, while the
-    /// file cannot be written, left in the WAL for the next start).
+    /// file cannot be written, left in the WAL for the next start). Dead letters handed back
+    /// by `dlq replay` are written too, within a second.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let mut jitter = Jitter::new();
         let mut buf = Vec::new();
@@ -64,6 +65,8 @@ impl FileSink {
         // when the sink stops or goes idle.
         let mut unsaved: Option<u64> = None;
         let mut next_save = tokio::time::Instant::now();
+        let mut replay_tick = tokio::time::interval(REPLAY_CHECK_INTERVAL);
+        replay_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if *stop.borrow() {
                 break;
@@ -71,6 +74,12 @@ impl FileSink {
             tokio::select! {
                 _ = self.reader.wait() => {}
                 _ = stop.changed() => continue,
+                _ = replay_tick.tick() => {
+                    if !self.replay(&mut jitter, &mut stop).await {
+                        break;
+                    }
+                    continue;
+                }
                 _ = tokio::time::sleep_until(next_save), if unsaved.is_some() => {
                     if let Some(seq) = unsaved.take() {
                         self.save_cursor(seq);
@@ -92,37 +101,39 @@ impl FileSink {
             };
             let Some(last) = entries.last() else { continue };
             let next_seq = last.seq + 1;
-            buf.clear();
-            let (lines, filtered, failed) = self.encode(&entries, &mut buf);
-            if !failed.is_empty() && !self.dead_letter(failed, &mut stop).await {
-                break; // stopping: the batch stays in the WAL
-            }
             if let Some(first) = entries.first() {
                 self.health.pending_since(first.appended_ms);
             }
-            if lines > 0 {
-                buf = match self.write_until_done(buf, &mut jitter, &mut stop).await {
-                    Some(buf) => buf,
-                    None => break, // stopping while the file cannot be written
-                };
-                let now_ms = now_ms();
-                let hist = self
-                    .metrics
-                    .delivery_seconds
-                    .with_label_values(&[&self.name]);
-                for e in &entries {
-                    hist.observe(now_ms.saturating_sub(e.appended_ms) as f64 / 1000.0);
-                }
-            }
-            self.metrics
-                .events
-                .with_label_values(&[&self.name, "delivered"])
-                .inc_by(lines);
+            let mut unreadable = 0u64;
+            let records: Vec<(&str, &[u8])> = entries
+                .iter()
+                .filter_map(|e| match record::decode(&e.data) {
+                    Some(rec) => Some((rec.tenant_id, rec.json)),
+                    None => {
+                        tracing::error!(sink = %self.name, seq = e.seq, "skipping an unreadable WAL record");
+                        unreadable += 1;
+                        None
+                    }
+                })
+                .collect();
+            buf.clear();
+            let written = self.write(records.into_iter(), buf, &mut jitter, &mut stop);
+            let Some(back) = written.await else {
+                break; // stopping: the batch stays in the WAL
+            };
+            buf = back;
             self.metrics
                 .events
                 .with_label_values(&[&self.name, "filtered"])
-                .inc_by(filtered);
-            self.health.delivered();
+                .inc_by(unreadable);
+            let now_ms = now_ms();
+            let hist = self
+                .metrics
+                .delivery_seconds
+                .with_label_values(&[&self.name]);
+            for e in &entries {
+                hist.observe(now_ms.saturating_sub(e.appended_ms) as f64 / 1000.0);
+            }
             unsaved = Some(next_seq);
             if tokio::time::Instant::now() >= next_save {
                 self.save_cursor(next_seq);
@@ -133,6 +144,55 @@ impl FileSink {
         if let Some(seq) = unsaved {
             self.save_cursor(seq); // what was delivered before the stop
         }
+    }
+
+    /// Writes what `dlq replay` handed back; `false` when stopped first (the entries stay
+    /// handed back, for the next start).
+    async fn replay(&self, jitter: &mut Jitter, stop: &mut watch::Receiver<bool>) -> bool {
+        let Some(letters) = self.dlq.next_replay().await else {
+            return true;
+        };
+        let records = letters
+            .iter()
+            .map(|l| (l.tenant_id.as_str(), l.event.get().as_bytes()));
+        if self
+            .write(records, Vec::new(), jitter, stop)
+            .await
+            .is_none()
+        {
+            return false;
+        }
+        self.dlq.end_replay().await;
+        true
+    }
+
+    /// Routes `records` (tenant, enriched JSON) and appends the lines of those this sink
+    /// takes, durably; events whose remap fails are dead-lettered. Counts what it did. `None`
+    /// when stopped before it was done.
+    async fn write<'a>(
+        &self,
+        records: impl Iterator<Item = (&'a str, &'a [u8])>,
+        mut buf: Vec<u8>,
+        jitter: &mut Jitter,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Option<Vec<u8>> {
+        let (lines, filtered, failed) = self.encode(records, &mut buf);
+        if !failed.is_empty() && !self.dead_letter(failed, stop).await {
+            return None;
+        }
+        if lines > 0 {
+            buf = self.write_until_done(buf, jitter, stop).await?;
+        }
+        self.metrics
+            .events
+            .with_label_values(&[&self.name, "delivered"])
+            .inc_by(lines);
+        self.metrics
+            .events
+            .with_label_values(&[&self.name, "filtered"])
+            .inc_by(filtered);
+        self.health.delivered();
+        Some(buf)
     }
 
     fn save_cursor(&mut self, next_seq: u64) {
@@ -146,17 +206,16 @@ impl FileSink {
 
     /// Appends the lines of the events this sink takes; returns (lines, filtered, dead
     /// letters for events whose remap failed).
-    fn encode(&self, entries: &[Entry], buf: &mut Vec<u8>) -> (u64, u64, Vec<DeadLetter>) {
+    fn encode<'a>(
+        &self,
+        records: impl Iterator<Item = (&'a str, &'a [u8])>,
+        buf: &mut Vec<u8>,
+    ) -> (u64, u64, Vec<DeadLetter>) {
         let mut lines = 0;
         let mut filtered = 0;
         let mut failed = Vec::new();
-        for e in entries {
-            let Some(rec) = record::decode(&e.data) else {
-                tracing::error!(sink = %self.name, seq = e.seq, "skipping an unreadable WAL record");
-                filtered += 1;
-                continue;
-            };
-            match self.route.route(rec.tenant_id, rec.json) {
+        for (tenant_id, json) in records {
+            match self.route.route(tenant_id, json) {
                 Routed::Skip => filtered += 1,
                 Routed::Send(json) => {
                     buf.extend_from_slice(&json);
@@ -165,8 +224,8 @@ impl FileSink {
                 }
                 Routed::Failed(reason) => failed.push(DeadLetter::new(
                     &self.name,
-                    rec.tenant_id,
-                    rec.json,
+                    tenant_id,
+                    json,
                     &reason,
                     1,
                     now_rfc3339(),
@@ -248,9 +307,14 @@ fn append_durably(path: &Path, buf: &[u8]) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
+    let existed = path.exists();
     let mut f = OpenOptions::new().create(true).append(true).open(path)?;
     let before = f.metadata()?.len();
-    let result = f.write_all(buf).and_then(|()| f.sync_data());
+    // A new file's name is synced too: synced data under a name a crash forgets is lost.
+    let result = f
+        .write_all(buf)
+        .and_then(|()| f.sync_data())
+        .and_then(|()| if existed { Ok(()) } else { sync_parent(path) });
     if result.is_err() {
         let _ = f.set_len(before);
     }

@@ -1,24 +1,75 @@
 //! `kafka`: produces enriched events (or their remap) to a topic, keyed by endpoint id, with
-//! the delivery engine's semantics: a delivery report is delivery; retriable errors are retried
-//! with backoff; a fatal error marks the sink failing and keeps the events in the WAL.
+//! the delivery engine's semantics: a delivery report is delivery; each librdkafka error is
+//! classified ([`classify`]): retriable ones are retried with backoff until
+//! `retry.max_duration`, then dead-lettered; permanent ones (a message too large, an invalid
+//! record) are dead-lettered at once with the reason; those that mean the sink is
+//! misconfigured (authorization, an unknown topic) mark it failing and keep the events in the
+//! WAL until it is fixed. Dead letters handed back by `dlq replay` are produced again.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
 use thoth_config::{KafkaSinkConfig, RetryConfig, SinkConfig};
-use thoth_event::{now_rfc3339, record, EnrichedView};
-use thoth_wal::{Entry, Reader};
+use thoth_event::{now_rfc3339, record, EnrichedView, FieldIndex};
+use thoth_wal::Reader;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::backoff::{wait_backoff, Jitter};
 use crate::dlq::{DeadLetter, DeadLetterQueue};
+use crate::engine::REPLAY_CHECK_INTERVAL;
 use crate::health::SinkHealth;
 use crate::metrics::SinkMetrics;
 use crate::route::{Route, Routed};
 
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a librdkafka error means for the message it was reported for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Passing (a broker away, a timeout, a full queue): send again after a backoff.
+    Retry,
+    /// This message can never be produced as it is (too large, invalid): dead-letter it.
+    Permanent,
+    /// The sink's settings are wrong (no access, no such topic): keep the events queued and
+    /// report the sink failing until the config is fixed.
+    Failing,
+}
+
+/// Classifies a librdkafka error code (`None`: an error without one, taken as passing).
+pub fn classify(code: Option<RDKafkaErrorCode>) -> ErrorClass {
+    use RDKafkaErrorCode::*;
+    match code {
+        Some(
+            MessageSizeTooLarge | MessageBatchTooLarge | InvalidMessage | InvalidMessageSize
+            | InvalidRecord | InvalidTimestamp | BadMessage | InvalidArgument | KeySerialization
+            | ValueSerialization,
+        ) => ErrorClass::Permanent,
+        Some(
+            TopicAuthorizationFailed
+            | ClusterAuthorizationFailed
+            | GroupAuthorizationFailed
+            | TransactionalIdAuthorizationFailed
+            | UnknownTopicOrPartition
+            | UnknownTopic
+            | InvalidTopic
+            | SaslAuthenticationFailed
+            | Authentication
+            | UnsupportedSASLMechanism
+            | InvalidConfig
+            | Fatal,
+        ) => ErrorClass::Failing,
+        _ => ErrorClass::Retry,
+    }
+}
+
+fn error_code(e: &KafkaError) -> Option<RDKafkaErrorCode> {
+    e.rdkafka_error_code()
+}
 
 /// A running Kafka sink.
 pub struct KafkaSink {
@@ -35,10 +86,16 @@ pub struct KafkaSink {
     metrics: SinkMetrics,
 }
 
+/// One event to produce.
 struct Pending {
+    tenant_id: String,
+    /// The enriched event (what a dead letter keeps).
+    enriched: Vec<u8>,
     key: Option<String>,
     payload: Vec<u8>,
-    appended_ms: u64,
+    appended_ms: Option<u64>,
+    attempts: u32,
+    first_failed_at: Option<String>,
 }
 
 impl KafkaSink {
@@ -70,6 +127,8 @@ impl KafkaSink {
 
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let mut jitter = Jitter::new();
+        let mut replay_tick = tokio::time::interval(REPLAY_CHECK_INTERVAL);
+        replay_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if *stop.borrow() {
                 break;
@@ -77,6 +136,12 @@ impl KafkaSink {
             tokio::select! {
                 _ = self.reader.wait() => {}
                 _ = stop.changed() => continue,
+                _ = replay_tick.tick() => {
+                    if !self.replay(&mut jitter, &mut stop).await {
+                        break;
+                    }
+                    continue;
+                }
             }
             let entries = match self.reader.read(self.max_events, self.max_bytes) {
                 Ok(e) => e,
@@ -88,27 +153,27 @@ impl KafkaSink {
             };
             let Some(last) = entries.last() else { continue };
             let next_seq = last.seq + 1;
-            let (pending, failed, filtered) = self.route_all(&entries);
-            if !failed.is_empty() {
-                let n = failed.len() as u64;
-                if !self
-                    .dlq
-                    .append_until_stored(Arc::new(failed), &self.retry, &self.health, &mut stop)
-                    .await
-                {
-                    break; // stopping: the batch stays in the WAL
-                }
-                self.metrics
-                    .dead_letters
-                    .with_label_values(&[&self.name, "remap"])
-                    .inc_by(n);
+            if let Some(first) = entries.first() {
+                self.health.pending_since(first.appended_ms);
             }
-            self.metrics
-                .events
-                .with_label_values(&[&self.name, "filtered"])
-                .inc_by(filtered);
-            if !self.produce_all(pending, &mut jitter, &mut stop).await {
-                break;
+            let mut unreadable = 0;
+            let records: Vec<_> = entries
+                .iter()
+                .filter_map(|e| match record::decode(&e.data) {
+                    Some(rec) => Some((rec.tenant_id, rec.json, rec.fields, Some(e.appended_ms))),
+                    None => {
+                        tracing::error!(sink = %self.name, seq = e.seq, "skipping an unreadable WAL record");
+                        unreadable += 1;
+                        None
+                    }
+                })
+                .collect();
+            self.count("filtered", unreadable);
+            if !self
+                .deliver(records.into_iter(), &mut jitter, &mut stop)
+                .await
+            {
+                break; // stopping: the batch stays in the WAL
             }
             if let Err(e) = self.reader.commit(next_seq) {
                 self.health
@@ -118,38 +183,71 @@ impl KafkaSink {
         self.producer.flush(Duration::from_secs(5)).ok();
     }
 
-    fn route_all(&self, entries: &[Entry]) -> (Vec<Pending>, Vec<DeadLetter>, u64) {
+    /// Produces what `dlq replay` handed back; `false` when stopped first.
+    async fn replay(&self, jitter: &mut Jitter, stop: &mut watch::Receiver<bool>) -> bool {
+        let Some(letters) = self.dlq.next_replay().await else {
+            return true;
+        };
+        let records = letters
+            .iter()
+            .map(|l| (l.tenant_id.as_str(), l.event.get().as_bytes(), None, None));
+        if !self.deliver(records, jitter, stop).await {
+            return false;
+        }
+        self.dlq.end_replay().await;
+        true
+    }
+
+    fn count(&self, outcome: &str, n: u64) {
+        if n > 0 {
+            self.metrics
+                .events
+                .with_label_values(&[&self.name, outcome])
+                .inc_by(n);
+        }
+    }
+
+    /// Routes and produces `records` (tenant, enriched JSON, field index, append time):
+    /// every one is delivered, filtered or dead-lettered when this returns `true`; `false`
+    /// when stopped first.
+    async fn deliver<'a>(
+        &self,
+        records: impl Iterator<Item = (&'a str, &'a [u8], Option<FieldIndex>, Option<u64>)>,
+        jitter: &mut Jitter,
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
         let mut pending = Vec::new();
         let mut failed = Vec::new();
         let mut filtered = 0;
-        for e in entries {
-            let Some(rec) = record::decode(&e.data) else {
-                filtered += 1;
-                continue;
+        for (tenant_id, json, fields, appended_ms) in records {
+            let event = |payload: Vec<u8>| Pending {
+                tenant_id: tenant_id.to_string(),
+                enriched: json.to_vec(),
+                key: EnrichedView::read(json, fields.as_ref())
+                    .ok()
+                    .and_then(|v| v.endpoint().map(str::to_string)),
+                payload,
+                appended_ms,
+                attempts: 0,
+                first_failed_at: None,
             };
-            match self.route.route(rec.tenant_id, rec.json) {
+            match self.route.route(tenant_id, json) {
                 Routed::Skip => filtered += 1,
-                Routed::Send(json) => pending.push(Pending {
-                    key: EnrichedView::read(rec.json, rec.fields.as_ref())
-                        .ok()
-                        .and_then(|v| v.endpoint().map(str::to_string)),
-                    payload: json.into_owned(),
-                    appended_ms: e.appended_ms,
-                }),
-                Routed::Failed(reason) => failed.push(DeadLetter::new(
-                    &self.name,
-                    rec.tenant_id,
-                    rec.json,
-                    &reason,
-                    1,
-                    now_rfc3339(),
-                )),
+                Routed::Send(out) => pending.push(event(out.into_owned())),
+                Routed::Failed(reason) => failed.push((event(Vec::new()), reason)),
             }
         }
-        (pending, failed, filtered)
+        self.count("filtered", filtered);
+        for (p, reason) in failed {
+            if !self.dead_letter(vec![p], &reason, "remap", stop).await {
+                return false;
+            }
+        }
+        self.produce_all(pending, jitter, stop).await
     }
 
-    /// Produces every event until each has a delivery report; `false` when stopped first.
+    /// Produces every event until each has a delivery report or is dead-lettered; `false`
+    /// when stopped first.
     async fn produce_all(
         &self,
         mut pending: Vec<Pending>,
@@ -157,10 +255,12 @@ impl KafkaSink {
         stop: &mut watch::Receiver<bool>,
     ) -> bool {
         let mut attempt = 0;
+        let mut first_failure: Option<Instant> = None;
         while !pending.is_empty() {
             let mut retry = Vec::new();
+            let mut rejected = Vec::new();
             let mut last_error = None;
-            let mut fatal = false;
+            let mut failing = false;
             let sends: Vec<_> = pending
                 .iter()
                 .map(|p| {
@@ -175,54 +275,106 @@ impl KafkaSink {
             let now_ms = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64);
-            for (p, send) in pending.iter().zip(sends) {
-                match send.await {
+            let results: Vec<_> = futures_util::future::join_all(sends).await;
+            for (mut p, result) in pending.into_iter().zip(results) {
+                match result {
                     Ok(_) => {
                         delivered += 1;
-                        self.metrics
-                            .delivery_seconds
-                            .with_label_values(&[&self.name])
-                            .observe(now_ms.saturating_sub(p.appended_ms) as f64 / 1000.0);
+                        if let Some(t) = p.appended_ms {
+                            self.metrics
+                                .delivery_seconds
+                                .with_label_values(&[&self.name])
+                                .observe(now_ms.saturating_sub(t) as f64 / 1000.0);
+                        }
                     }
                     Err((e, _)) => {
-                        fatal |= e.rdkafka_error_code().is_some_and(|c| {
-                            matches!(
-                                c,
-                                rdkafka::types::RDKafkaErrorCode::TopicAuthorizationFailed
-                                    | rdkafka::types::RDKafkaErrorCode::ClusterAuthorizationFailed
-                                    | rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition
-                            )
-                        });
-                        last_error = Some(e.to_string());
-                        retry.push(Pending {
-                            key: p.key.clone(),
-                            payload: p.payload.clone(),
-                            appended_ms: p.appended_ms,
-                        });
+                        let reason = format!("Kafka: {e}");
+                        p.attempts += 1;
+                        p.first_failed_at.get_or_insert_with(now_rfc3339);
+                        match classify(error_code(&e)) {
+                            ErrorClass::Permanent => rejected.push((p, reason)),
+                            class => {
+                                failing |= class == ErrorClass::Failing;
+                                last_error = Some(reason);
+                                retry.push(p);
+                            }
+                        }
                     }
                 }
             }
-            self.metrics
-                .events
-                .with_label_values(&[&self.name, "delivered"])
-                .inc_by(delivered);
+            self.count("delivered", delivered);
+            for (p, reason) in rejected {
+                if !self.dead_letter(vec![p], &reason, "rejected", stop).await {
+                    return false;
+                }
+            }
             if retry.is_empty() {
                 self.health.delivered();
                 return true;
             }
             attempt += 1;
             let reason = last_error.unwrap_or_default();
-            if fatal {
+            self.metrics.retries.with_label_values(&[&self.name]).inc();
+            self.count("retried", retry.len() as u64);
+            if failing {
+                // The config must change: waiting longer is right, dead-lettering is not.
                 self.health.failing(reason);
             } else {
-                self.health.failed(reason);
+                self.health.failed(reason.clone());
+                let first = *first_failure.get_or_insert_with(Instant::now);
+                if first.elapsed() >= self.retry.max_duration {
+                    let reason = format!(
+                        "{reason} (still failing after retry.max_duration {:?})",
+                        self.retry.max_duration
+                    );
+                    return self.dead_letter(retry, &reason, "max_duration", stop).await;
+                }
             }
-            self.metrics.retries.with_label_values(&[&self.name]).inc();
             if !wait_backoff(&self.retry, attempt, jitter.next_unit(), stop).await {
                 return false;
             }
             pending = retry;
         }
+        true
+    }
+
+    /// Writes dead letters durably (the enriched events), retrying the write until it works;
+    /// `false` when stopped first (the events stay in the WAL).
+    async fn dead_letter(
+        &self,
+        events: Vec<Pending>,
+        reason: &str,
+        class: &str,
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let now = now_rfc3339();
+        let letters: Vec<DeadLetter> = events
+            .iter()
+            .map(|p| {
+                DeadLetter::new(
+                    &self.name,
+                    &p.tenant_id,
+                    &p.enriched,
+                    reason,
+                    p.attempts.max(1),
+                    p.first_failed_at.clone().unwrap_or_else(|| now.clone()),
+                )
+            })
+            .collect();
+        let n = letters.len() as u64;
+        if !self
+            .dlq
+            .append_until_stored(Arc::new(letters), &self.retry, &self.health, stop)
+            .await
+        {
+            return false;
+        }
+        tracing::warn!(sink = %self.name, events = n, %reason, "events dead-lettered");
+        self.metrics
+            .dead_letters
+            .with_label_values(&[&self.name, class])
+            .inc_by(n);
+        self.count("dead_lettered", n);
         true
     }
 }
@@ -262,5 +414,36 @@ pub async fn produce_one(
     match producer.send(record, timeout).await {
         Ok(_) => done(None),
         Err((e, _)) => done(Some(format!("topic {}: {e}", kafka.topic))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn librdkafka_errors_are_classified() {
+        use RDKafkaErrorCode::*;
+        for code in [MessageSizeTooLarge, InvalidMessageSize, InvalidRecord] {
+            assert_eq!(classify(Some(code)), ErrorClass::Permanent, "{code:?}");
+        }
+        for code in [
+            TopicAuthorizationFailed,
+            UnknownTopicOrPartition,
+            UnknownTopic,
+        ] {
+            assert_eq!(classify(Some(code)), ErrorClass::Failing, "{code:?}");
+        }
+        for code in [
+            MessageTimedOut,
+            QueueFull,
+            NotEnoughReplicas,
+            LeaderNotAvailable,
+            BrokerTransportFailure,
+            AllBrokersDown,
+        ] {
+            assert_eq!(classify(Some(code)), ErrorClass::Retry, "{code:?}");
+        }
+        assert_eq!(classify(None), ErrorClass::Retry);
     }
 }
