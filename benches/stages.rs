@@ -139,7 +139,7 @@ fn encode_and_gzip<D: Destination>(
     out.clear();
     for (json, fields) in events {
         destination
-            .encode_event(json, fields.as_ref(), out)
+            .encode_event("acme", json, fields.as_ref(), out)
             .unwrap();
     }
     gzip(out).len()

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use support::elastic::{Elastic, Flavor};
 use support::*;
+use thoth_sinks::destination_id;
 
 const API_KEY: &str = "VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw==";
 
@@ -131,19 +132,19 @@ fn a_hundred_thousand_events_land_once_with_ecs_fields() {
 #[test]
 fn mixed_item_results_resend_only_the_retryable_items() {
     let es = Elastic::start(Flavor::Elasticsearch8, Some(API_KEY));
+    // `_id`s are unique per tenant: the tenant's and the event's id together.
+    let id = |event: &str| destination_id("acme", event);
     es.with(|s| {
         s.docs.insert(
-            ("logs-thoth.events-default".into(), "b".into()),
+            ("logs-thoth.events-default".into(), id("b")),
             json!({"@timestamp":"x"}),
         );
-        s.item_faults.insert(
-            "c".into(),
-            [(429, "es_rejected_execution_exception")].into(),
-        );
         s.item_faults
-            .insert("d".into(), [(400, "mapper_parsing_exception")].into());
+            .insert(id("c"), [(429, "es_rejected_execution_exception")].into());
         s.item_faults
-            .insert("e".into(), [(503, "unavailable_shards_exception")].into());
+            .insert(id("d"), [(400, "mapper_parsing_exception")].into());
+        s.item_faults
+            .insert(id("e"), [(503, "unavailable_shards_exception")].into());
     });
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), &[es.url()]);
@@ -170,15 +171,15 @@ fn mixed_item_results_resend_only_the_retryable_items() {
     });
     let requests = es.requests();
     assert_eq!(requests.len(), 2, "{requests:?}");
-    assert_eq!(requests[0].ids, ids);
+    assert_eq!(requests[0].ids, ids.map(id));
     assert_eq!(
         requests[1].ids,
-        ["c", "e"],
+        [id("c"), id("e")],
         "only the 429 and 503 items are resent"
     );
     assert!(es.doc("a").is_some() && es.doc("d").is_none());
     assert_eq!(
-        es.doc("b").unwrap(),
+        es.doc(&id("b")).unwrap(),
         json!({"@timestamp":"x"}),
         "the 409 document is untouched"
     );
@@ -280,4 +281,34 @@ fn leaf_paths(v: &Value, prefix: &str) -> Vec<String> {
             .collect(),
         None => vec![prefix.to_string()],
     }
+}
+
+#[test]
+fn two_tenants_sending_the_same_event_id_both_land() {
+    let es = Elastic::start(Flavor::Elasticsearch8, Some(API_KEY));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &[es.url()]);
+    let gw = Gateway::start(&cfg);
+    post_all(
+        &gw,
+        "acme-token",
+        &[decision("shared-id", "acme", "ep-7f3a")],
+    );
+    post_all(
+        &gw,
+        "globex-token",
+        &[decision("shared-id", "globex", "ep-2001")],
+    );
+    wait_until("both documents are indexed", || es.doc_count() == 2);
+    let tenants: HashSet<String> = es.with(|s| {
+        s.docs
+            .values()
+            .map(|d| {
+                assert_eq!(d["event"]["id"], "shared-id", "the event keeps its own id");
+                d["organization"]["id"].as_str().unwrap().to_string()
+            })
+            .collect()
+    });
+    assert_eq!(tenants, ["acme", "globex"].map(String::from).into());
+    assert_eq!(dlq(&cfg, "list", "elastic")["count"], 0);
 }

@@ -29,7 +29,7 @@ fn two_tenants_are_enriched_from_jamf_and_intune_and_delivered_once() {
     // serial and hostname; one unknown endpoint.
     let acme = [
         json!({"type":"checkin","event_id":"a-checkin","tenant_id":"acme","endpoint_id":"ep-7f3a",
-               "time":"2999-01-01T00:00:00Z","agent_version":"0.2.7","os":"macOS","status":"healthy"}),
+               "time":"2026-11-28T09:59:10Z","agent_version":"0.2.7","os":"macOS","status":"healthy"}),
         json!({"type":"decision","event_id":"a-by-id","time":"2026-11-28T10:00:00.120Z","tenant_id":"acme",
                "endpoint_id":"ep-7f3a","device_serial":"C02XK1ZJMD6R","hostname":"mbp-jdoe","user":"jdoe@acme.com",
                "surface":"mcp","action":{"kind":"tool_call","tool":"github.create_pull_request","mcp_server":"github",
@@ -49,7 +49,7 @@ fn two_tenants_are_enriched_from_jamf_and_intune_and_delivered_once() {
 
     // globex (Intune), as a JSON array; no event_id: the gateway assigns one.
     let globex = json!([
-        {"type":"checkin","tenant_id":"globex","endpoint_id":"glx-1","hostname":"glx-lt-0042","time":"2999-01-01T00:00:00Z"},
+        {"type":"checkin","tenant_id":"globex","endpoint_id":"glx-1","hostname":"glx-lt-0042","time":"2026-11-28T09:59:10Z"},
         {"type":"decision","tenant_id":"globex","endpoint_id":"glx-1","device_serial":"9XK2M73","risk":"critical","decision":"block","marker":"g-serial"},
         {"type":"alert","tenant_id":"globex","severity":"high","title":"policy drift","marker":"g-alert"}
     ]);
@@ -79,10 +79,20 @@ fn two_tenants_are_enriched_from_jamf_and_intune_and_delivered_once() {
         .map(|e| (e["event_id"].as_str().unwrap(), e))
         .collect();
 
-    // The SPEC §4 example, field for field.
+    // The SPEC §4 example, field for field; check-in health runs on the gateway's clock.
     let e = by_id["a-by-id"];
+    let last_checkin = e["context"]["health"]["last_checkin"].as_str().unwrap();
+    let last_checkin =
+        time::OffsetDateTime::parse(last_checkin, &time::format_description::well_known::Rfc3339)
+            .unwrap();
+    assert!(
+        (time::OffsetDateTime::now_utc() - last_checkin).whole_minutes() < 5,
+        "the receive time, not the check-in's own 2026-11-28T09:59:10Z: {last_checkin}"
+    );
+    let mut context = e["context"].clone();
+    context["health"]["last_checkin"] = "(receive time)".into();
     assert_eq!(
-        e["context"],
+        context,
         json!({
             "tenant": {"id":"acme","name":"Acme Corp","compliance_profile":"soc2"},
             "fleet": {"id":"eng-macs","name":"Engineering Macs"},
@@ -91,7 +101,7 @@ fn two_tenants_are_enriched_from_jamf_and_intune_and_delivered_once() {
                          "site":"Berlin","model":"MacBook Pro (14-inch, 2023)",
                          "mdm":{"provider":"jamf","device_id":"412","managed":true,
                                 "last_sync":"2026-11-28T09:55:00Z"}},
-            "health": {"status":"healthy","last_checkin":"2999-01-01T00:00:00.000Z"}
+            "health": {"status":"healthy","last_checkin":"(receive time)"}
         })
     );
     assert_eq!(e["enrichment"]["status"], "matched");

@@ -69,29 +69,49 @@ impl Framing {
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// The id a destination that de-duplicates by id (Elasticsearch `_id`, `webhook-id`) gets for
+/// an event: unique per tenant *and* event id, so one tenant's id never suppresses another
+/// tenant's event; the same on every resend, so a resend is still recognized. 32 lowercase hex
+/// digits: the first 128 bits of SHA-256 over the tenant id's length (8 bytes, little
+/// endian), the tenant id and the event id. The event's own `event_id` stays in what is sent.
+pub fn destination_id(tenant_id: &str, event_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update((tenant_id.len() as u64).to_le_bytes());
+    h.update(tenant_id.as_bytes());
+    h.update(event_id.as_bytes());
+    h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// A destination: one small module per SIEM / SOAR / HTTP target.
 pub trait Destination: Send + Sync + 'static {
     /// How the encoded events of a batch are framed.
     fn framing(&self) -> Framing;
 
-    /// Appends one enriched event (its JSON; `fields`: where its mapped fields are, when its
-    /// WAL record says, for [`EnrichedView::read`](thoth_event::EnrichedView::read)) in the
-    /// destination's format to `out`. An error dead-letters that event with the reason.
+    /// Appends one enriched event of `tenant_id` (its JSON; `fields`: where its mapped fields
+    /// are, when its WAL record says, for
+    /// [`EnrichedView::read`](thoth_event::EnrichedView::read)) in the destination's format
+    /// to `out`. An error dead-letters that event with the reason.
     fn encode_event(
         &self,
+        tenant_id: &str,
         json: &[u8],
         fields: Option<&FieldIndex>,
         out: &mut Vec<u8>,
     ) -> Result<(), String>;
 
     /// The request for an encoded body (`gzip`: `body` is gzip-compressed; `raw` is the body
-    /// before compression, e.g. to sign it).
+    /// before compression, e.g. to sign it; `tenants`: each event's tenant, in order).
     fn request(
         &self,
         client: &reqwest::Client,
         body: Bytes,
         gzip: bool,
         raw: &[u8],
+        tenants: &[&str],
     ) -> reqwest::RequestBuilder;
 
     /// Reads the response to a request of `events` events.
@@ -188,5 +208,23 @@ mod tests {
             body_excerpt(&[b'a'; 1000]).chars().count(),
             MAX_REASON_BYTES + 1
         );
+    }
+
+    #[test]
+    fn destination_ids_are_unique_per_tenant_and_stable() {
+        let a = destination_id("acme", "e-1");
+        assert_eq!(a, destination_id("acme", "e-1"), "the same on every resend");
+        assert_eq!(a.len(), 32);
+        assert!(a
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert_ne!(
+            a,
+            destination_id("globex", "e-1"),
+            "another tenant, another id"
+        );
+        // The length prefix: no tenant/event split gives the same input.
+        assert_ne!(destination_id("ab", "c"), destination_id("a", "bc"));
+        assert_ne!(destination_id("", "x"), destination_id("x", ""));
     }
 }

@@ -1,6 +1,7 @@
 //! `elasticsearch`: Elasticsearch 8/9 and OpenSearch 2 `_bulk` (SPEC §7, PROTOCOLS.md §3).
 //!
-//! Each event is a `create` action with `_id = event_id` (a resend is idempotent: 409 on
+//! Each event is a `create` action with an `_id` unique per tenant and event id
+//! ([`destination_id`]; a resend is idempotent: 409 on
 //! create means already indexed, so delivered) and an ECS document with the whole enriched
 //! event under `thoth`. A response with `"errors": true` is read item by item: 429 and 5xx
 //! items are retried alone, other item errors are dead-lettered with `error.type` and
@@ -17,7 +18,9 @@ use serde::Deserialize;
 use thoth_config::{ElasticAuth, ElasticConfig, ElasticTarget};
 use thoth_event::{parse_rfc3339, EnrichedView, FieldIndex};
 
-use crate::destination::{body_excerpt, retry_after, Destination, Framing, ItemOutcome, Outcome};
+use crate::destination::{
+    body_excerpt, destination_id, retry_after, Destination, Framing, ItemOutcome, Outcome,
+};
 
 /// How long an endpoint that did not answer is skipped.
 const ENDPOINT_QUARANTINE: Duration = Duration::from_secs(30);
@@ -243,6 +246,7 @@ impl Destination for Elasticsearch {
 
     fn encode_event(
         &self,
+        tenant_id: &str,
         json: &[u8],
         fields: Option<&FieldIndex>,
         out: &mut Vec<u8>,
@@ -253,8 +257,10 @@ impl Destination for Elasticsearch {
             .as_deref()
             .ok_or("the event has no event_id")?;
         let index = self.index_for(view.time.as_deref());
-        out.extend_from_slice(b"{\"create\":{\"_id\":");
-        write_json_str(out, id);
+        out.extend_from_slice(b"{\"create\":{\"_id\":\"");
+        // Unique per tenant: `event.id` keeps the event's own id.
+        out.extend_from_slice(destination_id(tenant_id, id).as_bytes());
+        out.push(b'"');
         out.extend_from_slice(b",\"_index\":");
         write_json_str(out, &index);
         out.extend_from_slice(b"}}\n");
@@ -269,6 +275,7 @@ impl Destination for Elasticsearch {
         body: Bytes,
         gzip: bool,
         _raw: &[u8],
+        _tenants: &[&str],
     ) -> reqwest::RequestBuilder {
         let url = format!("{}/_bulk", self.pick_endpoint());
         let mut req = client
@@ -419,7 +426,7 @@ mod tests {
         es(ElasticTarget::DataStream(
             "logs-thoth.events-default".into(),
         ))
-        .encode_event(EVENT, None, &mut out)
+        .encode_event("acme", EVENT, None, &mut out)
         .unwrap();
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
@@ -428,7 +435,7 @@ mod tests {
         let action: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
         assert_eq!(
             action,
-            json!({"create":{"_index":"logs-thoth.events-default","_id":"e1"}})
+            json!({"create":{"_index":"logs-thoth.events-default","_id":destination_id("acme", "e1")}})
         );
         let doc: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
         assert_eq!(doc["@timestamp"], "2026-11-28T10:00:00.120Z");
@@ -457,7 +464,7 @@ mod tests {
     fn index_patterns_take_the_event_date() {
         let mut out = Vec::new();
         es(ElasticTarget::Index("thoth-%Y.%m.%d".into()))
-            .encode_event(EVENT, None, &mut out)
+            .encode_event("acme", EVENT, None, &mut out)
             .unwrap();
         let text = String::from_utf8(out).unwrap();
         let action: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
@@ -512,7 +519,7 @@ mod tests {
             })
             .unwrap();
             let req = es
-                .request(&client, Bytes::new(), true, b"")
+                .request(&client, Bytes::new(), true, b"", &[])
                 .build()
                 .unwrap();
             assert_eq!(req.url().as_str(), "http://a:9200/_bulk");

@@ -586,10 +586,12 @@ impl Shared {
         let mut failed = Vec::new();
         for mut item in items {
             let mut out = Vec::with_capacity(item.json.len() + 256);
-            match self
-                .destination
-                .encode_event(&item.json, item.fields.as_ref(), &mut out)
-            {
+            match self.destination.encode_event(
+                &item.tenant_id,
+                &item.json,
+                item.fields.as_ref(),
+                &mut out,
+            ) {
                 Ok(()) => {
                     item.encoded = out;
                     ok.push(item);
@@ -644,9 +646,10 @@ impl Shared {
             .with_label_values(&[&self.name])
             .observe(items.len() as f64);
 
+        let tenants: Vec<&str> = items.iter().map(|i| i.tenant_id.as_str()).collect();
         let request = self
             .destination
-            .request(&self.client, sent, self.gzip, &body);
+            .request(&self.client, sent, self.gzip, &body, &tenants);
         // Compressed, the plain body is not needed while the request is in flight.
         drop(body);
         let in_flight = self.slots.in_flight();
@@ -881,7 +884,11 @@ pub async fn send_one(
     };
     let framing = destination.framing();
     let mut body = framing.prefix.to_vec();
-    if let Err(e) = destination.encode_event(json, None, &mut body) {
+    let tenant = thoth_event::EnrichedView::parse(json)
+        .ok()
+        .and_then(|v| v.tenant_id.map(|t| t.into_owned()))
+        .unwrap_or_default();
+    if let Err(e) = destination.encode_event(&tenant, json, None, &mut body) {
         return done(
             false,
             None,
@@ -900,7 +907,7 @@ pub async fn send_one(
         raw.clone()
     };
     let resp = match destination
-        .request(&client, sent, gzip_on, &raw)
+        .request(&client, sent, gzip_on, &raw, &[tenant.as_str()])
         .send()
         .await
     {

@@ -174,6 +174,7 @@ impl Destination for Sentinel {
 
     fn encode_event(
         &self,
+        _tenant_id: &str,
         json: &[u8],
         fields: Option<&FieldIndex>,
         out: &mut Vec<u8>,
@@ -214,6 +215,7 @@ impl Destination for Sentinel {
         body: Bytes,
         gzip: bool,
         _raw: &[u8],
+        _tenants: &[&str],
     ) -> reqwest::RequestBuilder {
         let mut req = client
             .post(&self.ingest_url)
@@ -326,7 +328,9 @@ mod tests {
     fn records_have_the_spec_columns() {
         let json = br#"{"type":"decision","event_id":"e1","time":"2026-11-28T10:00:00.120Z","tenant_id":"acme","endpoint_id":"ep-1","risk":"high","decision":"block","context":{"fleet":{"id":"eng"},"endpoint":{"hostname":"mbp"}}}"#;
         let mut out = Vec::new();
-        sentinel().encode_event(json, None, &mut out).unwrap();
+        sentinel()
+            .encode_event("acme", json, None, &mut out)
+            .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(
             v,

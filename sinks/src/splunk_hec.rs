@@ -93,6 +93,7 @@ impl Destination for SplunkHec {
 
     fn encode_event(
         &self,
+        _tenant_id: &str,
         json: &[u8],
         fields: Option<&FieldIndex>,
         out: &mut Vec<u8>,
@@ -153,6 +154,7 @@ impl Destination for SplunkHec {
         body: Bytes,
         gzip: bool,
         _raw: &[u8],
+        _tenants: &[&str],
     ) -> reqwest::RequestBuilder {
         let mut req = client
             .post(&self.event_url)
@@ -313,10 +315,12 @@ mod tests {
     fn an_event_a_remap_broke_is_refused_with_the_field_to_blame() {
         let mut out = Vec::new();
         let err = hec(false)
-            .encode_event(br#"{"type":"decision","risk":4}"#, None, &mut out)
+            .encode_event("acme", br#"{"type":"decision","risk":4}"#, None, &mut out)
             .unwrap_err();
         assert_eq!(err, "field `risk` must be a string");
-        let err = hec(false).encode_event(b"[1]", None, &mut out).unwrap_err();
+        let err = hec(false)
+            .encode_event("acme", b"[1]", None, &mut out)
+            .unwrap_err();
         assert_eq!(err, "the event is not a JSON object");
     }
 
@@ -324,7 +328,9 @@ mod tests {
     fn encodes_the_spec_envelope() {
         let json = br#"{"type":"decision","time":"2026-11-28T10:00:00.120Z","tenant_id":"acme","endpoint_id":"ep-1","risk":"high","decision":"block","context":{"fleet":{"id":"eng"},"endpoint":{"hostname":"mbp"}}}"#;
         let mut out = Vec::new();
-        hec(false).encode_event(json, None, &mut out).unwrap();
+        hec(false)
+            .encode_event("acme", json, None, &mut out)
+            .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(
             v,

@@ -1,7 +1,8 @@
 //! `webhook`: signed HTTP POSTs for SOAR, PAM and any HTTP target (SPEC §5, §7).
 //!
 //! The body is the event (or `{"events":[...]}` when `batch.max_events > 1`), signed with
-//! Standard Webhooks headers: `webhook-id` (the event id, the same on every retry),
+//! Standard Webhooks headers: `webhook-id` (`msg_` and an id unique per tenant and event, the
+//! same on every retry),
 //! `webhook-timestamp` (this attempt) and `webhook-signature` (one `v1,` per secret); plus
 //! `X-Hub-Signature-256` when `hub_signature_secret` is set. 2xx is delivered; 410 Gone marks
 //! the sink failing (the endpoint is retired); 429 / 5xx are retried with `Retry-After`; a
@@ -14,7 +15,9 @@ use sha2::{Digest, Sha256};
 use thoth_config::WebhookSinkConfig;
 use thoth_event::{hub_signature, sign_webhook, EnrichedView, FieldIndex};
 
-use crate::destination::{body_excerpt, retry_after, Destination, Framing, Outcome};
+use crate::destination::{
+    body_excerpt, destination_id, retry_after, Destination, Framing, Outcome,
+};
 
 /// The webhook destination.
 pub struct Webhook {
@@ -46,15 +49,13 @@ impl Webhook {
         })
     }
 
-    /// The `webhook-id` of a body: the event id for one event; for a batch, a digest of its
-    /// event ids (the same on every retry of that batch).
-    fn message_id(&self, raw: &[u8]) -> String {
-        if !self.batched {
-            if let Some(id) = EnrichedView::parse(raw)
-                .ok()
-                .and_then(|v| v.event_id.map(|s| s.into_owned()))
-            {
-                return id;
+    /// The `webhook-id` of a body of events of `tenants`: for one event, `msg_` and its
+    /// [`destination_id`] (unique per tenant, the same on every retry); for a batch, or a
+    /// remap without an `event_id`, a digest of the tenants and event ids (or of the body).
+    fn message_id(&self, raw: &[u8], tenants: &[&str]) -> String {
+        if let (false, [tenant]) = (self.batched, tenants) {
+            if let Some(id) = EnrichedView::parse(raw).ok().and_then(|v| v.event_id) {
+                return format!("msg_{}", destination_id(tenant, &id));
             }
         }
         #[derive(serde::Deserialize)]
@@ -70,6 +71,10 @@ impl Webhook {
                 .collect::<Option<Vec<_>>>()
         });
         let mut h = Sha256::new();
+        for tenant in tenants {
+            h.update((tenant.len() as u64).to_le_bytes());
+            h.update(tenant.as_bytes());
+        }
         if let Some(views) = views {
             for e in &views {
                 h.update(e.event_id.as_deref().unwrap_or("").as_bytes());
@@ -101,6 +106,7 @@ impl Destination for Webhook {
 
     fn encode_event(
         &self,
+        _tenant_id: &str,
         json: &[u8],
         _fields: Option<&FieldIndex>,
         out: &mut Vec<u8>,
@@ -120,8 +126,9 @@ impl Destination for Webhook {
         body: Bytes,
         gzip: bool,
         raw: &[u8],
+        tenants: &[&str],
     ) -> reqwest::RequestBuilder {
-        let id = self.message_id(raw);
+        let id = self.message_id(raw, tenants);
         let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
         let mut req = client
             .post(&self.url)
@@ -216,16 +223,26 @@ mod tests {
     }
 
     #[test]
-    fn ids_are_stable_across_retries() {
+    fn ids_are_stable_across_retries_and_unique_per_tenant() {
         let one = br#"{"event_id":"e-1","type":"alert"}"#;
-        assert_eq!(hook(false).message_id(one), "e-1");
+        let id = hook(false).message_id(one, &["acme"]);
+        assert_eq!(id, format!("msg_{}", destination_id("acme", "e-1")));
+        assert_eq!(id, hook(false).message_id(one, &["acme"]));
+        assert_ne!(id, hook(false).message_id(one, &["globex"]));
         let batch = br#"{"events":[{"event_id":"a"},{"event_id":"b"}]}"#;
-        let id = hook(true).message_id(batch);
+        let id = hook(true).message_id(batch, &["acme", "acme"]);
         assert!(id.starts_with("msg_") && id.len() == 36);
-        assert_eq!(id, hook(true).message_id(batch));
+        assert_eq!(id, hook(true).message_id(batch, &["acme", "acme"]));
+        assert_ne!(id, hook(true).message_id(batch, &["acme", "globex"]));
         assert_ne!(
             id,
-            hook(true).message_id(br#"{"events":[{"event_id":"a"}]}"#)
+            hook(true).message_id(br#"{"events":[{"event_id":"a"}]}"#, &["acme"])
+        );
+        // A remap without an event id: the body and the tenant.
+        let remapped = br#"{"title":"x"}"#;
+        assert_ne!(
+            hook(false).message_id(remapped, &["acme"]),
+            hook(false).message_id(remapped, &["globex"])
         );
     }
 

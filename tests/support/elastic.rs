@@ -91,12 +91,12 @@ impl Elastic {
         self.with(|s| s.docs.len())
     }
 
-    /// The document with this `_id`, in whatever index.
+    /// The document with this `_id` or event id (`thoth.event_id`), in whatever index.
     pub fn doc(&self, id: &str) -> Option<Value> {
         self.with(|s| {
             s.docs
                 .iter()
-                .find(|((_, i), _)| i == id)
+                .find(|((_, i), d)| i == id || d["thoth"]["event_id"] == id)
                 .map(|(_, d)| d.clone())
         })
     }
