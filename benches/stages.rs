@@ -1,6 +1,7 @@
 //! Criterion micro-benchmarks of the hot stages, each reported per event (issue 10):
 //! decode + validate, enrichment lookup against a 100 000-endpoint index, WAL append of a
-//! 500-event frame with and without fsync, Splunk HEC encode + gzip, `_bulk` encode + gzip.
+//! 500-event frame with and without fsync, Splunk HEC encode + gzip, `_bulk` encode + gzip;
+//! and the decode time of hostile events with 10 000 and 100 000 members.
 //! (The VRL stage is `cargo bench -p thoth-transform --bench vrl`.)
 //!
 //! `cargo bench --bench stages`
@@ -231,9 +232,46 @@ fn stages(c: &mut Criterion) {
     g.finish();
 }
 
+/// One event with `keys` members (what a hostile client sends to make the duplicate-key check
+/// or the parser work hard).
+fn wide_event(keys: usize) -> Vec<u8> {
+    let mut e = String::from(r#"{"type":"alert","tenant_id":"acme","title":"wide""#);
+    for i in 0..keys {
+        e.push_str(&format!(r#","k{i}":0"#));
+    }
+    e.push('}');
+    e.into_bytes()
+}
+
+/// Worst-case events: the decode time of one event with 10 000 members (the default
+/// `api.max_members`) and with 100 000 (1 MiB; the bound raised).
+fn hostile(c: &mut Criterion) {
+    let mut g = c.benchmark_group("hostile_event");
+    let limits = Limits {
+        max_event_bytes: 4 << 20,
+        max_members: 200_000,
+        ..limits()
+    };
+    for keys in [10_000usize, 100_000] {
+        let body = wide_event(keys);
+        g.bench_function(format!("decode_{keys}_keys"), |b| {
+            b.iter(|| {
+                decode_batch(
+                    black_box(&body),
+                    BodyFormat::Json,
+                    &limits,
+                    "2026-12-01T10:00:00Z",
+                )
+                .unwrap()
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4));
-    targets = stages
+    targets = stages, hostile
 }
 criterion_main!(benches);

@@ -259,6 +259,9 @@ fn run_command(config_path: Option<PathBuf>, log_format: LogFormat) -> i32 {
             return 2;
         }
     };
+    for w in &config.warnings {
+        tracing::warn!(key = %w.path, "config: {}", w.message);
+    }
     for w in &programs.warnings {
         tracing::warn!("{w}");
     }

@@ -8,7 +8,7 @@ use thoth_config::{Config, ConfigError};
 use crate::programs::Programs;
 
 struct Summary {
-    /// VRL warnings (they do not make the config invalid).
+    /// The config's and the VRL programs' warnings (they do not make the config invalid).
     warnings: Vec<ConfigError>,
     tenants: usize,
     tokens: usize,
@@ -101,12 +101,11 @@ fn check(path: &Path) -> (Vec<ConfigError>, Option<Summary>) {
         Ok(checked) => {
             let config = &checked.config;
             let summary = Summary {
-                warnings: checked
-                    .programs
+                warnings: config
                     .warnings
                     .iter()
                     .cloned()
-                    .map(vrl_error)
+                    .chain(checked.programs.warnings.iter().cloned().map(vrl_error))
                     .collect(),
                 tenants: config.tenants.len(),
                 tokens: config.api.tokens.len(),

@@ -595,6 +595,54 @@ fn validate_lists_every_mistake_with_its_key_path() {
     assert!(!stdout.contains("acme-token"));
     let report: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["summary"]["mdm_endpoints"], 5);
+    // Its tokens are short: valid, with a warning naming each (never the token).
+    let warned: Vec<&str> = report["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        warned,
+        [
+            "api.tokens[0].token",
+            "api.tokens[1].token",
+            "api.tokens[2].token"
+        ]
+    );
+
+    // A WAL whose segments leave no room, and a token from an empty variable: refused.
+    let risky = dir.path().join("risky.toml");
+    let text = config_text(
+        dir.path(),
+        "max_bytes = \"64MiB\"\nsegment_bytes = \"64MiB\"",
+        "",
+        "",
+    )
+    .replace(
+        "token = \"admin-token\"",
+        "token = \"${THOTH_TEST_EMPTY_ADMIN_TOKEN}\"",
+    );
+    std::fs::write(&risky, text).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["validate", "--json", "--config"])
+        .arg(&risky)
+        .env("THOTH_TEST_EMPTY_ADMIN_TOKEN", "")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let paths: Vec<&str> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        ["api.tokens[2].token", "wal.segment_bytes"],
+        "{report}"
+    );
 }
 
 #[test]
@@ -664,11 +712,11 @@ fn the_example_config_is_valid_and_its_tests_pass() {
         .arg(&cfg)
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        !text.contains("warning"),
+        "the example has no guessable token or other warning: {text}"
     );
     let tests = std::process::Command::new(BIN)
         .args(["test", "--config"])

@@ -229,3 +229,107 @@ fn required_client_certificates_refuse_anonymous_connections_and_validate_checks
     assert_eq!(report["ok"], false);
     assert_eq!(report["errors"][0]["path"], "api.tls", "{report}");
 }
+
+#[test]
+fn a_wildcard_certificate_stands_for_no_tenant_and_an_admin_certificate_reaches_the_admin_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca1 = ca("thoth ingest CA");
+    let (server_cert, server_key, _) = leaf(&ca1, &["localhost"], true);
+    std::fs::write(dir.path().join("server.pem"), &server_cert).unwrap();
+    std::fs::write(dir.path().join("server.key"), &server_key).unwrap();
+    std::fs::write(dir.path().join("clients-ca.pem"), ca1.cert.pem()).unwrap();
+    let tls = r#"
+[api.tls]
+cert_file = "server.pem"
+key_file = "server.key"
+client_ca_file = "clients-ca.pem"
+[[api.tls.clients]]
+dns_name = "a.tenants.example"
+tenant_id = "acme"
+[[api.tls.clients]]
+dns_name = "b.tenants.example"
+tenant_id = "globex"
+[[api.tls.clients]]
+dns_name = "ops.example"
+admin = true
+"#;
+    let text = config_text(dir.path(), "", "", "").replace("\n[wal]\n", &format!("{tls}\n[wal]\n"));
+    let cfg = dir.path().join("gateway.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let gw = Gateway::start(&cfg);
+    let pki = |names: &[&str]| {
+        let (cert, key, _) = leaf(&ca1, names, false);
+        let b = reqwest::blocking::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(ca1.cert.pem().as_bytes()).unwrap(),
+            )
+            .identity(reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap());
+        b.build().unwrap()
+    };
+    let https = |path: &str| {
+        format!(
+            "https://localhost:{}{path}",
+            gw.addr.rsplit(':').next().unwrap()
+        )
+    };
+
+    // A certificate valid for *.tenants.example would match both tenants' entries: it
+    // stands for neither.
+    let wildcard = pki(&["*.tenants.example"]);
+    assert_eq!(
+        post(&wildcard, &gw, None, decision("wild-1", "acme", "ep-1001")),
+        Ok((401, "unauthorized".into()))
+    );
+    assert_eq!(
+        post(
+            &wildcard,
+            &gw,
+            None,
+            decision("wild-2", "globex", "ep-2001")
+        ),
+        Ok((401, "unauthorized".into()))
+    );
+    // A certificate for both exact names matches two entries: neither either.
+    let both = pki(&["a.tenants.example", "b.tenants.example"]);
+    assert_eq!(
+        post(&both, &gw, None, decision("both-1", "acme", "ep-1001")),
+        Ok((401, "unauthorized".into()))
+    );
+    // The exact name stands for its tenant.
+    let a = pki(&["a.tenants.example"]);
+    assert_eq!(
+        post(&a, &gw, None, decision("exact-1", "acme", "ep-1001")),
+        Ok((200, String::new()))
+    );
+    assert_eq!(
+        a.get(https("/v1/endpoints/acme/ep-7f3a"))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        403,
+        "a tenant's certificate is no admin"
+    );
+    // An admin certificate reaches the admin endpoints.
+    let ops = pki(&["ops.example"]);
+    let resp = ops.get(https("/v1/endpoints/acme/ep-7f3a")).send().unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let held: serde_json::Value = resp.json().unwrap();
+    assert_eq!(held["context"]["endpoint"]["hostname"], "mbp-jdoe");
+    assert_eq!(
+        ops.post(https("/v1/reload"))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    wait_for_event(dir.path(), "exact-1");
+    assert!(!read_out(dir.path()).iter().any(|e| e["event_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("wild")
+        || e["event_id"] == "both-1"));
+}

@@ -47,10 +47,15 @@ pub fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
 const OVERFLOW_DRAIN_BYTES: usize = 1024 * 1024;
 
 fn too_large(max: usize, limit_key: &str, what: &str) -> ApiError {
+    let hint = if limit_key == "api.max_body_bytes" {
+        "; send smaller batches"
+    } else {
+        ""
+    };
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "body_too_large",
-        format!("the {what} is over {limit_key} ({max} bytes); send smaller batches"),
+        format!("the {what} is over {limit_key} ({max} bytes){hint}"),
     )
 }
 
