@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 seconds="${1:-60}"
 export RUSTC_BOOTSTRAP=1
-for target in decode_batch webhook_verify mdm_snapshot wal_recovery trusted_scan; do
+for target in decode_batch webhook_verify mdm_snapshot wal_recovery trusted_scan timestamps dead_letters; do
   echo "== $target (${seconds}s)"
   mkdir -p "corpus/$target"
   cargo fuzz run "$target" "corpus/$target" seeds/"$target" -- \

@@ -93,6 +93,7 @@ fn every_route_refuses_an_unauthenticated_body_from_its_headers_before_reading_i
         );
     }
     let grown = gw.rss_kib().saturating_sub(rss_before);
+    eprintln!("RSS {rss_before} KiB before the six 400 MB probes, grown by {grown} KiB after");
     assert!(grown < 64 * 1024, "RSS grew by {grown} KiB");
 
     // An admin's push over mdm.max_push_bytes (256 MiB by default) is refused when its size

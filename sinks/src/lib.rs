@@ -29,7 +29,9 @@ mod webhook;
 pub use backoff::{backoff, Jitter};
 pub use client::build as build_http_client;
 pub use destination::{destination_id, retry_after, Destination, Framing, ItemOutcome, Outcome};
-pub use dlq::{DeadLetter, DeadLetterQueue, Listing, Unreadable, DEAD_LETTER_VERSION};
+pub use dlq::{
+    parse_letters, DeadLetter, DeadLetterQueue, Listing, Unreadable, DEAD_LETTER_VERSION,
+};
 pub use elasticsearch::{write_ecs_document, Elasticsearch};
 pub use engine::{send_one, HttpSink, HttpSinkParts, ProbeResult};
 pub use file::{append_one as append_one_file, FileSink};
