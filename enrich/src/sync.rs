@@ -91,6 +91,9 @@ fn describe(e: &reqwest::Error) -> String {
     msg
 }
 
+/// The longest `Retry-After` a sync waits for: longer asks hold up the MDM task no longer.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
 fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
     resp.headers()
         .get(reqwest::header::RETRY_AFTER)?
@@ -99,7 +102,7 @@ fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
         .trim()
         .parse::<u64>()
         .ok()
-        .map(Duration::from_secs)
+        .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER))
 }
 
 /// GETs `url` as JSON with `token`, retrying 429 (after `Retry-After`), 5xx and transport
@@ -203,7 +206,8 @@ impl TokenSource {
             .as_str()
             .ok_or_else(|| format!("token response from {url} has no access_token"))?
             .to_string();
-        let lifetime = Duration::from_secs(body["expires_in"].as_u64().unwrap_or(300));
+        // Bounded like every parsed value: a token server's `expires_in` of a day at most.
+        let lifetime = Duration::from_secs(body["expires_in"].as_u64().unwrap_or(300).min(86_400));
         *cache = Some(Token {
             value: value.clone(),
             renew_at: Instant::now() + lifetime.saturating_sub(lifetime / 5),

@@ -155,20 +155,28 @@ pub trait Destination: Send + Sync + 'static {
     }
 }
 
-/// `Retry-After` as seconds or an HTTP date.
+/// The longest `Retry-After` honoured: a destination asking for more (or sending a number
+/// that would overflow a deadline) pauses the sink for this long, then is asked again.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// `Retry-After` as seconds or an HTTP date, at most [`MAX_RETRY_AFTER`].
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()
         .ok()?
         .trim();
-    if let Ok(s) = v.parse::<u64>() {
-        return Some(Duration::from_secs(s));
-    }
-    let when =
-        time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc2822).ok()?;
-    let delta = when - time::OffsetDateTime::now_utc();
-    Some(Duration::try_from(delta).unwrap_or(Duration::ZERO))
+    let after = match v.parse::<u64>() {
+        Ok(s) => Duration::from_secs(s),
+        Err(_) => {
+            let when =
+                time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc2822)
+                    .ok()?;
+            let delta = when - time::OffsetDateTime::now_utc();
+            Duration::try_from(delta).unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(after.min(MAX_RETRY_AFTER))
 }
 
 /// At most this many bytes of a response body are kept in reasons and dead letters.
@@ -199,6 +207,15 @@ mod tests {
             "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
         );
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        // Hostile values are bounded: a pause never overflows its deadline.
+        for v in [
+            "18446744073709551615",
+            "99999999999",
+            "Fri, 31 Dec 9999 23:59:59 GMT",
+        ] {
+            h.insert("retry-after", v.parse().unwrap());
+            assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER), "{v}");
+        }
     }
 
     #[test]

@@ -14,7 +14,11 @@ pub struct Pause {
 impl Pause {
     /// Pauses for `d` from now (never shortens a longer pause).
     pub fn extend(&self, d: Duration) {
-        let until = Instant::now() + d;
+        // Saturating: a pause past what an Instant can hold is as good as a year.
+        let now = Instant::now();
+        let until = now
+            .checked_add(d)
+            .unwrap_or(now + Duration::from_secs(365 * 86_400));
         let mut u = self.until.lock().unwrap();
         if u.is_none_or(|old| until > old) {
             *u = Some(until);

@@ -149,7 +149,8 @@ impl Sentinel {
         let reply: TokenReply = serde_json::from_slice(&bytes).map_err(|e| Outcome::Failing {
             reason: format!("unreadable token response from {}: {e}", self.authority),
         })?;
-        let lifetime = Duration::from_secs(reply.expires_in.unwrap_or(3600));
+        // A token server's `expires_in` is bounded like every parsed value: a day at most.
+        let lifetime = Duration::from_secs(reply.expires_in.unwrap_or(3600).min(86_400));
         let margin = REFRESH_MARGIN.min(lifetime / 2);
         let mut header =
             HeaderValue::from_str(&format!("Bearer {}", reply.access_token)).map_err(|_| {
