@@ -129,20 +129,39 @@ impl DeadLetterQueue {
         self.locked(|| append_synced(&self.file("ndjson"), &buf))
     }
 
-    /// Appends durably, retrying with backoff until it works (a full disk, say); `false` when
-    /// `stop` turned true first — the caller then leaves the events in the WAL.
+    /// Appends durably, retrying with backoff until it works (a full disk, say), then logs and
+    /// counts the dead letters (`class`: why, for `thoth_sink_dead_letters_total`); `false`
+    /// when `stop` turned true first — the caller then leaves the events in the WAL.
     pub async fn append_until_stored(
         &self,
-        letters: std::sync::Arc<Vec<DeadLetter>>,
+        letters: Vec<DeadLetter>,
+        class: &str,
         retry: &thoth_config::RetryConfig,
         health: &crate::health::SinkHealth,
+        metrics: &crate::metrics::SinkMetrics,
         stop: &mut tokio::sync::watch::Receiver<bool>,
     ) -> bool {
+        if letters.is_empty() {
+            return true;
+        }
+        let letters = std::sync::Arc::new(letters);
+        let n = letters.len() as u64;
         let mut attempt = 0;
         loop {
             let (dlq, batch) = (self.clone(), letters.clone());
             match tokio::task::spawn_blocking(move || dlq.append(&batch)).await {
-                Ok(Ok(())) => return true,
+                Ok(Ok(())) => {
+                    tracing::warn!(sink = %self.sink, events = n, reason = %letters[0].reason, "events dead-lettered");
+                    metrics
+                        .dead_letters
+                        .with_label_values(&[&self.sink, class])
+                        .inc_by(n);
+                    metrics
+                        .events
+                        .with_label_values(&[&self.sink, "dead_lettered"])
+                        .inc_by(n);
+                    return true;
+                }
                 Ok(Err(e)) => {
                     tracing::error!(sink = %self.sink, error = %e, "cannot write dead letters; retrying");
                     health.failed(format!("cannot write dead letters: {e}"));

@@ -751,24 +751,16 @@ impl Shared {
                 )
             })
             .collect();
-        let letters = Arc::new(letters);
-        if !self
-            .dlq
-            .append_until_stored(letters.clone(), &self.retry, &self.health, stop)
+        self.dlq
+            .append_until_stored(
+                letters,
+                class,
+                &self.retry,
+                &self.health,
+                &self.metrics,
+                stop,
+            )
             .await
-        {
-            return false;
-        }
-        tracing::warn!(sink = %self.name, events = letters.len(), %reason, "events dead-lettered");
-        self.metrics
-            .dead_letters
-            .with_label_values(&[&self.name, class])
-            .inc_by(letters.len() as u64);
-        self.metrics
-            .events
-            .with_label_values(&[&self.name, "dead_lettered"])
-            .inc_by(letters.len() as u64);
-        true
     }
 }
 

@@ -241,23 +241,16 @@ impl FileSink {
         letters: Vec<DeadLetter>,
         stop: &mut watch::Receiver<bool>,
     ) -> bool {
-        let n = letters.len() as u64;
-        if !self
-            .dlq
-            .append_until_stored(Arc::new(letters), &self.retry, &self.health, stop)
+        self.dlq
+            .append_until_stored(
+                letters,
+                "remap",
+                &self.retry,
+                &self.health,
+                &self.metrics,
+                stop,
+            )
             .await
-        {
-            return false;
-        }
-        self.metrics
-            .dead_letters
-            .with_label_values(&[&self.name, "remap"])
-            .inc_by(n);
-        self.metrics
-            .events
-            .with_label_values(&[&self.name, "dead_lettered"])
-            .inc_by(n);
-        true
     }
 
     /// Writes `buf` until it succeeds, backing off between attempts. `None` when asked to

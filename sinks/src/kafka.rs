@@ -361,21 +361,16 @@ impl KafkaSink {
                 )
             })
             .collect();
-        let n = letters.len() as u64;
-        if !self
-            .dlq
-            .append_until_stored(Arc::new(letters), &self.retry, &self.health, stop)
+        self.dlq
+            .append_until_stored(
+                letters,
+                class,
+                &self.retry,
+                &self.health,
+                &self.metrics,
+                stop,
+            )
             .await
-        {
-            return false;
-        }
-        tracing::warn!(sink = %self.name, events = n, %reason, "events dead-lettered");
-        self.metrics
-            .dead_letters
-            .with_label_values(&[&self.name, class])
-            .inc_by(n);
-        self.count("dead_lettered", n);
-        true
     }
 }
 
