@@ -301,11 +301,21 @@ fn append_durably(path: &Path, buf: &[u8]) -> std::io::Result<()> {
         std::fs::create_dir_all(parent)?;
     }
     let existed = path.exists();
-    let mut f = OpenOptions::new().create(true).append(true).open(path)?;
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(path)?;
     let before = f.metadata()?.len();
+    // A line torn by a crash (or by another writer) is left as it is; what follows starts on
+    // a line of its own instead of being glued onto it.
+    let mut last = [0u8; 1];
+    let torn = before > 0
+        && std::os::unix::fs::FileExt::read_at(&f, &mut last, before - 1)? == 1
+        && last[0] != b'\n';
     // A new file's name is synced too: synced data under a name a crash forgets is lost.
-    let result = f
-        .write_all(buf)
+    let result = (if torn { f.write_all(b"\n") } else { Ok(()) })
+        .and_then(|()| f.write_all(buf))
         .and_then(|()| f.sync_data())
         .and_then(|()| if existed { Ok(()) } else { sync_parent(path) });
     if result.is_err() {
@@ -329,5 +339,23 @@ pub fn append_one(path: &Path, json: &[u8]) -> crate::ProbeResult {
         error: result
             .err()
             .map(|e| format!("cannot append to {}: {e}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_append_after_a_torn_line_starts_a_line_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out").join("events.ndjson");
+        append_durably(&path, b"{\"a\":1}\n").unwrap();
+        // A crash cut the next write short.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"b\":").unwrap();
+        append_durably(&path, b"{\"c\":3}\n").unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, "{\"a\":1}\n{\"b\":\n{\"c\":3}\n");
     }
 }
