@@ -111,9 +111,12 @@ async fn handle(
         .map_err(|e| submit_error(state, e))
 }
 
-/// Bodies at least this large are decoded on a blocking thread, so that their CPU time (linear,
-/// but milliseconds for megabytes) never holds up the async workers that serve other requests.
-const DECODE_OFFLOAD_BYTES: usize = 64 * 1024;
+/// Bodies at least this large are decoded on a blocking thread, so that their CPU time (linear:
+/// tens of milliseconds for the largest bodies) never holds up the async workers that serve
+/// other requests. Smaller ones take at most a few milliseconds of a worker, less than moving
+/// them to another thread costs: offloading every 500-event batch cost 4 % of the pipeline's
+/// throughput (BENCHMARKS.md).
+const DECODE_OFFLOAD_BYTES: usize = 1024 * 1024;
 
 /// Decodes and validates a body (400 / 413 when it does not decode).
 pub(crate) async fn decode(

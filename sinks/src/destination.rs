@@ -75,15 +75,22 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// digits: the first 128 bits of SHA-256 over the tenant id's length (8 bytes, little
 /// endian), the tenant id and the event id. The event's own `event_id` stays in what is sent.
 pub fn destination_id(tenant_id: &str, event_id: &str) -> String {
+    let mut out = Vec::with_capacity(32);
+    write_destination_id(tenant_id, event_id, &mut out);
+    String::from_utf8(out).expect("hex digits")
+}
+
+/// Appends [`destination_id`] to `out` (no allocation: it runs once per event).
+pub fn write_destination_id(tenant_id: &str, event_id: &str, out: &mut Vec<u8>) {
     use sha2::{Digest, Sha256};
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut h = Sha256::new();
     h.update((tenant_id.len() as u64).to_le_bytes());
     h.update(tenant_id.as_bytes());
     h.update(event_id.as_bytes());
-    h.finalize()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    for b in &h.finalize()[..16] {
+        out.extend_from_slice(&[HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+    }
 }
 
 /// A destination: one small module per SIEM / SOAR / HTTP target.

@@ -19,7 +19,7 @@ use thoth_config::{ElasticAuth, ElasticConfig, ElasticTarget};
 use thoth_event::{parse_rfc3339, EnrichedView, FieldIndex};
 
 use crate::destination::{
-    body_excerpt, destination_id, retry_after, Destination, Framing, ItemOutcome, Outcome,
+    body_excerpt, retry_after, write_destination_id, Destination, Framing, ItemOutcome, Outcome,
 };
 
 /// How long an endpoint that did not answer is skipped.
@@ -259,7 +259,7 @@ impl Destination for Elasticsearch {
         let index = self.index_for(view.time.as_deref());
         out.extend_from_slice(b"{\"create\":{\"_id\":\"");
         // Unique per tenant: `event.id` keeps the event's own id.
-        out.extend_from_slice(destination_id(tenant_id, id).as_bytes());
+        write_destination_id(tenant_id, id, out);
         out.push(b'"');
         out.extend_from_slice(b",\"_index\":");
         write_json_str(out, &index);
@@ -435,7 +435,7 @@ mod tests {
         let action: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
         assert_eq!(
             action,
-            json!({"create":{"_index":"logs-thoth.events-default","_id":destination_id("acme", "e1")}})
+            json!({"create":{"_index":"logs-thoth.events-default","_id":crate::destination_id("acme", "e1")}})
         );
         let doc: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
         assert_eq!(doc["@timestamp"], "2026-11-28T10:00:00.120Z");
