@@ -58,11 +58,15 @@ fn dechunk(mut body: &str) -> String {
         let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
             break;
         };
-        if n == 0 || rest.len() < n {
+        // `get`: a size that cuts a character (any server can answer) ends the body.
+        let (Some(chunk), Some(after)) = (rest.get(..n), rest.get(n..)) else {
+            break;
+        };
+        if n == 0 {
             break;
         }
-        out.push_str(&rest[..n]);
-        body = rest[n..].trim_start_matches("\r\n");
+        out.push_str(chunk);
+        body = after.trim_start_matches("\r\n");
     }
     out
 }
@@ -101,5 +105,20 @@ fn report_error(json: bool, url: &str, message: &str) {
         );
     } else {
         println!("{url}: unreachable: {message}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn chunked_bodies_decode_and_hostile_sizes_end_them() {
+        assert_eq!(
+            super::dechunk("4\r\n{\"a\"\r\n2\r\n:1\r\n0\r\n\r\n"),
+            "{\"a\":1"
+        );
+        // A size that cuts a multi-byte character, or runs past the end: the body ends there.
+        assert_eq!(super::dechunk("1\r\né\r\n0\r\n\r\n"), "");
+        assert_eq!(super::dechunk("ff\r\nshort"), "");
+        assert_eq!(super::dechunk("zz\r\n"), "");
     }
 }

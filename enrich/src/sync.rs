@@ -91,6 +91,10 @@ fn describe(e: &reqwest::Error) -> String {
     msg
 }
 
+/// The most endpoints a provider's API may report (the largest fleets have a few hundred
+/// thousand).
+const MAX_PROVIDER_ENDPOINTS: u64 = 10_000_000;
+
 /// The longest `Retry-After` a sync waits for: longer asks hold up the MDM task no longer.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
@@ -255,9 +259,16 @@ async fn fetch_jamf(
         .unwrap_or_default();
 
     let first = get_json(client, &page_url(0), &token).await?;
-    let total = first["totalCount"].as_u64().unwrap_or(0) as usize;
+    let total = first["totalCount"].as_u64().unwrap_or(0);
+    // Range-checked like every parsed value: the page table is sized from it.
+    if total > MAX_PROVIDER_ENDPOINTS {
+        return Err(format!(
+            "Jamf reports totalCount {total}, more than the {MAX_PROVIDER_ENDPOINTS} endpoints one provider may hold"
+        ));
+    }
     let mut pages: Vec<Option<Vec<Value>>> =
-        vec![None; (total as u64).div_ceil(api.page_size).max(1) as usize];
+        vec![None; total.div_ceil(api.page_size.max(1)).max(1) as usize];
+    let total = total as usize;
     pages[0] = Some(first["results"].as_array().cloned().unwrap_or_default());
     let mut fetched = pages[0].as_ref().map_or(0, Vec::len);
     progress(fetched, Some(total));
