@@ -68,6 +68,12 @@ pub async fn run(config: Config, programs: Programs, path: Option<PathBuf>) -> a
     );
 
     let enricher = Enricher::new(&config, &registry)?;
+    for p in &config.mdm.providers {
+        let removed = thoth_enrich::remove_stale_staging(p);
+        if removed > 0 {
+            tracing::info!(provider = %p.name, files = removed, "removed snapshot staging files a stopped gateway left behind");
+        }
+    }
     let mut loader = MdmLoader::new(&config.mdm.providers, &config.mdm.fleet_rules, &registry)?
         .after_install(crate::release_freed_memory);
     // The last good snapshots first: enrichment works at once even when an MDM API is down.

@@ -18,6 +18,6 @@ pub use loader::{load_provider, LoaderCommand, MdmLoader, MdmStatus, ProviderSta
 pub use record::{EndpointRecord, ProviderSnapshot};
 pub use snapshot::{parse_snapshot, read_snapshot};
 pub use sync::{
-    compare, fetch, staging_path, store_snapshot, store_snapshot_file, sync_provider, Progress,
-    SyncCounts,
+    compare, fetch, remove_stale_staging, staging_path, store_snapshot, store_snapshot_file,
+    sync_provider, Progress, SyncCounts,
 };

@@ -388,6 +388,35 @@ pub fn staging_path(provider: &MdmProvider) -> Result<PathBuf, String> {
         .with_extension(format!("json.{}-{n}.tmp", std::process::id())))
 }
 
+/// Removes staging files of `provider` that a process left behind (killed in the middle of a
+/// push or a sync): they are never moved into place and would only take disk. Returns how
+/// many. Run at start, before any push or sync of this process.
+pub fn remove_stale_staging(provider: &MdmProvider) -> usize {
+    let (Some(dir), Some(name)) = (
+        provider.file.parent(),
+        provider.file.file_stem().and_then(|n| n.to_str()),
+    ) else {
+        return 0;
+    };
+    let prefix = format!("{name}.json.");
+    let Ok(entries) = std::fs::read_dir(if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    }) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.starts_with(&prefix) && n.ends_with(".tmp")
+        })
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
 /// Counts `new` against the provider's current snapshot and moves the synced file `staged` in
 /// its place (rename, then the directory synced).
 fn install(
@@ -440,5 +469,26 @@ mod tests {
             }
         );
         assert_eq!(compare(&[], &new).upserted, 3);
+    }
+
+    #[test]
+    fn staging_files_left_behind_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("acme-jamf.json");
+        let provider = MdmProvider {
+            name: "acme-jamf".into(),
+            tenant_id: "acme".into(),
+            kind: thoth_config::MdmKind::Jamf,
+            file: file.clone(),
+            source: MdmSource::Push,
+            endpoint_id_attribute: None,
+        };
+        let staged = staging_path(&provider).unwrap();
+        std::fs::write(&staged, "partial").unwrap();
+        std::fs::write(&file, "{}").unwrap();
+        std::fs::write(dir.path().join("other.json.1-0.tmp"), "x").unwrap();
+        assert_eq!(remove_stale_staging(&provider), 1);
+        assert!(!staged.exists() && file.exists());
+        assert!(dir.path().join("other.json.1-0.tmp").exists());
     }
 }
