@@ -16,6 +16,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::append::{append_lines, sync_parent};
 use serde_json::value::RawValue;
 
 /// The dead-letter line format this build writes (and the newest it reads).
@@ -347,30 +349,9 @@ fn encode_lines(letters: &[DeadLetter]) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Appends `buf` and syncs it. After a torn last line the append starts on a line of its
-/// own; a new file's directory entry is synced too. On failure the file is cut back to its
-/// previous length, so a retry never leaves half a line behind.
+/// Appends `buf` durably (see [`crate::append`]); errors name the file.
 fn append_synced(path: &Path, buf: &[u8]) -> std::io::Result<()> {
-    let existed = path.exists();
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .read(true)
-        .open(path)
-        .map_err(|e| io_context(path, e))?;
-    let before = f.metadata()?.len();
-    let mut last = [0u8; 1];
-    let torn = before > 0
-        && std::os::unix::fs::FileExt::read_at(&f, &mut last, before - 1)? == 1
-        && last[0] != b'\n';
-    let r = (if torn { f.write_all(b"\n") } else { Ok(()) })
-        .and_then(|()| f.write_all(buf))
-        .and_then(|()| f.sync_data())
-        .and_then(|()| if existed { Ok(()) } else { sync_parent(path) });
-    if r.is_err() {
-        let _ = f.set_len(before);
-    }
-    r.map_err(|e| io_context(path, e))
+    append_lines(path, buf).map_err(|e| io_context(path, e))
 }
 
 /// Replaces a file's content (write a temporary file, sync, rename, sync the directory).
@@ -382,12 +363,6 @@ fn replace_synced(path: &Path, content: &[u8]) -> std::io::Result<()> {
         .and_then(|()| std::fs::rename(&tmp, path))
         .and_then(|()| sync_parent(path))
         .map_err(|e| io_context(path, e))
-}
-
-/// Syncs the directory holding `path`, so a new name in it survives a crash.
-pub fn sync_parent(path: &Path) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
-    File::open(dir.unwrap_or(Path::new(".")))?.sync_all()
 }
 
 fn read_letters(path: &Path) -> std::io::Result<Listing> {

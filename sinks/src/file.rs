@@ -1,7 +1,5 @@
 //! The `file` sink: appends enriched NDJSON to a file and fsyncs before it moves its cursor.
 
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -10,8 +8,9 @@ use thoth_event::{now_rfc3339, record};
 use thoth_wal::Reader;
 use tokio::sync::watch;
 
+use crate::append::append_lines;
 use crate::backoff::{wait_backoff, Jitter};
-use crate::dlq::{sync_parent, DeadLetter, DeadLetterQueue};
+use crate::dlq::{DeadLetter, DeadLetterQueue};
 use crate::engine::{CURSOR_INTERVAL, REPLAY_CHECK_INTERVAL};
 use crate::health::SinkHealth;
 use crate::metrics::SinkMetrics;
@@ -265,7 +264,7 @@ impl FileSink {
         loop {
             let path = self.path.clone();
             let (result, back) = tokio::task::spawn_blocking(move || {
-                let r = append_durably(&path, &buf);
+                let r = append_lines(&path, &buf);
                 (r, buf)
             })
             .await
@@ -294,36 +293,6 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Appends `buf` and syncs it. On failure the file is cut back to its previous length, so a
-/// retry never leaves half a line behind.
-fn append_durably(path: &Path, buf: &[u8]) -> std::io::Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let existed = path.exists();
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .read(true)
-        .open(path)?;
-    let before = f.metadata()?.len();
-    // A line torn by a crash (or by another writer) is left as it is; what follows starts on
-    // a line of its own instead of being glued onto it.
-    let mut last = [0u8; 1];
-    let torn = before > 0
-        && std::os::unix::fs::FileExt::read_at(&f, &mut last, before - 1)? == 1
-        && last[0] != b'\n';
-    // A new file's name is synced too: synced data under a name a crash forgets is lost.
-    let result = (if torn { f.write_all(b"\n") } else { Ok(()) })
-        .and_then(|()| f.write_all(buf))
-        .and_then(|()| f.sync_data())
-        .and_then(|()| if existed { Ok(()) } else { sync_parent(path) });
-    if result.is_err() {
-        let _ = f.set_len(before);
-    }
-    result
-}
-
 /// Appends one event line now, bypassing the WAL (for `verify`): the directory exists and is
 /// writable, the line is on disk. One `write` on an `O_APPEND` file, so it does not interleave
 /// with a running gateway's lines.
@@ -331,7 +300,7 @@ pub fn append_one(path: &Path, json: &[u8]) -> crate::ProbeResult {
     let started = std::time::Instant::now();
     let mut line = json.to_vec();
     line.push(b'\n');
-    let result = append_durably(path, &line);
+    let result = append_lines(path, &line);
     crate::ProbeResult {
         ok: result.is_ok(),
         status: None,
@@ -339,23 +308,5 @@ pub fn append_one(path: &Path, json: &[u8]) -> crate::ProbeResult {
         error: result
             .err()
             .map(|e| format!("cannot append to {}: {e}", path.display())),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_append_after_a_torn_line_starts_a_line_of_its_own() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("out").join("events.ndjson");
-        append_durably(&path, b"{\"a\":1}\n").unwrap();
-        // A crash cut the next write short.
-        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(b"{\"b\":").unwrap();
-        append_durably(&path, b"{\"c\":3}\n").unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(text, "{\"a\":1}\n{\"b\":\n{\"c\":3}\n");
     }
 }

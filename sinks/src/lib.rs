@@ -7,6 +7,7 @@
 //!   ([`SplunkHec`], [`Elasticsearch`]) only says how to encode events and read responses
 //!   ([`Destination`]).
 
+mod append;
 mod backoff;
 mod client;
 pub mod concurrency;
