@@ -74,18 +74,13 @@ fn try_post(gw: &Gateway, lines: &[String]) -> (u16, String) {
     (status, resp["error"].as_str().unwrap_or("").to_string())
 }
 
-#[test]
-fn a_full_wal_disk_answers_503_corrupts_nothing_and_recovers_when_space_returns() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+/// Starts the gateway with its data dir on a 4 MiB tmpfs in a private mount namespace (no
+/// privileges needed) and a WAL limit far above it, so the disk fills first. Returns the
+/// gateway and its view of the data dir, from outside its mount namespace.
+fn start_on_a_small_volume(dir: &Path) -> (Gateway, std::path::PathBuf) {
+    let data = dir.join("data");
     std::fs::create_dir_all(&data).unwrap();
-    // The WAL's limit is far above the volume: the disk fills first.
-    let cfg = write(
-        dir.path(),
-        "max_bytes = \"1GiB\"\nsegment_bytes = \"256KiB\"",
-        "",
-    );
-    // The data dir is a 4 MiB tmpfs in a private mount namespace (no privileges needed).
+    let cfg = write(dir, "max_bytes = \"1GiB\"\nsegment_bytes = \"256KiB\"", "");
     let mut cmd = Command::new("unshare");
     cmd.args(["--map-root-user", "--mount", "sh", "-c"])
         .arg(format!(
@@ -94,11 +89,18 @@ fn a_full_wal_disk_answers_503_corrupts_nothing_and_recovers_when_space_returns(
             cfg.display()
         ));
     let gw = Gateway::start_command(cmd);
-    // The gateway's view of its data dir, from outside its mount namespace.
     let volume = Path::new("/proc")
         .join(gw.pid().to_string())
         .join("root")
         .join(data.strip_prefix("/").unwrap());
+    (gw, volume)
+}
+
+#[test]
+fn a_full_wal_disk_answers_503_corrupts_nothing_and_recovers_when_space_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let (gw, volume) = start_on_a_small_volume(dir.path());
+    let (data, cfg) = (dir.path().join("data"), dir.path().join("gateway.toml"));
     assert!(volume.join("wal").is_dir(), "{}", volume.display());
 
     post_all(&gw, "acme-token", &batch("before", 50));
@@ -180,28 +182,10 @@ fn a_full_wal_disk_answers_503_corrupts_nothing_and_recovers_when_space_returns(
 #[test]
 fn a_disk_the_wal_filled_is_freed_by_the_sinks_catching_up_without_needing_free_space() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
     // The file sink cannot write yet: a regular file where its directory must go.
     let blocker = dir.path().join("out");
     std::fs::write(&blocker, "not a directory").unwrap();
-    let cfg = write(
-        dir.path(),
-        "max_bytes = \"1GiB\"\nsegment_bytes = \"256KiB\"",
-        "",
-    );
-    let mut cmd = Command::new("unshare");
-    cmd.args(["--map-root-user", "--mount", "sh", "-c"])
-        .arg(format!(
-            "mount -t tmpfs -o size=4m tmpfs '{}' && exec '{BIN}' run --config '{}'",
-            data.display(),
-            cfg.display()
-        ));
-    let gw = Gateway::start_command(cmd);
-    let volume = Path::new("/proc")
-        .join(gw.pid().to_string())
-        .join("root")
-        .join(data.strip_prefix("/").unwrap());
+    let (gw, volume) = start_on_a_small_volume(dir.path());
 
     // The WAL fills the volume while the sink is stuck; then not a byte is left.
     let mut accepted = 0;
