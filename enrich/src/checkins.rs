@@ -3,7 +3,9 @@
 //! endpoint "healthy" forever).
 //!
 //! Endpoints that some MDM snapshot knows are kept as long as the gateway runs (the snapshot
-//! bounds them). Endpoints no snapshot knows are kept in a bounded set
+//! bounds them: an MDM record stands for at most [`MAX_ENDPOINTS_PER_RECORD`] endpoint ids, so
+//! check-ins of made-up ids with a real device's serial do not count as known beyond that).
+//! Endpoints no snapshot knows are kept in a bounded set
 //! (`checkins.max_unknown_endpoints`): past it, the one that checked in longest ago is
 //! evicted and counted. Such an endpoint is reported stale only once it was seen twice, so a
 //! made-up endpoint id sent once never raises an alert.
@@ -18,6 +20,10 @@ use std::time::Duration;
 
 use prometheus::IntCounter;
 use time::OffsetDateTime;
+
+/// The most endpoint ids one MDM record (one device) counts as known for; a device reinstalled
+/// a few times has a few. Further ids matched to it by serial or hostname count as unknown.
+pub const MAX_ENDPOINTS_PER_RECORD: u8 = 4;
 
 /// `context.health.status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,8 +71,9 @@ struct State {
 #[derive(Debug)]
 pub struct CheckinTracker {
     state: RwLock<State>,
-    /// MDM records (tenant, device id) that some check-in matched.
-    mdm_seen: RwLock<HashSet<(String, String)>>,
+    /// MDM records (tenant, device id) that some check-in matched, with how many endpoint ids
+    /// each vouches for (at most [`MAX_ENDPOINTS_PER_RECORD`]).
+    mdm_seen: RwLock<HashMap<(String, String), u8>>,
     max_unknown: usize,
     evicted: IntCounter,
     dirty: AtomicBool,
@@ -126,8 +133,46 @@ impl CheckinTracker {
         &self.evicted
     }
 
-    /// Records a check-in received at `at` (the gateway's clock); `known` when an MDM snapshot
-    /// knows the endpoint. Time never moves back, and a check-in clears the stale alert.
+    /// Records a check-in received at `at` (the gateway's clock); `mdm`: the device id of the
+    /// MDM record it matched, if any. Time never moves back, and a check-in clears the stale
+    /// alert.
+    pub fn record_checkin(
+        &self,
+        tenant_id: &str,
+        endpoint_id: &str,
+        at: OffsetDateTime,
+        mdm: Option<&str>,
+    ) {
+        let known_already = self
+            .state
+            .read()
+            .unwrap()
+            .endpoints
+            .get(tenant_id)
+            .and_then(|m| m.get(endpoint_id))
+            .is_some_and(|e| e.known);
+        let known = match mdm {
+            None => false,
+            Some(_) if known_already => true,
+            Some(device) => self.admit(tenant_id, device),
+        };
+        self.record(tenant_id, endpoint_id, at, known);
+    }
+
+    /// One more endpoint id vouched for by an MDM record, if it has room
+    /// ([`MAX_ENDPOINTS_PER_RECORD`]).
+    fn admit(&self, tenant_id: &str, device: &str) -> bool {
+        let key = (tenant_id.to_string(), device.to_string());
+        let mut seen = self.mdm_seen.write().unwrap();
+        let n = seen.entry(key).or_insert(0);
+        if *n >= MAX_ENDPOINTS_PER_RECORD {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// Records a check-in received at `at`; `known` when an MDM snapshot knows the endpoint.
     pub fn record(&self, tenant_id: &str, endpoint_id: &str, at: OffsetDateTime, known: bool) {
         self.dirty.store(true, Ordering::Relaxed);
         let mut state = self.state.write().unwrap();
@@ -218,14 +263,6 @@ impl CheckinTracker {
             }
         }
         state.unknown -= learned;
-    }
-
-    /// Notes that a check-in matched this MDM record.
-    pub fn record_mdm(&self, tenant_id: &str, mdm_device_id: &str) {
-        let key = (tenant_id.to_string(), mdm_device_id.to_string());
-        if !self.mdm_seen.read().unwrap().contains(&key) {
-            self.mdm_seen.write().unwrap().insert(key);
-        }
     }
 
     /// How many MDM records some check-in matched.
@@ -559,6 +596,25 @@ mod tests {
             t.record("a", "u7", s(10 + i), false);
         }
         assert!(t.state.read().unwrap().unknown_order.len() <= 2 * 3 + 1024 + 1);
+    }
+
+    #[test]
+    fn one_device_vouches_for_a_few_endpoint_ids_only() {
+        let t = CheckinTracker::new(3);
+        let now = OffsetDateTime::now_utc();
+        // Made-up endpoint ids sent with a real device's serial (matched to its record).
+        for i in 0..20 {
+            t.record_checkin("a", &format!("made-up-{i}"), now, Some("412"));
+        }
+        // Four are vouched for; the rest are unknown, bounded to 3.
+        assert_eq!(t.mdm_endpoints_seen(), 1);
+        assert_eq!(t.unknown_endpoints(), 3);
+        let held = t.state.read().unwrap().endpoints["a"].len();
+        assert_eq!(held, MAX_ENDPOINTS_PER_RECORD as usize + 3);
+        // A vouched-for endpoint stays known at its next check-in.
+        t.record_checkin("a", "made-up-0", now, Some("412"));
+        assert_eq!(t.unknown_endpoints(), 3);
+        assert!(t.last_checkin("a", "made-up-0").is_some());
     }
 
     #[test]

@@ -141,8 +141,9 @@ impl Enricher {
             event.hostname.as_deref(),
         );
         if let (EventType::Checkin, Some(endpoint)) = (event.event_type, &event.endpoint_id) {
+            let device = found.map(|(e, _)| &*e.mdm_device_id);
             self.checkins
-                .record(&event.tenant_id, endpoint, now, found.is_some());
+                .record_checkin(&event.tenant_id, endpoint, now, device);
         }
         self.write_context(event, found, now, out, layout);
         self.enriched[usize::from(found.is_none())].inc();
@@ -173,10 +174,6 @@ impl Enricher {
                 serde_json::to_writer(&mut *out, &event.tenant_id).expect("Vec write");
                 out.push(b'}');
             }
-        }
-        if let (EventType::Checkin, Some((endpoint, _))) = (event.event_type, found) {
-            self.checkins
-                .record_mdm(&event.tenant_id, &endpoint.mdm_device_id);
         }
         let endpoint_id = event
             .endpoint_id
