@@ -79,7 +79,7 @@ fn two_tenants_are_enriched_from_jamf_and_intune_and_delivered_once() {
         .map(|e| (e["event_id"].as_str().unwrap(), e))
         .collect();
 
-    // The SPEC §4 example, field for field; check-in health runs on the gateway's clock.
+    // The documented enriched example, field for field; check-in health runs on the gateway's clock.
     let e = by_id["a-by-id"];
     let last_checkin = e["context"]["health"]["last_checkin"].as_str().unwrap();
     let last_checkin =

@@ -79,6 +79,28 @@ impl DeadLetter {
     }
 }
 
+/// Dead letters of `sink` for events that failed for good with `reason`: each given as
+/// (tenant, enriched JSON, attempts made, when it first failed — now when never before).
+pub fn letters_for<'a>(
+    sink: &str,
+    reason: &str,
+    events: impl Iterator<Item = (&'a str, &'a [u8], u32, Option<&'a str>)>,
+) -> Vec<DeadLetter> {
+    let now = thoth_event::now_rfc3339();
+    events
+        .map(|(tenant, json, attempts, first_failed_at)| {
+            DeadLetter::new(
+                sink,
+                tenant,
+                json,
+                reason,
+                attempts,
+                first_failed_at.map_or_else(|| now.clone(), str::to_string),
+            )
+        })
+        .collect()
+}
+
 /// The dead-letter queue of one sink.
 #[derive(Debug, Clone)]
 pub struct DeadLetterQueue {

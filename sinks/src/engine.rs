@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use crate::backoff::{backoff, Jitter};
 use crate::concurrency::{Answer, Slots};
 use crate::destination::{Destination, ItemOutcome, Outcome};
-use crate::dlq::{DeadLetter, DeadLetterQueue};
+use crate::dlq::{letters_for, DeadLetterQueue};
 use crate::health::SinkHealth;
 use crate::metrics::SinkMetrics;
 use crate::pause::Pause;
@@ -737,20 +737,18 @@ impl Shared {
         if items.is_empty() {
             return true;
         }
-        let now = now_rfc3339();
-        let letters: Vec<DeadLetter> = items
-            .iter()
-            .map(|item| {
-                DeadLetter::new(
-                    &self.name,
-                    &item.tenant_id,
+        let letters = letters_for(
+            &self.name,
+            reason,
+            items.iter().map(|item| {
+                (
+                    item.tenant_id.as_str(),
                     item.original.as_deref().unwrap_or(&item.json),
-                    reason,
                     item.attempts + 1,
-                    item.first_failed_at.clone().unwrap_or_else(|| now.clone()),
+                    item.first_failed_at.as_deref(),
                 )
-            })
-            .collect();
+            }),
+        );
         self.dlq
             .append_until_stored(
                 letters,

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::backoff::{wait_backoff, Jitter};
-use crate::dlq::{DeadLetter, DeadLetterQueue};
+use crate::dlq::{letters_for, DeadLetterQueue};
 use crate::engine::REPLAY_CHECK_INTERVAL;
 use crate::health::SinkHealth;
 use crate::metrics::SinkMetrics;
@@ -347,20 +347,18 @@ impl KafkaSink {
         class: &str,
         stop: &mut watch::Receiver<bool>,
     ) -> bool {
-        let now = now_rfc3339();
-        let letters: Vec<DeadLetter> = events
-            .iter()
-            .map(|p| {
-                DeadLetter::new(
-                    &self.name,
-                    &p.tenant_id,
-                    &p.enriched,
-                    reason,
+        let letters = letters_for(
+            &self.name,
+            reason,
+            events.iter().map(|p| {
+                (
+                    p.tenant_id.as_str(),
+                    &p.enriched[..],
                     p.attempts.max(1),
-                    p.first_failed_at.clone().unwrap_or_else(|| now.clone()),
+                    p.first_failed_at.as_deref(),
                 )
-            })
-            .collect();
+            }),
+        );
         self.dlq
             .append_until_stored(
                 letters,
