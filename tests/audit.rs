@@ -181,6 +181,19 @@ fn a_snapshot_push_is_streamed_bounded_and_timed_out() {
     assert!(answer.contains("body_timeout"), "{answer}");
 }
 
+/// Posts a JSON body with the acme token; the answer's JSON.
+fn post_json(url: &str, body: String) -> Value {
+    client()
+        .post(url)
+        .bearer_auth("acme-token")
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .unwrap()
+        .json::<Value>()
+        .unwrap()
+}
+
 /// An event with `n` keys `k0..`, then `tail`.
 fn wide_event(n: usize, tail: &str) -> String {
     let mut e = String::from(r#"{"type":"alert","tenant_id":"acme","title":"wide""#);
@@ -202,17 +215,7 @@ fn events_with_many_keys_are_refused_by_the_member_bound_or_checked_in_linear_ti
     let handles: Vec<_> = (0..2)
         .map(|_| {
             let (url, body) = (gw.url("/v1/events"), body.clone());
-            std::thread::spawn(move || {
-                client()
-                    .post(url)
-                    .bearer_auth("acme-token")
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .unwrap()
-                    .json::<Value>()
-                    .unwrap()
-            })
+            std::thread::spawn(move || post_json(&url, body))
         })
         .collect();
     // Meanwhile the gateway answers others.
@@ -237,16 +240,7 @@ fn events_with_many_keys_are_refused_by_the_member_bound_or_checked_in_linear_ti
         "max_members = 200000\nmax_event_bytes = \"2MiB\"",
         "",
     );
-    let post = |body: String| {
-        c.post(gw.url("/v1/events"))
-            .bearer_auth("acme-token")
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .unwrap()
-            .json::<Value>()
-            .unwrap()
-    };
+    let post = |body: String| post_json(&gw.url("/v1/events"), body);
     let answer = post(wide_event(100_000, r#","k99999":1"#));
     let message = answer["details"][0]["message"].as_str().unwrap_or_default();
     assert!(message.starts_with("duplicate key `k99999`"), "{answer}");

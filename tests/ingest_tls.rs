@@ -90,10 +90,15 @@ tenant_id = "globex"
 }
 
 fn https_client(pki: &Pki, identity: Option<&(String, String)>) -> reqwest::blocking::Client {
+    client_trusting(&pki.ca_pem, identity)
+}
+
+/// An HTTPS client trusting only `ca_pem`, presenting `identity` (certificate, key) if given.
+fn client_trusting(ca_pem: &str, identity: Option<&(String, String)>) -> reqwest::blocking::Client {
     let mut b = reqwest::blocking::Client::builder()
         .use_rustls_tls()
         .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap());
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap());
     if let Some((cert, key)) = identity {
         b = b.identity(reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap());
     }
@@ -259,14 +264,7 @@ admin = true
     let gw = Gateway::start(&cfg);
     let pki = |names: &[&str]| {
         let (cert, key, _) = leaf(&ca1, names, false);
-        let b = reqwest::blocking::Client::builder()
-            .use_rustls_tls()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(
-                reqwest::Certificate::from_pem(ca1.cert.pem().as_bytes()).unwrap(),
-            )
-            .identity(reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap());
-        b.build().unwrap()
+        client_trusting(&ca1.cert.pem(), Some(&(cert, key)))
     };
     let https = |path: &str| {
         format!(
