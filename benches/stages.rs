@@ -13,9 +13,10 @@ use std::time::Duration;
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use thoth_config::{Config, SinkKind};
 use thoth_enrich::{parse_snapshot, EndpointIndex, Enricher, ProviderSnapshot};
-use thoth_event::{decode_batch, BodyFormat, Event, FieldIndex, Layout, Limits};
+use thoth_event::{decode_batch, BodyFormat, Event, Limits};
 use thoth_load::generate::{BatchTemplate, Rng, Workload};
 use thoth_sinks::{Destination, Elasticsearch, SplunkHec};
+use thoth_wal::record::{EnrichedRecord, RecordWriter};
 use thoth_wal::{FrameBuilder, FsyncPolicy, Wal, WalOptions};
 
 const BATCH: usize = 500;
@@ -107,17 +108,25 @@ fn enricher(config: &Config) -> std::sync::Arc<Enricher> {
     enricher
 }
 
-/// Enriched events with the field index their WAL records would carry.
-fn enriched_events(enricher: &Enricher, events: &[Event]) -> Vec<(Vec<u8>, Option<FieldIndex>)> {
+/// Enriched events as sinks receive them: read from WAL records, with their field index.
+fn enriched_events(enricher: &Enricher, events: &[Event]) -> Vec<EnrichedRecord> {
     let now = time::OffsetDateTime::now_utc();
-    let mut layout = Layout::default();
+    let mut records = RecordWriter::default();
     events
         .iter()
         .map(|e| {
             let mut out = Vec::new();
-            enricher.enrich_into(e, now, &mut out, &mut layout);
-            let index = layout.field_index(&out);
-            (out, index)
+            let written = records.write(&mut out, &e.tenant_id, |buf, layout| {
+                enricher.enrich_into(e, now, buf, layout);
+                Ok::<(), std::convert::Infallible>(())
+            });
+            let Ok(()) = written;
+            let entry = thoth_wal::Entry {
+                seq: 0,
+                appended_ms: 0,
+                data: bytes::Bytes::from(out),
+            };
+            EnrichedRecord::from_entry(&entry).expect("a record")
         })
         .collect()
 }
@@ -134,14 +143,12 @@ fn gzip(body: &[u8]) -> Vec<u8> {
 
 fn encode_and_gzip<D: Destination>(
     destination: &D,
-    events: &[(Vec<u8>, Option<FieldIndex>)],
+    events: &[EnrichedRecord],
     out: &mut Vec<u8>,
 ) -> usize {
     out.clear();
-    for (json, fields) in events {
-        destination
-            .encode_event("acme", json, fields.as_ref(), out)
-            .unwrap();
+    for event in events {
+        destination.encode_event(event, out).unwrap();
     }
     gzip(out).len()
 }
@@ -157,7 +164,7 @@ fn stages(c: &mut Criterion) {
     assert!(
         enriched
             .iter()
-            .filter(|(e, _)| e.windows(18).any(|w| w == b"\"status\":\"matched\""))
+            .filter(|e| e.json.windows(18).any(|w| w == b"\"status\":\"matched\""))
             .count()
             > BATCH * 9 / 10,
         "the events are enriched from the index"
@@ -203,7 +210,7 @@ fn stages(c: &mut Criterion) {
             b.iter_batched(
                 || {
                     let mut frame = FrameBuilder::new();
-                    enriched.iter().for_each(|(json, _)| frame.push(json));
+                    enriched.iter().for_each(|e| frame.push(&e.json));
                     frame
                 },
                 |frame| rt.block_on(wal.append(frame)).unwrap(),

@@ -5,21 +5,21 @@
 //! (or exclude) them: `sourcetype="thoth:webhook_test" thoth_test=true` in Splunk,
 //! `thoth.thoth_test: true` in Elastic, `Type == "webhook_test"` in Sentinel.
 
-use std::time::Duration;
-
 use serde_json::json;
-use thoth_config::{Config, SinkConfig, SinkKind};
+use thoth_config::{Config, SinkConfig};
 use thoth_event::{now_rfc3339, Event};
 use thoth_sinks::ProbeResult;
+use thoth_wal::record::EnrichedRecord;
 
-use crate::destinations;
+/// A canary: its tenant, `event_id` and enriched JSON.
+pub struct Canary {
+    pub tenant: String,
+    pub event_id: String,
+    pub json: Vec<u8>,
+}
 
-/// How long a canary may take to be acknowledged.
-const CANARY_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// An enriched `webhook_test` event for `sink`, of the sink's first tenant (or the config's):
-/// its `event_id` and JSON.
-pub fn event(config: &Config, sink: &SinkConfig, origin: &str) -> (String, Vec<u8>) {
+/// An enriched `webhook_test` event for `sink`, of the sink's first tenant (or the config's).
+pub fn event(config: &Config, sink: &SinkConfig, origin: &str) -> Canary {
     let tenant = sink
         .tenants
         .as_ref()
@@ -51,41 +51,17 @@ pub fn event(config: &Config, sink: &SinkConfig, origin: &str) -> (String, Vec<u
             ("enrichment", br#"{"status":"unmatched"}"#),
         ],
     );
-    (event.event_id.to_string(), out)
+    Canary {
+        event_id: event.event_id.to_string(),
+        tenant,
+        json: out,
+    }
 }
 
-/// Sends `json` to `sink` now and reports status and latency. File sinks get the line
-/// appended; Kafka sinks get it produced (key = the canary's event id).
-pub async fn send(sink: &SinkConfig, event_id: &str, json: &[u8]) -> ProbeResult {
-    match &sink.kind {
-        SinkKind::File { path } => thoth_sinks::append_one_file(path, json),
-        SinkKind::Kafka(kafka) => {
-            thoth_sinks::produce_one_kafka(kafka, event_id, json, CANARY_TIMEOUT).await
-        }
-        _ => match destinations::build(sink) {
-            Ok(Some(destination)) => {
-                match tokio::time::timeout(
-                    CANARY_TIMEOUT,
-                    thoth_sinks::send_one(&*destination, &sink.http, json),
-                )
-                .await
-                {
-                    Ok(result) => result,
-                    Err(_) => ProbeResult {
-                        ok: false,
-                        status: None,
-                        latency_ms: CANARY_TIMEOUT.as_millis() as u64,
-                        error: Some(format!("no answer within {} s", CANARY_TIMEOUT.as_secs())),
-                    },
-                }
-            }
-            Ok(None) => unreachable!("file and kafka sinks are handled above"),
-            Err(e) => ProbeResult {
-                ok: false,
-                status: None,
-                latency_ms: 0,
-                error: Some(e),
-            },
-        },
-    }
+/// Sends `json` (the canary of `tenant`) to `sink` now, through the sink's own delivery path,
+/// and reports status and latency. File sinks get the line appended; Kafka sinks get it
+/// produced; HTTP sinks get one request.
+pub async fn send(sink: &SinkConfig, tenant: &str, json: Vec<u8>) -> ProbeResult {
+    let record = EnrichedRecord::new(tenant, bytes::Bytes::from(json));
+    thoth_sinks::probe(sink, record).await
 }

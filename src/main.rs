@@ -4,7 +4,6 @@
 mod api;
 mod canary;
 mod default_config;
-mod destinations;
 mod dlq_cmd;
 mod health_cmd;
 mod ingest_replay;

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 
 use thoth_enrich::Enricher;
-use thoth_event::{now_rfc3339, record, Event, Layout};
+use thoth_event::{now_rfc3339, Event, Layout};
 use thoth_ingest::{Submit, SubmitError, SubmitFuture};
 use thoth_sinks::{DeadLetter, DeadLetterQueue, Tap};
 use thoth_transform::{TransformMetrics, VrlProgram};
+use thoth_wal::record::RecordWriter;
 use thoth_wal::{FrameBuilder, Wal, WalError};
 use time::OffsetDateTime;
 
@@ -47,48 +48,47 @@ impl Pipeline {
         let watched = self.tap.is_watched();
         // Where the members of the enriched event and of the program's output are: the
         // program does not scan the event again, and the WAL record keeps where the fields
-        // sinks map are (record::finish).
+        // sinks map are.
         let mut layout = Layout::default();
-        let mut out_layout = Layout::default();
+        let mut records = RecordWriter::default();
         for event in events {
             if watched {
                 let mut raw = Vec::new();
                 event.write_enriched(&mut raw, &[]);
                 self.tap.offer("ingest", &event.tenant_id, &raw);
             }
+            let tenant = &event.tenant_id;
             match &*transform {
                 // No transform: enrich straight into the frame, no copy, no conversion.
                 None if !watched => frame.push_with(|buf| {
-                    let record = record::encode_header(buf, &event.tenant_id);
-                    let json_start = buf.len();
-                    self.enricher.enrich_into(event, now, buf, &mut layout);
-                    record::finish(buf, record, json_start, &layout);
+                    let written = records.write(buf, tenant, |buf, layout| {
+                        self.enricher.enrich_into(event, now, buf, layout);
+                        Ok::<(), std::convert::Infallible>(())
+                    });
+                    let Ok(()) = written;
                 }),
                 None => {
                     enriched.clear();
+                    layout.begin(0);
                     self.enricher
                         .enrich_into(event, now, &mut enriched, &mut layout);
-                    self.tap.offer("enriched", &event.tenant_id, &enriched);
-                    frame.push_with(|buf| {
-                        let record = record::encode_header(buf, &event.tenant_id);
-                        let json_start = buf.len();
-                        buf.extend_from_slice(&enriched);
-                        record::finish(buf, record, json_start, &layout);
-                    });
+                    self.tap.offer("enriched", tenant, &enriched);
+                    frame.push_with(|buf| records.write_copy(buf, tenant, &enriched, &layout));
                 }
                 Some(program) => {
                     enriched.clear();
+                    layout.begin(0);
                     self.enricher
                         .enrich_into(event, now, &mut enriched, &mut layout);
                     // The program's output goes straight into the frame.
                     let mut json = 0..0;
                     let remapped = frame.try_push_with(|buf| {
-                        let record = record::encode_header(buf, &event.tenant_id);
-                        json.start = buf.len();
-                        program.remap_laid_out_into(&enriched, &layout, buf, &mut out_layout)?;
-                        json.end = buf.len();
-                        record::finish(buf, record, json.start, &out_layout);
-                        Ok::<(), thoth_transform::RunError>(())
+                        records.write(buf, tenant, |buf, out_layout| {
+                            json.start = buf.len();
+                            program.remap_laid_out_into(&enriched, &layout, buf, out_layout)?;
+                            json.end = buf.len();
+                            Ok::<(), thoth_transform::RunError>(())
+                        })
                     });
                     match remapped {
                         Ok(()) => {
@@ -149,6 +149,7 @@ impl Submit for Pipeline {
 mod tests {
     use super::*;
     use thoth_event::EnrichedView;
+    use thoth_wal::record;
     use thoth_wal::{FsyncPolicy, WalOptions};
 
     fn pipeline(dir: &std::path::Path, transform: Option<&str>) -> Pipeline {

@@ -10,10 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use thoth_config::{Config, SinkConfig, SinkKind};
+use thoth_config::{Config, SinkConfig};
 use thoth_sinks::{
-    DeadLetterQueue, FileSink, HttpSink, HttpSinkParts, KafkaSink, Route, SinkHealth, SinkMetrics,
-    Tap,
+    DeadLetterQueue, Route, Sink, SinkError, SinkHealth, SinkMetrics, SinkParts, Tap,
 };
 use thoth_transform::TransformMetrics;
 use thoth_wal::Wal;
@@ -21,7 +20,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::destinations;
 use crate::programs::Programs;
 use crate::supervise::Supervisor;
 
@@ -144,7 +142,7 @@ impl SinkSet {
         drop(self.wal.add_reader(name)?);
         let health = Arc::new(SinkHealth::default());
         let (stop_tx, stop_rx) = watch::channel(false);
-        let parts = SinkParts {
+        let source = SinkSource {
             config: sink.clone(),
             route: programs
                 .route(sink, &self.transform_metrics)
@@ -159,8 +157,8 @@ impl SinkSet {
             .supervisor
             .spawn_built(
                 format!("sink:{name}"),
-                move || parts.build(),
-                move |run: SinkRun| run.run(stop_rx.clone()).instrument(span.clone()),
+                move || source.build(),
+                move |run: Sink| run.run(stop_rx.clone()).instrument(span.clone()),
             )
             .map_err(|e| anyhow::anyhow!("sinks.{name}: {e}"))?;
         tracing::info!(sink = %name, kind = sink.kind.type_name(), "sink started");
@@ -178,7 +176,7 @@ impl SinkSet {
 }
 
 /// What a run of one sink is built from.
-struct SinkParts {
+struct SinkSource {
     config: SinkConfig,
     route: Route,
     wal: Wal,
@@ -187,71 +185,22 @@ struct SinkParts {
     health: Arc<SinkHealth>,
 }
 
-/// A sink ready to run.
-enum SinkRun {
-    File(FileSink),
-    Kafka(KafkaSink),
-    Http(HttpSink),
-}
-
-impl SinkRun {
-    async fn run(self, stop: watch::Receiver<bool>) {
-        match self {
-            SinkRun::File(s) => s.run(stop).await,
-            SinkRun::Kafka(s) => s.run(stop).await,
-            SinkRun::Http(s) => s.run(stop).await,
-        }
-    }
-}
-
-impl SinkParts {
+impl SinkSource {
     /// A run of the sink, reading from its persisted cursor.
-    fn build(&self) -> Result<SinkRun, String> {
-        let sink = &self.config;
-        let name = &sink.name;
+    fn build(&self) -> Result<Sink, SinkError> {
+        let name = &self.config.name;
         let reader = self
             .wal
             .reader(name)
-            .ok_or_else(|| format!("no WAL cursor for sink {name:?}"))?;
-        let (route, dlq, metrics, health) = (
-            self.route.clone(),
-            self.dlq.clone(),
-            self.metrics.clone(),
-            self.health.clone(),
-        );
-        Ok(match &sink.kind {
-            SinkKind::File { path } => SinkRun::File(FileSink::new(
-                sink,
-                path.clone(),
-                route,
-                dlq,
-                reader,
-                health,
-                metrics,
-            )),
-            SinkKind::Kafka(kafka) => SinkRun::Kafka(KafkaSink::new(
-                sink, kafka, route, dlq, reader, health, metrics,
-            )?),
-            SinkKind::SplunkHec(_)
-            | SinkKind::Elasticsearch(_)
-            | SinkKind::Sentinel(_)
-            | SinkKind::Webhook(_) => {
-                let destination =
-                    destinations::build(sink)?.expect("an HTTP sink has a destination");
-                SinkRun::Http(HttpSink::new(HttpSinkParts {
-                    name: name.clone(),
-                    destination,
-                    route,
-                    batch: sink.batch,
-                    retry: sink.retry,
-                    http: sink.http.clone(),
-                    reader,
-                    health,
-                    metrics,
-                    dlq,
-                })?)
-            }
-        })
+            .ok_or_else(|| SinkError::NoCursor(name.clone()))?;
+        let parts = SinkParts {
+            route: self.route.clone(),
+            reader,
+            health: self.health.clone(),
+            metrics: self.metrics.clone(),
+            dlq: self.dlq.clone(),
+        };
+        thoth_sinks::build(&self.config, parts)
     }
 }
 
@@ -269,20 +218,15 @@ async fn stop(name: &str, sink: RunningSink) {
 /// HTTP client and TLS roots, Kafka producer settings), so a reload that would fail to start a
 /// sink is refused whole. Errors are keyed `sinks.NAME`.
 pub fn preflight(config: &Config) -> Vec<thoth_config::ConfigError> {
-    let mut errors = Vec::new();
-    for (name, sink) in &config.sinks {
-        let result = match &sink.kind {
-            SinkKind::File { .. } => Ok(()),
-            SinkKind::Kafka(kafka) => thoth_sinks::kafka_producer(kafka).map(drop),
-            _ => destinations::build(sink)
-                .and_then(|_| thoth_sinks::build_http_client(&sink.http).map(drop)),
-        };
-        if let Err(message) = result {
-            errors.push(thoth_config::ConfigError {
+    config
+        .sinks
+        .iter()
+        .filter_map(|(name, sink)| {
+            let e = thoth_sinks::preflight(sink).err()?;
+            Some(thoth_config::ConfigError {
                 path: format!("sinks.{name}"),
-                message,
-            });
-        }
-    }
-    errors
+                message: e.to_string(),
+            })
+        })
+        .collect()
 }

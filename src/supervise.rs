@@ -101,15 +101,16 @@ impl Supervisor {
     /// Like [`Supervisor::spawn`] for a task built from parts: `build` makes a run of it and
     /// `run` runs one. The first run is built now, so that a task that cannot start is an
     /// error here; each restart builds a new one.
-    pub fn spawn_built<T, B, R, Fut>(
+    pub fn spawn_built<T, E, B, R, Fut>(
         &self,
         name: impl Into<String>,
         mut build: B,
         run: R,
-    ) -> Result<JoinHandle<()>, String>
+    ) -> Result<JoinHandle<()>, E>
     where
         T: Send + 'static,
-        B: FnMut() -> Result<T, String> + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+        B: FnMut() -> Result<T, E> + Send + 'static,
         R: Fn(T) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {

@@ -27,12 +27,13 @@ pub fn run(config_path: &Path, sink_name: &str, json_out: bool) -> i32 {
         eprintln!("sink {sink_name:?} is a file sink: there is nothing to send a test to");
         return 2;
     }
-    let (event_id, json) = crate::canary::event(&config, sink, "test-webhook");
+    let canary = crate::canary::event(&config, sink, "test-webhook");
+    let event_id = canary.event_id;
     let runtime = match crate::command_runtime() {
         Ok(r) => r,
         Err(code) => return code,
     };
-    let result = runtime.block_on(crate::canary::send(sink, &event_id, &json));
+    let result = runtime.block_on(crate::canary::send(sink, &canary.tenant, canary.json));
     if json_out {
         println!(
             "{}",

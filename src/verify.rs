@@ -107,8 +107,9 @@ async fn check(path: &Path, checked: Checked) -> Report {
     // Sinks and MDM providers are independent: probe them all at once.
     let sinks = join_all(config.sinks.values().map(|sink| async move {
         eprintln!("verify: sending a canary to sink {}", sink.name);
-        let (event_id, json) = crate::canary::event(config, sink, "verify");
-        let r = crate::canary::send(sink, &event_id, &json).await;
+        let canary = crate::canary::event(config, sink, "verify");
+        let event_id = canary.event_id;
+        let r = crate::canary::send(sink, &canary.tenant, canary.json).await;
         (
             sink.name.clone(),
             SinkItem {

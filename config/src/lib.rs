@@ -275,11 +275,31 @@ pub enum JamfAuth {
 pub struct IntuneApi {
     /// Graph's base URL (`https://graph.microsoft.com`).
     pub url: String,
+    /// The app registration the gateway signs in as (scope defaults to Graph's).
+    pub entra: EntraApp,
+}
+
+/// An Entra ID app registration signing in with client credentials: Intune's Graph access
+/// and the Sentinel sink's ingestion access.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntraApp {
     pub azure_tenant_id: String,
     pub client_id: String,
     pub client_secret: Secret,
+    /// Entra ID authority, e.g. `https://login.microsoftonline.com`.
     pub authority: String,
+    /// OAuth scope (sovereign clouds use another audience).
     pub scope: String,
+}
+
+impl EntraApp {
+    /// The authority's token endpoint for the tenant.
+    pub fn token_url(&self) -> String {
+        format!(
+            "{}/{}/oauth2/v2.0/token",
+            self.authority, self.azure_tenant_id
+        )
+    }
 }
 
 /// The normalized endpoint fields a fleet rule may compare (SPEC §4).
@@ -472,13 +492,8 @@ pub struct SentinelConfig {
     pub endpoint: String,
     pub dcr_immutable_id: String,
     pub stream: String,
-    pub azure_tenant_id: String,
-    pub client_id: String,
-    pub client_secret: Secret,
-    /// Entra ID authority, e.g. `https://login.microsoftonline.com`.
-    pub authority: String,
-    /// OAuth scope (sovereign clouds use another audience).
-    pub scope: String,
+    /// The app registration (scope defaults to Azure Monitor's).
+    pub entra: EntraApp,
 }
 
 /// The destination of a sink.

@@ -929,25 +929,39 @@ fn read_jamf_api(p: &mut Obj, base: &Path, errs: &mut Errors) -> Option<JamfApi>
 
 fn read_intune_api(p: &mut Obj, base: &Path, errs: &mut Errors) -> Option<IntuneApi> {
     let url = read_url(p, "url", errs);
-    let azure_tenant_id = p.req_string("azure_tenant_id", errs);
-    let client_id = p.req_string("client_id", errs);
-    let client_secret = p.secret("client_secret", base, errs);
-    if client_secret.is_none() && !p.has("client_secret") && !p.has("client_secret_file") {
+    let entra = read_entra_app(p, base, "https://graph.microsoft.com/.default", errs);
+    Some(IntuneApi {
+        url: url?,
+        entra: entra?,
+    })
+}
+
+/// The Entra ID app settings shared by Intune and Sentinel; `default_scope` is the
+/// audience of the API signed in to.
+fn read_entra_app(
+    o: &mut Obj,
+    base: &Path,
+    default_scope: &str,
+    errs: &mut Errors,
+) -> Option<EntraApp> {
+    let azure_tenant_id = o.req_string("azure_tenant_id", errs);
+    let client_id = o.req_string("client_id", errs);
+    let client_secret = o.secret("client_secret", base, errs);
+    if client_secret.is_none() && !o.has("client_secret") && !o.has("client_secret_file") {
         errs.push(
-            &p.key_path("client_secret"),
+            &o.key_path("client_secret"),
             "is required (or client_secret_file)",
         );
     }
-    let authority = if p.has("authority") {
-        read_url(p, "authority", errs)
+    let authority = if o.has("authority") {
+        read_url(o, "authority", errs)
     } else {
         Some("https://login.microsoftonline.com".to_string())
     };
-    let scope = p
+    let scope = o
         .string("scope", errs)
-        .unwrap_or_else(|| "https://graph.microsoft.com/.default".to_string());
-    Some(IntuneApi {
-        url: url?,
+        .unwrap_or_else(|| default_scope.to_string());
+    Some(EntraApp {
         azure_tenant_id: azure_tenant_id?,
         client_id: client_id?,
         client_secret: client_secret?,
@@ -1400,32 +1414,12 @@ fn read_sentinel(s: &mut Obj, base: &Path, errs: &mut Errors) -> Option<Sentinel
             );
         }
     }
-    let azure_tenant_id = s.req_string("azure_tenant_id", errs);
-    let client_id = s.req_string("client_id", errs);
-    let client_secret = s.secret("client_secret", base, errs);
-    if client_secret.is_none() && !s.has("client_secret") && !s.has("client_secret_file") {
-        errs.push(
-            &s.key_path("client_secret"),
-            "is required (or client_secret_file)",
-        );
-    }
-    let authority = if s.has("authority") {
-        read_url(s, "authority", errs)
-    } else {
-        Some("https://login.microsoftonline.com".to_string())
-    };
-    let scope = s
-        .string("scope", errs)
-        .unwrap_or_else(|| "https://monitor.azure.com//.default".to_string());
+    let entra = read_entra_app(s, base, "https://monitor.azure.com//.default", errs);
     Some(SentinelConfig {
         endpoint: endpoint?,
         dcr_immutable_id: dcr_immutable_id?,
         stream: stream?,
-        azure_tenant_id: azure_tenant_id?,
-        client_id: client_id?,
-        client_secret: client_secret?,
-        authority: authority?,
-        scope,
+        entra: entra?,
     })
 }
 

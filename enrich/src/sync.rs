@@ -6,12 +6,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use reqwest::header::HeaderValue;
 use serde::Serialize;
 use serde_json::{json, Value};
 use thoth_config::{IntuneApi, JamfApi, JamfAuth, MdmProvider, MdmSource};
-use tokio::sync::{Mutex, Semaphore};
+use thoth_http::{describe_error, retry_after, ClientCredentials, ClientSettings, Jitter};
+use tokio::sync::Semaphore;
 
 use crate::record::EndpointRecord;
 use crate::snapshot::{parse_snapshot, read_snapshot};
@@ -21,6 +23,9 @@ const JAMF_MAX_CONCURRENT: usize = 5;
 /// Attempts for one request before the sync fails.
 const MAX_ATTEMPTS: u32 = 6;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Backoff between attempts: 200 ms doubling to 10 s, with full jitter.
+const BACKOFF_INITIAL: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 /// What a sync found, compared with the previous snapshot (SPEC §2).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -59,11 +64,7 @@ pub type Progress = Arc<dyn Fn(usize, Option<usize>) + Send + Sync>;
 
 /// Fetches the provider's inventory and returns it as a native snapshot (JSON bytes).
 pub async fn fetch(provider: &MdmProvider, progress: Progress) -> Result<Vec<u8>, String> {
-    let client = reqwest::Client::builder()
-        .use_rustls_tls()
-        .timeout(REQUEST_TIMEOUT)
-        .user_agent(concat!("thoth-gateway/", env!("CARGO_PKG_VERSION")))
-        .build()
+    let client = thoth_http::build_client(&ClientSettings::new(REQUEST_TIMEOUT))
         .map_err(|e| e.to_string())?;
     match &provider.source {
         MdmSource::Jamf(api) => fetch_jamf(&client, api, progress).await,
@@ -75,39 +76,12 @@ pub async fn fetch(provider: &MdmProvider, progress: Progress) -> Result<Vec<u8>
     }
 }
 
-/// A bearer token and when to get a new one.
-struct Token {
-    value: String,
-    renew_at: Instant,
-}
-
-fn describe(e: &reqwest::Error) -> String {
-    let mut msg = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        msg = format!("{msg}: {s}");
-        source = s.source();
-    }
-    msg
-}
-
 /// The most endpoints a provider's API may report (the largest fleets have a few hundred
 /// thousand).
 const MAX_PROVIDER_ENDPOINTS: u64 = 10_000_000;
 
 /// The longest `Retry-After` a sync waits for: longer asks hold up the MDM task no longer.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
-
-fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
-    resp.headers()
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER))
-}
 
 /// GETs `url` as JSON with `token`, retrying 429 (after `Retry-After`), 5xx and transport
 /// errors with backoff, and renewing the token once on 401.
@@ -117,13 +91,14 @@ async fn get_json(
     token: &TokenSource,
 ) -> Result<Value, String> {
     let mut renewed = false;
+    let mut jitter = Jitter::new();
     for attempt in 1..=MAX_ATTEMPTS {
-        let bearer = token.get(client, false).await?;
+        let bearer = token.get(client).await?;
         let backoff =
-            Duration::from_millis(200 * 2u64.pow(attempt - 1)).min(Duration::from_secs(10));
+            thoth_http::backoff(attempt, BACKOFF_INITIAL, BACKOFF_MAX, jitter.next_unit());
         let resp = match client
             .get(url)
-            .bearer_auth(&bearer)
+            .header(reqwest::header::AUTHORIZATION, bearer)
             .header("accept", "application/json")
             .send()
             .await
@@ -131,7 +106,7 @@ async fn get_json(
             Ok(r) => r,
             Err(e) => {
                 if attempt == MAX_ATTEMPTS {
-                    return Err(format!("GET {url}: {}", describe(&e)));
+                    return Err(format!("GET {url}: {}", describe_error(&e)));
                 }
                 tokio::time::sleep(backoff).await;
                 continue;
@@ -146,7 +121,7 @@ async fn get_json(
         }
         if status == reqwest::StatusCode::UNAUTHORIZED && !renewed {
             renewed = true;
-            token.get(client, true).await?;
+            token.invalidate();
             continue;
         }
         if status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
@@ -155,7 +130,7 @@ async fn get_json(
                     "GET {url}: HTTP {status} after {MAX_ATTEMPTS} attempts"
                 ));
             }
-            let wait = retry_after(&resp).unwrap_or(backoff);
+            let wait = retry_after(resp.headers(), MAX_RETRY_AFTER).unwrap_or(backoff);
             tokio::time::sleep(wait).await;
             continue;
         }
@@ -168,55 +143,33 @@ async fn get_json(
     Err(format!("GET {url}: gave up"))
 }
 
-/// Where bearer tokens come from, cached until shortly before they expire.
+/// Where bearer tokens come from: a fixed token, or client credentials (cached).
 enum TokenSource {
-    Fixed(String),
-    Fetched {
-        url: String,
-        form: Vec<(&'static str, String)>,
-        cache: Mutex<Option<Token>>,
-    },
+    Fixed(HeaderValue),
+    Fetched(ClientCredentials),
 }
 
 impl TokenSource {
-    async fn get(&self, client: &reqwest::Client, force: bool) -> Result<String, String> {
-        let (url, form, cache) = match self {
-            TokenSource::Fixed(t) => return Ok(t.clone()),
-            TokenSource::Fetched { url, form, cache } => (url, form, cache),
-        };
-        let mut cache = cache.lock().await;
-        if let Some(t) = cache
-            .as_ref()
-            .filter(|t| !force && Instant::now() < t.renew_at)
-        {
-            return Ok(t.value.clone());
+    fn fixed(token: &str) -> Result<TokenSource, String> {
+        let mut header = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| "the API token holds characters a header cannot".to_string())?;
+        header.set_sensitive(true);
+        Ok(TokenSource::Fixed(header))
+    }
+
+    async fn get(&self, client: &reqwest::Client) -> Result<HeaderValue, String> {
+        match self {
+            TokenSource::Fixed(t) => Ok(t.clone()),
+            TokenSource::Fetched(credentials) => {
+                credentials.get(client).await.map_err(|e| e.to_string())
+            }
         }
-        let resp = client
-            .post(url)
-            .form(form)
-            .send()
-            .await
-            .map_err(|e| format!("token request to {url}: {}", describe(&e)))?;
-        let status = resp.status();
-        let body: Value = resp.json().await.unwrap_or_default();
-        if !status.is_success() {
-            return Err(format!(
-                "token request to {url} refused (HTTP {status}): {} {}",
-                body["error"].as_str().unwrap_or(""),
-                body["error_description"].as_str().unwrap_or("")
-            ));
+    }
+
+    fn invalidate(&self) {
+        if let TokenSource::Fetched(credentials) = self {
+            credentials.invalidate();
         }
-        let value = body["access_token"]
-            .as_str()
-            .ok_or_else(|| format!("token response from {url} has no access_token"))?
-            .to_string();
-        // Bounded like every parsed value: a token server's `expires_in` of a day at most.
-        let lifetime = Duration::from_secs(body["expires_in"].as_u64().unwrap_or(300).min(86_400));
-        *cache = Some(Token {
-            value: value.clone(),
-            renew_at: Instant::now() + lifetime.saturating_sub(lifetime / 5),
-        });
-        Ok(value)
     }
 }
 
@@ -226,19 +179,19 @@ async fn fetch_jamf(
     progress: Progress,
 ) -> Result<Vec<u8>, String> {
     let token = match &api.auth {
-        JamfAuth::Token(t) => TokenSource::Fixed(t.expose().to_string()),
+        JamfAuth::Token(t) => TokenSource::fixed(t.expose())?,
         JamfAuth::ClientCredentials {
             client_id,
             client_secret,
-        } => TokenSource::Fetched {
-            url: format!("{}/api/oauth/token", api.url),
-            form: vec![
-                ("grant_type", "client_credentials".into()),
+        } => TokenSource::Fetched(ClientCredentials::new(
+            "Jamf Pro",
+            &api.url,
+            format!("{}/api/oauth/token", api.url),
+            vec![
                 ("client_id", client_id.clone()),
                 ("client_secret", client_secret.expose().to_string()),
             ],
-            cache: Mutex::new(None),
-        },
+        )),
     };
     let page_url = |page: u64| {
         format!(
@@ -306,19 +259,7 @@ async fn fetch_intune(
     api: &IntuneApi,
     progress: Progress,
 ) -> Result<Vec<u8>, String> {
-    let token = TokenSource::Fetched {
-        url: format!(
-            "{}/{}/oauth2/v2.0/token",
-            api.authority, api.azure_tenant_id
-        ),
-        form: vec![
-            ("grant_type", "client_credentials".into()),
-            ("client_id", api.client_id.clone()),
-            ("client_secret", api.client_secret.expose().to_string()),
-            ("scope", api.scope.clone()),
-        ],
-        cache: Mutex::new(None),
-    };
+    let token = TokenSource::Fetched(ClientCredentials::entra(&api.entra));
     let select = "id,deviceName,serialNumber,operatingSystem,osVersion,userPrincipalName,emailAddress,deviceCategoryDisplayName,model,managementAgent,complianceState,lastSyncDateTime";
     let mut next = Some(format!(
         "{}/v1.0/deviceManagement/managedDevices?$select={select}",

@@ -99,14 +99,15 @@ impl Layout {
 
 /// Where the fields sinks map ([`crate::EnrichedView`]) start in an enriched event's JSON:
 /// each value's byte offset from the object's `{`, 0 when the event has no such member.
-/// Kept with the event's WAL record (see [`crate::record`]).
+/// Kept with the event's WAL record (`thoth_wal::record`, whose versions fix the list).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct FieldIndex {
     offsets: [u16; FieldIndex::FIELDS.len()],
 }
 
 impl FieldIndex {
-    /// The indexed top-level fields, in the index's order.
+    /// The indexed top-level fields, in the index's order. WAL records carry offsets in this
+    /// order: changing it means a new record version (`thoth_wal::record::fields_of`).
     pub const FIELDS: [&'static str; 10] = [
         "type",
         "event_id",
@@ -120,9 +121,6 @@ impl FieldIndex {
         "context",
     ];
 
-    /// Bytes of the encoded index.
-    pub const ENCODED_LEN: usize = 2 * Self::FIELDS.len();
-
     /// Appends the index (little-endian `u16` offsets) to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         for offset in self.offsets {
@@ -130,22 +128,22 @@ impl FieldIndex {
         }
     }
 
-    /// An index from [`ENCODED_LEN`](Self::ENCODED_LEN) bytes; `None` for any other length.
-    pub fn decode(bytes: &[u8]) -> Option<FieldIndex> {
-        if bytes.len() != Self::ENCODED_LEN {
+    /// An index read from `bytes`: one `u16` offset for each of `names` (the field list of
+    /// the record version that wrote it), placed in this build's slots by name; names this
+    /// build does not map are skipped. `None` when the lengths disagree.
+    pub fn decode_named(names: &[&str], bytes: &[u8]) -> Option<FieldIndex> {
+        if bytes.len() != 2 * names.len() {
             return None;
         }
         let mut index = FieldIndex::default();
-        for (offset, pair) in index.offsets.iter_mut().zip(bytes.chunks_exact(2)) {
-            *offset = u16::from_le_bytes([pair[0], pair[1]]);
+        for (name, pair) in names.iter().zip(bytes.chunks_exact(2)) {
+            if let Some(slot) = Self::FIELDS.iter().position(|f| f == name) {
+                index.offsets[slot] = u16::from_le_bytes([pair[0], pair[1]]);
+            }
         }
         Some(index)
     }
 
-    /// The raw value of field `slot` (a position in [`FIELDS`](Self::FIELDS)) in `json`:
-    /// `Ok(None)` when the event has no such member. An object or array value is given with
-    /// the rest of `json` after it: finding its end would mean scanning it, and
-    /// [`crate::scan::object_members`] stops at its end anyway.
     pub fn value<'a>(
         &self,
         json: &'a [u8],
@@ -218,8 +216,14 @@ mod tests {
         assert_eq!(index.value(json, 0), Ok(None));
         let mut bytes = Vec::new();
         index.encode(&mut bytes);
-        assert_eq!(FieldIndex::decode(&bytes), Some(index));
-        assert_eq!(FieldIndex::decode(&bytes[1..]), None);
+        assert_eq!(
+            FieldIndex::decode_named(&FieldIndex::FIELDS, &bytes),
+            Some(index)
+        );
+        assert_eq!(
+            FieldIndex::decode_named(&FieldIndex::FIELDS, &bytes[1..]),
+            None
+        );
         // An index that does not fit the JSON is an error, not a panic.
         assert_eq!(index.value(b"{}", risk), Err(IndexMismatch));
     }

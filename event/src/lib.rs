@@ -10,7 +10,6 @@ mod decode;
 mod depth;
 pub mod layout;
 mod model;
-pub mod record;
 pub mod scan;
 mod signature;
 mod timefmt;
@@ -19,12 +18,12 @@ mod view;
 pub use decode::{decode_batch, BatchError, BodyFormat, IndexedError, Limits, MAX_REPORTED_ERRORS};
 pub use depth::{count_events, first_number_out_of_range, max_nesting_depth};
 pub use layout::{FieldIndex, Layout};
-pub use model::{Event, EventError, EventType, Risk, Verdict};
+pub use model::{write_json_string, Event, EventError, EventType, Risk, Verdict};
 pub use signature::{
     check_webhook_headers, hub_signature, sign_webhook, verify_webhook, SignedHeaders, VerifyError,
     WebhookSecret,
 };
 pub use timefmt::{
-    format_rfc3339_millis, format_system_time, now_rfc3339, parse_rfc3339, TimeError,
+    format_rfc3339_millis, format_system_time, now_rfc3339, now_unix_ms, parse_rfc3339, TimeError,
 };
 pub use view::{ContextView, EndpointView, EnrichedView, IdName, ViewError};

@@ -471,7 +471,7 @@ fn kind_of(raw: &RawValue) -> &'static str {
 }
 
 /// Writes `s` as a JSON string literal.
-pub(crate) fn write_json_string(out: &mut Vec<u8>, s: &str) {
+pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
     // serde_json's escaping is correct and allocation-free into a Vec.
     serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
 }

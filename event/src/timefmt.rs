@@ -32,6 +32,14 @@ pub fn now_rfc3339() -> String {
     format_rfc3339_millis(OffsetDateTime::now_utc())
 }
 
+/// Now, in milliseconds since the Unix epoch (0 on a clock set before 1970): the WAL's append
+/// times and the delivery latencies measured from them.
+pub fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Formats a time as UTC RFC 3339 with milliseconds. A time outside the years 0000–9999 in UTC
 /// (which [`parse_rfc3339`] never returns) is written as the nearest end of that range.
 pub fn format_rfc3339_millis(t: OffsetDateTime) -> String {

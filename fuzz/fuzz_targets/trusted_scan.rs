@@ -6,7 +6,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use thoth_event::scan::object_members;
-use thoth_event::{record, EnrichedView, FieldIndex};
+use thoth_event::{EnrichedView, FieldIndex};
+use thoth_wal::record;
 
 fn walk(json: &[u8], depth: usize) {
     if depth > 8 {
@@ -26,8 +27,12 @@ fuzz_target!(|data: &[u8]| {
     if let Some(rec) = record::decode(data) {
         let _ = EnrichedView::read(rec.json, rec.fields.as_ref());
     }
-    if let Some(index) = data.get(..FieldIndex::ENCODED_LEN).and_then(FieldIndex::decode) {
-        let _ = EnrichedView::read(&data[FieldIndex::ENCODED_LEN..], Some(&index));
+    let encoded = 2 * FieldIndex::FIELDS.len();
+    if let Some(index) = data
+        .get(..encoded)
+        .and_then(|b| FieldIndex::decode_named(&FieldIndex::FIELDS, b))
+    {
+        let _ = EnrichedView::read(&data[encoded..], Some(&index));
     }
     if let Ok(object) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(data) {
         let mut scanned: Vec<(String, serde_json::Value)> = object_members(data)

@@ -8,7 +8,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
-use thoth_event::FieldIndex;
+use thoth_event::ViewError;
+use thoth_wal::record::EnrichedRecord;
 
 /// The result of one request, as the destination reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +41,8 @@ pub enum ItemOutcome {
     Delivered,
     Retry(String),
     Reject(String),
+    /// The sink's settings are wrong for this event (no access to the topic): it waits.
+    Failing(String),
 }
 
 /// How encoded events are put together into a body.
@@ -102,13 +105,7 @@ pub trait Destination: Send + Sync + 'static {
     /// are, when its WAL record says, for
     /// [`EnrichedView::read`](thoth_event::EnrichedView::read)) in the destination's format
     /// to `out`. An error dead-letters that event with the reason.
-    fn encode_event(
-        &self,
-        tenant_id: &str,
-        json: &[u8],
-        fields: Option<&FieldIndex>,
-        out: &mut Vec<u8>,
-    ) -> Result<(), String>;
+    fn encode_event(&self, event: &EnrichedRecord, out: &mut Vec<u8>) -> Result<(), EncodeError>;
 
     /// The request for an encoded body (`gzip`: `body` is gzip-compressed; `raw` is the body
     /// before compression, e.g. to sign it; `tenants`: each event's tenant, in order).
@@ -162,28 +159,24 @@ pub trait Destination: Send + Sync + 'static {
     }
 }
 
+/// Why an event could not be encoded for a destination (it is dead-lettered with this).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    #[error(transparent)]
+    View(#[from] ViewError),
+    #[error("the event has no {0}")]
+    Missing(&'static str),
+    #[error("{0}")]
+    Invalid(String),
+}
+
 /// The longest `Retry-After` honoured: a destination asking for more (or sending a number
 /// that would overflow a deadline) pauses the sink for this long, then is asked again.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
-/// `Retry-After` as seconds or an HTTP date, at most [`MAX_RETRY_AFTER`].
+/// The wait a destination's `Retry-After` asks for, at most [`MAX_RETRY_AFTER`].
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let v = headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
-    let after = match v.parse::<u64>() {
-        Ok(s) => Duration::from_secs(s),
-        Err(_) => {
-            let when =
-                time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc2822)
-                    .ok()?;
-            let delta = when - time::OffsetDateTime::now_utc();
-            Duration::try_from(delta).unwrap_or(Duration::ZERO)
-        }
-    };
-    Some(after.min(MAX_RETRY_AFTER))
+    thoth_http::retry_after(headers, MAX_RETRY_AFTER)
 }
 
 /// At most this many bytes of a response body are kept in reasons and dead letters.
@@ -202,28 +195,6 @@ pub fn body_excerpt(body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_after_seconds_and_dates() {
-        let mut h = HeaderMap::new();
-        assert_eq!(retry_after(&h), None);
-        h.insert("retry-after", "7".parse().unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
-        h.insert(
-            "retry-after",
-            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
-        );
-        assert_eq!(retry_after(&h), Some(Duration::ZERO));
-        // Hostile values are bounded: a pause never overflows its deadline.
-        for v in [
-            "18446744073709551615",
-            "99999999999",
-            "Fri, 31 Dec 9999 23:59:59 GMT",
-        ] {
-            h.insert("retry-after", v.parse().unwrap());
-            assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER), "{v}");
-        }
-    }
 
     #[test]
     fn excerpts_are_bounded() {

@@ -162,7 +162,7 @@ impl DeadLetterQueue {
         class: &str,
         retry: &thoth_config::RetryConfig,
         health: &crate::health::SinkHealth,
-        metrics: &crate::metrics::SinkMetrics,
+        counters: &crate::metrics::SinkCounters,
         stop: &mut tokio::sync::watch::Receiver<bool>,
     ) -> bool {
         if letters.is_empty() {
@@ -176,14 +176,7 @@ impl DeadLetterQueue {
             match tokio::task::spawn_blocking(move || dlq.append(&batch)).await {
                 Ok(Ok(())) => {
                     tracing::warn!(sink = %self.sink, events = n, reason = %letters[0].reason, "events dead-lettered");
-                    metrics
-                        .dead_letters
-                        .with_label_values(&[&self.sink, class])
-                        .inc_by(n);
-                    metrics
-                        .events
-                        .with_label_values(&[&self.sink, "dead_lettered"])
-                        .inc_by(n);
+                    counters.dead_letters(class, n);
                     return true;
                 }
                 Ok(Err(e)) => {
@@ -193,7 +186,7 @@ impl DeadLetterQueue {
                 Err(e) => tracing::error!(sink = %self.sink, error = %e, "dead-letter task failed"),
             }
             attempt += 1;
-            if !crate::backoff::wait_backoff(retry, attempt, 0.5, stop).await {
+            if !crate::retry::wait_backoff(retry, attempt, 0.5, stop).await {
                 return false;
             }
         }

@@ -16,11 +16,14 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, C
 use reqwest::StatusCode;
 use serde::Deserialize;
 use thoth_config::{ElasticAuth, ElasticConfig, ElasticTarget};
-use thoth_event::{parse_rfc3339, EnrichedView, FieldIndex};
+use thoth_event::{parse_rfc3339, write_json_string, EnrichedView};
+use thoth_wal::record::EnrichedRecord;
 
 use crate::destination::{
-    body_excerpt, retry_after, write_destination_id, Destination, Framing, ItemOutcome, Outcome,
+    body_excerpt, retry_after, write_destination_id, Destination, EncodeError, Framing,
+    ItemOutcome, Outcome,
 };
+use crate::SinkError;
 
 /// How long an endpoint that did not answer is skipped.
 const ENDPOINT_QUARANTINE: Duration = Duration::from_secs(30);
@@ -35,10 +38,10 @@ pub struct Elasticsearch {
 }
 
 impl Elasticsearch {
-    pub fn new(config: &ElasticConfig) -> Result<Elasticsearch, String> {
+    pub fn new(config: &ElasticConfig) -> Result<Elasticsearch, SinkError> {
         if let ElasticAuth::ApiKey(key) = &config.auth {
             HeaderValue::from_str(&format!("ApiKey {}", key.expose())).map_err(|_| {
-                "the api_key contains characters not allowed in a header".to_string()
+                SinkError::Setting("the api_key contains characters not allowed in a header".into())
             })?;
         }
         Ok(Elasticsearch {
@@ -93,16 +96,11 @@ fn risk_numbers(risk: &str) -> Option<(u32, u32)> {
 /// mapping): the ECS fields, then the whole event under `thoth` as its bytes — building a
 /// JSON tree of the event only to print it again cost three quarters of this sink's time.
 /// `json` must be the JSON object `view` was parsed from.
-pub fn write_ecs_document(
-    json: &[u8],
-    view: &EnrichedView<'_>,
-    out: &mut Vec<u8>,
-) -> Result<(), String> {
+pub fn write_ecs_document(json: &[u8], view: &EnrichedView<'_>, out: &mut Vec<u8>) {
     write_ecs_fields(view, out);
     out.extend_from_slice(b",\"thoth\":");
     out.extend_from_slice(json.trim_ascii());
     out.push(b'}');
-    Ok(())
 }
 
 /// Writes `"key":"value"` (with a leading comma unless `first`).
@@ -110,13 +108,9 @@ fn string_member(out: &mut Vec<u8>, first: &mut bool, key: &str, value: &str) {
     if !std::mem::take(first) {
         out.push(b',');
     }
-    write_json_str(out, key);
+    write_json_string(out, key);
     out.push(b':');
-    write_json_str(out, value);
-}
-
-fn write_json_str(out: &mut Vec<u8>, s: &str) {
-    serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
+    write_json_string(out, value);
 }
 
 /// Writes `"key":{...}` with the members that have a value (with a leading comma unless
@@ -133,7 +127,7 @@ fn strings_object(
     if !std::mem::take(first) {
         out.push(b',');
     }
-    write_json_str(out, key);
+    write_json_string(out, key);
     out.extend_from_slice(b":{");
     let mut first_member = true;
     for (name, value) in members {
@@ -160,7 +154,7 @@ fn write_ecs_fields(view: &EnrichedView<'_>, out: &mut Vec<u8>) {
     };
     out.extend_from_slice(b"{\"@timestamp\":");
     match view.time.as_deref() {
-        Some(t) => write_json_str(out, t),
+        Some(t) => write_json_string(out, t),
         None => out.extend_from_slice(b"null"),
     }
 
@@ -168,7 +162,7 @@ fn write_ecs_fields(view: &EnrichedView<'_>, out: &mut Vec<u8>) {
     let mut first = true;
     string_member(out, &mut first, "action", decision.unwrap_or(event_type));
     out.extend_from_slice(b",\"category\":[");
-    write_json_str(out, category);
+    write_json_string(out, category);
     out.push(b']');
     string_member(out, &mut first, "dataset", "thoth.events");
     if let Some(id) = view.event_id.as_deref() {
@@ -188,7 +182,7 @@ fn write_ecs_fields(view: &EnrichedView<'_>, out: &mut Vec<u8>) {
         );
     }
     out.extend_from_slice(b",\"type\":[");
-    write_json_str(out, ecs_type);
+    write_json_string(out, ecs_type);
     out.extend_from_slice(b"]}");
 
     let mut first = false; // members of the document follow `@timestamp`
@@ -244,27 +238,21 @@ impl Destination for Elasticsearch {
         Framing::CONCATENATED
     }
 
-    fn encode_event(
-        &self,
-        tenant_id: &str,
-        json: &[u8],
-        fields: Option<&FieldIndex>,
-        out: &mut Vec<u8>,
-    ) -> Result<(), String> {
-        let view = EnrichedView::read(json, fields).map_err(|e| e.to_string())?;
+    fn encode_event(&self, event: &EnrichedRecord, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        let (tenant_id, json, view) = (&event.tenant_id, &event.json[..], event.view()?);
         let id = view
             .event_id
             .as_deref()
-            .ok_or("the event has no event_id")?;
+            .ok_or(EncodeError::Missing("event_id"))?;
         let index = self.index_for(view.time.as_deref());
         out.extend_from_slice(b"{\"create\":{\"_id\":\"");
         // Unique per tenant: `event.id` keeps the event's own id.
         write_destination_id(tenant_id, id, out);
         out.push(b'"');
         out.extend_from_slice(b",\"_index\":");
-        write_json_str(out, &index);
+        write_json_string(out, &index);
         out.extend_from_slice(b"}}\n");
-        write_ecs_document(json, &view, out)?;
+        write_ecs_document(json, &view, out);
         out.push(b'\n');
         Ok(())
     }
@@ -413,7 +401,7 @@ mod tests {
     fn a_bare_event_gets_only_the_fields_it_has() {
         let json = br#"{"type":"webhook_test","tenant_id":"acme","event_id":"t\"1"}"#;
         let mut out = Vec::new();
-        write_ecs_document(json, &EnrichedView::parse(json).unwrap(), &mut out).unwrap();
+        write_ecs_document(json, &EnrichedView::parse(json).unwrap(), &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             r#"{"@timestamp":null,"event":{"action":"webhook_test","category":["configuration"],"dataset":"thoth.events","id":"t\"1","kind":"event","module":"thoth","outcome":"unknown","type":["info"]},"organization":{"id":"acme"},"thoth":{"type":"webhook_test","tenant_id":"acme","event_id":"t\"1"}}"#
@@ -426,7 +414,10 @@ mod tests {
         es(ElasticTarget::DataStream(
             "logs-thoth.events-default".into(),
         ))
-        .encode_event("acme", EVENT, None, &mut out)
+        .encode_event(
+            &EnrichedRecord::new("acme", Bytes::copy_from_slice(EVENT)),
+            &mut out,
+        )
         .unwrap();
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
@@ -464,7 +455,10 @@ mod tests {
     fn index_patterns_take_the_event_date() {
         let mut out = Vec::new();
         es(ElasticTarget::Index("thoth-%Y.%m.%d".into()))
-            .encode_event("acme", EVENT, None, &mut out)
+            .encode_event(
+                &EnrichedRecord::new("acme", Bytes::copy_from_slice(EVENT)),
+                &mut out,
+            )
             .unwrap();
         let text = String::from_utf8(out).unwrap();
         let action: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();

@@ -2,24 +2,34 @@
 //! keeps only its tenants' events, delivers, and moves its cursor only past what it delivered
 //! or dead-lettered.
 //!
-//! * [`FileSink`]: enriched NDJSON to a file.
-//! * [`HttpSink`]: the delivery engine for every HTTP destination; a destination module
-//!   ([`SplunkHec`], [`Elasticsearch`]) only says how to encode events and read responses
-//!   ([`Destination`]).
+//! * [`driver`]: the WAL side of every sink, written once — batches, records, routing
+//!   ([`Route`]: tenants, condition, remap), coalesced cursor commits, `dlq replay`.
+//! * [`retry`](crate::retry): the one retry loop (backoff, `Retry-After`, splitting, dead
+//!   letters, `max_duration`) every delivery sends through.
+//! * Deliveries: HTTP (`http`, for every HTTP destination: [`SplunkHec`],
+//!   [`Elasticsearch`], [`Sentinel`], [`Webhook`] say how to encode events and read answers,
+//!   [`Destination`]), the file sink and Kafka.
+//! * [`build`], [`preflight`] and [`probe`]: a sink from its config; `verify` and
+//!   `test-webhook` probe through the same request path as delivery.
+//! * Dead letters ([`DeadLetterQueue`]), health ([`SinkHealth`]), metrics ([`SinkMetrics`]),
+//!   `/v1/tap` ([`Tap`]).
 
 mod append;
-mod backoff;
-mod client;
+mod build;
 pub mod concurrency;
+mod context;
 mod destination;
 mod dlq;
+pub mod driver;
 mod elasticsearch;
-mod engine;
+mod error;
 mod file;
 mod health;
+mod http;
 mod kafka;
 mod metrics;
 mod pause;
+mod retry;
 mod route;
 mod sentinel;
 mod splunk_hec;
@@ -27,18 +37,19 @@ mod tap;
 mod watermark;
 mod webhook;
 
-pub use backoff::{backoff, Jitter};
-pub use client::build as build_http_client;
-pub use destination::{destination_id, retry_after, Destination, Framing, ItemOutcome, Outcome};
+pub use build::{build, destination, preflight, probe, SinkParts, PROBE_TIMEOUT};
+pub use destination::{
+    destination_id, retry_after, Destination, EncodeError, Framing, ItemOutcome, Outcome,
+};
 pub use dlq::{
     parse_letters, DeadLetter, DeadLetterQueue, Listing, Unreadable, DEAD_LETTER_VERSION,
 };
+pub use driver::{ProbeResult, Sink};
 pub use elasticsearch::{write_ecs_document, Elasticsearch};
-pub use engine::{send_one, HttpSink, HttpSinkParts, ProbeResult};
-pub use file::{append_one as append_one_file, FileSink};
+pub use error::SinkError;
 pub use health::{HealthSnapshot, SinkHealth, SinkStatus, FAILING_AFTER};
-pub use kafka::{produce_one as produce_one_kafka, producer as kafka_producer, KafkaSink};
-pub use metrics::SinkMetrics;
+pub use kafka::{classify as classify_kafka_error, ErrorClass as KafkaErrorClass};
+pub use metrics::{SinkCounters, SinkMetrics};
 pub use route::{Route, Routed};
 pub use sentinel::Sentinel;
 pub use splunk_hec::SplunkHec;

@@ -119,3 +119,57 @@ impl SinkMetrics {
         })
     }
 }
+
+/// One sink's series of [`SinkMetrics`], resolved once when the sink is built (no label
+/// lookups per batch).
+#[derive(Clone)]
+pub struct SinkCounters {
+    pub delivered: prometheus::IntCounter,
+    pub filtered: prometheus::IntCounter,
+    pub retried: prometheus::IntCounter,
+    pub dead_lettered: prometheus::IntCounter,
+    pub retries: prometheus::IntCounter,
+    pub delivery_seconds: prometheus::Histogram,
+    pub request_seconds: prometheus::Histogram,
+    pub batch_events: prometheus::Histogram,
+    pub concurrency_limit: prometheus::IntGauge,
+    sink: String,
+    metrics: SinkMetrics,
+}
+
+impl SinkCounters {
+    /// The series of sink `sink`.
+    pub fn new(metrics: &SinkMetrics, sink: &str) -> Self {
+        let events = |outcome: &str| metrics.events.with_label_values(&[sink, outcome]);
+        SinkCounters {
+            delivered: events("delivered"),
+            filtered: events("filtered"),
+            retried: events("retried"),
+            dead_lettered: events("dead_lettered"),
+            retries: metrics.retries.with_label_values(&[sink]),
+            delivery_seconds: metrics.delivery_seconds.with_label_values(&[sink]),
+            request_seconds: metrics.request_seconds.with_label_values(&[sink]),
+            batch_events: metrics.batch_events.with_label_values(&[sink]),
+            concurrency_limit: metrics.concurrency_limit.with_label_values(&[sink]),
+            sink: sink.to_string(),
+            metrics: metrics.clone(),
+        }
+    }
+
+    /// Counts a request answered with `status` (`"error"` when there was no answer).
+    pub fn request(&self, status: &str) {
+        self.metrics
+            .requests
+            .with_label_values(&[&self.sink, status])
+            .inc();
+    }
+
+    /// Counts `n` dead letters written for `reason` (`rejected`, `max_duration`, …).
+    pub fn dead_letters(&self, reason: &str, n: u64) {
+        self.metrics
+            .dead_letters
+            .with_label_values(&[&self.sink, reason])
+            .inc_by(n);
+        self.dead_lettered.inc_by(n);
+    }
+}

@@ -13,11 +13,13 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, C
 use reqwest::StatusCode;
 use serde::Deserialize;
 use thoth_config::SplunkHecConfig;
-use thoth_event::{EnrichedView, FieldIndex};
+use thoth_event::write_json_string;
+use thoth_wal::record::EnrichedRecord;
 
 use crate::destination::{
-    body_excerpt, retry_after, BoxFuture, Destination, Framing, ItemOutcome, Outcome,
+    body_excerpt, retry_after, BoxFuture, Destination, EncodeError, Framing, ItemOutcome, Outcome,
 };
+use crate::SinkError;
 
 const SOURCE: &str = "thoth-gateway";
 const CHANNEL_HEADER: &str = "x-splunk-request-channel";
@@ -38,9 +40,13 @@ pub struct SplunkHec {
 }
 
 impl SplunkHec {
-    pub fn new(config: &SplunkHecConfig) -> Result<SplunkHec, String> {
+    pub fn new(config: &SplunkHecConfig) -> Result<SplunkHec, SinkError> {
         let mut authorization = HeaderValue::from_str(&format!("Splunk {}", config.token.expose()))
-            .map_err(|_| "the HEC token contains characters not allowed in a header".to_string())?;
+            .map_err(|_| {
+                SinkError::Setting(
+                    "the HEC token contains characters not allowed in a header".into(),
+                )
+            })?;
         authorization.set_sensitive(true);
         let acks = config.acknowledgements.then(|| Acks {
             // One channel per gateway process, as Splunk advises for a client.
@@ -81,24 +87,14 @@ const TOKEN_CODES: [i64; 6] = [1, 2, 3, 4, 21, 22];
 /// "Server is busy" and "HEC is unhealthy" codes: back off and retry.
 const BUSY_CODES: [i64; 4] = [9, 18, 19, 20];
 
-fn write_str(out: &mut Vec<u8>, s: &str) {
-    serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
-}
-
 impl Destination for SplunkHec {
     fn framing(&self) -> Framing {
         // Concatenated JSON objects: no array, no separators.
         Framing::CONCATENATED
     }
 
-    fn encode_event(
-        &self,
-        _tenant_id: &str,
-        json: &[u8],
-        fields: Option<&FieldIndex>,
-        out: &mut Vec<u8>,
-    ) -> Result<(), String> {
-        let view = EnrichedView::read(json, fields).map_err(|e| e.to_string())?;
+    fn encode_event(&self, event: &EnrichedRecord, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        let (json, view) = (&event.json[..], event.view()?);
         out.extend_from_slice(b"{\"time\":");
         match view.epoch_seconds_ms() {
             Some(t) => out.extend_from_slice(t.as_bytes()),
@@ -109,18 +105,18 @@ impl Destination for SplunkHec {
         }
         if let Some(host) = view.host() {
             out.extend_from_slice(b",\"host\":");
-            write_str(out, host);
+            write_json_string(out, host);
         }
         out.extend_from_slice(b",\"source\":\"");
         out.extend_from_slice(SOURCE.as_bytes());
         out.extend_from_slice(b"\",\"sourcetype\":");
-        write_str(
+        write_json_string(
             out,
             &format!("thoth:{}", view.event_type.as_deref().unwrap_or("event")),
         );
         if let Some(index) = &self.index {
             out.extend_from_slice(b",\"index\":");
-            write_str(out, index);
+            write_json_string(out, index);
         }
         out.extend_from_slice(b",\"event\":");
         out.extend_from_slice(json);
@@ -139,9 +135,9 @@ impl Destination for SplunkHec {
                     out.push(b',');
                 }
                 first = false;
-                write_str(out, key);
+                write_json_string(out, key);
                 out.push(b':');
-                write_str(out, v);
+                write_json_string(out, v);
             }
         }
         out.extend_from_slice(b"}}");
@@ -315,13 +311,22 @@ mod tests {
     fn an_event_a_remap_broke_is_refused_with_the_field_to_blame() {
         let mut out = Vec::new();
         let err = hec(false)
-            .encode_event("acme", br#"{"type":"decision","risk":4}"#, None, &mut out)
+            .encode_event(
+                &EnrichedRecord::new(
+                    "acme",
+                    Bytes::copy_from_slice(br#"{"type":"decision","risk":4}"#),
+                ),
+                &mut out,
+            )
             .unwrap_err();
-        assert_eq!(err, "field `risk` must be a string");
+        assert_eq!(err.to_string(), "field `risk` must be a string");
         let err = hec(false)
-            .encode_event("acme", b"[1]", None, &mut out)
+            .encode_event(
+                &EnrichedRecord::new("acme", Bytes::copy_from_slice(b"[1]")),
+                &mut out,
+            )
             .unwrap_err();
-        assert_eq!(err, "the event is not a JSON object");
+        assert_eq!(err.to_string(), "the event is not a JSON object");
     }
 
     #[test]
@@ -329,7 +334,10 @@ mod tests {
         let json = br#"{"type":"decision","time":"2026-11-28T10:00:00.120Z","tenant_id":"acme","endpoint_id":"ep-1","risk":"high","decision":"block","context":{"fleet":{"id":"eng"},"endpoint":{"hostname":"mbp"}}}"#;
         let mut out = Vec::new();
         hec(false)
-            .encode_event("acme", json, None, &mut out)
+            .encode_event(
+                &EnrichedRecord::new("acme", Bytes::copy_from_slice(json)),
+                &mut out,
+            )
             .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(

@@ -13,11 +13,13 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONT
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 use thoth_config::WebhookSinkConfig;
-use thoth_event::{hub_signature, sign_webhook, EnrichedView, FieldIndex};
+use thoth_event::{hub_signature, sign_webhook, EnrichedView};
+use thoth_wal::record::EnrichedRecord;
 
 use crate::destination::{
-    body_excerpt, destination_id, retry_after, Destination, Framing, Outcome,
+    body_excerpt, destination_id, retry_after, Destination, EncodeError, Framing, Outcome,
 };
+use crate::SinkError;
 
 /// The webhook destination.
 pub struct Webhook {
@@ -29,7 +31,7 @@ pub struct Webhook {
 
 impl Webhook {
     /// `batched`: several events per request (`{"events":[...]}`).
-    pub fn new(config: &WebhookSinkConfig, batched: bool) -> Result<Webhook, String> {
+    pub fn new(config: &WebhookSinkConfig, batched: bool) -> Result<Webhook, SinkError> {
         let headers = config
             .headers
             .iter()
@@ -40,7 +42,8 @@ impl Webhook {
                     .map_err(|_| format!("headers.{k}: the value is not a valid header value"))?;
                 Ok((name, value))
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, String>>()
+            .map_err(SinkError::Setting)?;
         Ok(Webhook {
             url: config.url.clone(),
             config: config.clone(),
@@ -104,15 +107,9 @@ impl Destination for Webhook {
         }
     }
 
-    fn encode_event(
-        &self,
-        _tenant_id: &str,
-        json: &[u8],
-        _fields: Option<&FieldIndex>,
-        out: &mut Vec<u8>,
-    ) -> Result<(), String> {
+    fn encode_event(&self, event: &EnrichedRecord, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         // The enriched event goes as it is (a per-sink `remap` will reshape it).
-        out.extend_from_slice(json);
+        out.extend_from_slice(&event.json);
         Ok(())
     }
 

@@ -16,6 +16,7 @@
 mod cursor;
 mod frame;
 mod reader;
+pub mod record;
 mod segment;
 mod writer;
 

@@ -156,9 +156,7 @@ impl Writer {
         let stats = &shared.stats;
         self.buf.clear();
         let mut accepted = Vec::with_capacity(group.len());
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let now_ms = thoth_event::now_unix_ms();
         for a in group {
             let len = a.frame.encoded_len() as u64;
             if len > opts.max_bytes {

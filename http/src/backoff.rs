@@ -13,21 +13,6 @@ pub fn backoff(attempt: u32, initial: Duration, max: Duration, unit: f64) -> Dur
     initial + (ceiling - initial).mul_f64(unit.clamp(0.0, 1.0))
 }
 
-/// Waits the backoff delay of retry number `attempt` (see [`backoff`]); `false` when `stop`
-/// turned true meanwhile.
-pub async fn wait_backoff(
-    retry: &thoth_config::RetryConfig,
-    attempt: u32,
-    unit: f64,
-    stop: &mut tokio::sync::watch::Receiver<bool>,
-) -> bool {
-    let delay = backoff(attempt, retry.initial_backoff, retry.max_backoff, unit);
-    tokio::select! {
-        _ = stop.wait_for(|s| *s) => false,
-        _ = tokio::time::sleep(delay) => true,
-    }
-}
-
 /// A small, non-cryptographic random source for jitter (xorshift64*).
 pub struct Jitter(u64);
 
