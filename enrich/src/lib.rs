@@ -3,6 +3,7 @@
 
 mod checkins;
 mod enricher;
+mod error;
 mod fleet;
 mod index;
 mod loader;
@@ -12,6 +13,7 @@ mod sync;
 
 pub use checkins::{status as health_status, CheckinTracker, HealthStatus};
 pub use enricher::Enricher;
+pub use error::MdmError;
 pub use fleet::{assign_fleet, glob_match};
 pub use index::{EndpointIndex, IndexedEndpoint, MatchedOn, ProviderIndex, ProviderSummary};
 pub use loader::{load_provider, LoaderCommand, MdmLoader, MdmStatus, ProviderStatus};

@@ -1,6 +1,7 @@
 //! Loading MDM snapshot files and reloading them when they change. A file that fails to load
 //! keeps that provider's previous snapshot; the reason is logged and counted.
 
+use crate::error::MdmError;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -14,11 +15,15 @@ use crate::record::ProviderSnapshot;
 use crate::snapshot::read_snapshot;
 
 /// Reads one provider's snapshot file.
-pub fn load_provider(p: &MdmProvider) -> Result<ProviderSnapshot, String> {
-    let file = std::fs::File::open(&p.file)
-        .map_err(|e| format!("cannot read MDM snapshot {}: {e}", p.file.display()))?;
+pub fn load_provider(p: &MdmProvider) -> Result<ProviderSnapshot, MdmError> {
+    let file = std::fs::File::open(&p.file).map_err(|e| {
+        MdmError::Storage(format!(
+            "cannot read MDM snapshot {}: {e}",
+            p.file.display()
+        ))
+    })?;
     let records = read_snapshot(p.kind, file, p.endpoint_id_attribute.as_deref())
-        .map_err(|e| format!("{}: {e}", p.file.display()))?;
+        .map_err(|e| MdmError::Storage(format!("{}: {e}", p.file.display())))?;
     let taken_at = std::fs::metadata(&p.file)
         .and_then(|m| m.modified())
         .map(format_system_time)
@@ -253,7 +258,7 @@ impl MdmLoader {
                 }
                 Err(e) => {
                     tracing::error!(provider = %name, error = %e, "MDM sync failed; keeping the last good snapshot");
-                    status.failure(&name, e);
+                    status.failure(&name, e.to_string());
                 }
             }
         }

@@ -5,6 +5,7 @@
 //!   `userAndLocation.departmentId`.
 //! * Microsoft Graph `managedDevices`: `{"value": [...]}`.
 
+use crate::error::MdmError;
 use std::collections::HashMap;
 
 use serde::Deserialize;
@@ -18,7 +19,7 @@ pub fn parse_snapshot(
     kind: MdmKind,
     bytes: &[u8],
     endpoint_id_attribute: Option<&str>,
-) -> Result<Vec<EndpointRecord>, String> {
+) -> Result<Vec<EndpointRecord>, MdmError> {
     parse_from(kind, SliceRead::new(bytes), endpoint_id_attribute)
 }
 
@@ -29,7 +30,7 @@ pub fn read_snapshot(
     kind: MdmKind,
     reader: impl std::io::Read,
     endpoint_id_attribute: Option<&str>,
-) -> Result<Vec<EndpointRecord>, String> {
+) -> Result<Vec<EndpointRecord>, MdmError> {
     let reader = std::io::BufReader::with_capacity(256 * 1024, reader);
     parse_from(kind, IoRead::new(reader), endpoint_id_attribute)
 }
@@ -38,7 +39,7 @@ fn parse_from<'de, R: serde_json::de::Read<'de>>(
     kind: MdmKind,
     read: R,
     endpoint_id_attribute: Option<&str>,
-) -> Result<Vec<EndpointRecord>, String> {
+) -> Result<Vec<EndpointRecord>, MdmError> {
     match kind {
         MdmKind::Jamf => parse_jamf(read, endpoint_id_attribute),
         MdmKind::Intune => parse_intune(read),
@@ -134,10 +135,10 @@ fn non_empty(s: Option<String>) -> Option<String> {
 fn parse_jamf<'de, R: serde_json::de::Read<'de>>(
     read: R,
     attribute: Option<&str>,
-) -> Result<Vec<EndpointRecord>, String> {
+) -> Result<Vec<EndpointRecord>, MdmError> {
     let convert = |c: JamfComputer| jamf_record(c, attribute);
     let (mut records, departments) = parse_list(read, "results", &convert).map_err(|e| {
-        format!("not a Jamf Pro computers-inventory response ({{\"totalCount\", \"results\": [...]}}): {e}")
+        MdmError::Snapshot(format!("not a Jamf Pro computers-inventory response ({{\"totalCount\", \"results\": [...]}}): {e}"))
     })?;
     // Department names arrive in their own list, before or after the computers.
     let departments: HashMap<String, String> = departments
@@ -231,9 +232,13 @@ struct IntuneDevice {
     last_sync_date_time: Option<String>,
 }
 
-fn parse_intune<'de, R: serde_json::de::Read<'de>>(read: R) -> Result<Vec<EndpointRecord>, String> {
+fn parse_intune<'de, R: serde_json::de::Read<'de>>(
+    read: R,
+) -> Result<Vec<EndpointRecord>, MdmError> {
     let (records, _) = parse_list(read, "value", &intune_record).map_err(|e| {
-        format!("not a Microsoft Graph managedDevices response ({{\"value\": [...]}}): {e}")
+        MdmError::Snapshot(format!(
+            "not a Microsoft Graph managedDevices response ({{\"value\": [...]}}): {e}"
+        ))
     })?;
     Ok(records)
 }
@@ -372,10 +377,10 @@ mod tests {
         assert_eq!(records[0].department.as_deref(), Some("Sales"));
         assert_eq!(records[1].department, None); // unknown id: no name
         let err = parse_snapshot(MdmKind::Jamf, br#"{"totalCount":0}"#, None).unwrap_err();
-        assert!(err.contains("missing field `results`"), "{err}");
+        assert!(err.to_string().contains("missing field `results`"), "{err}");
         let err =
             parse_snapshot(MdmKind::Intune, br#"{"value":[{"id":"1"}]} x"#, None).unwrap_err();
-        assert!(err.contains("trailing characters"), "{err}");
+        assert!(err.to_string().contains("trailing characters"), "{err}");
     }
 
     #[test]
@@ -386,7 +391,7 @@ mod tests {
         assert_eq!(format!("{parsed:?}"), format!("{read:?}"));
         assert_eq!(read[0].department.as_deref(), Some("Eng"));
         let err = read_snapshot(MdmKind::Jamf, &b"{\"results\":[{"[..], None).unwrap_err();
-        assert!(err.contains("EOF"), "{err}");
+        assert!(err.to_string().contains("EOF"), "{err}");
     }
 
     #[test]
@@ -407,8 +412,8 @@ mod tests {
     #[test]
     fn wrong_shapes_say_what_was_expected() {
         let e = parse_snapshot(MdmKind::Intune, br#"{"results":[]}"#, None).unwrap_err();
-        assert!(e.contains("managedDevices"), "{e}");
+        assert!(e.to_string().contains("managedDevices"), "{e}");
         let e = parse_snapshot(MdmKind::Jamf, b"[", None).unwrap_err();
-        assert!(e.contains("computers-inventory"), "{e}");
+        assert!(e.to_string().contains("computers-inventory"), "{e}");
     }
 }

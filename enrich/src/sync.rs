@@ -15,6 +15,7 @@ use thoth_config::{IntuneApi, JamfApi, JamfAuth, MdmProvider, MdmSource};
 use thoth_http::{describe_error, retry_after, ClientCredentials, ClientSettings, Jitter};
 use tokio::sync::Semaphore;
 
+use crate::error::MdmError;
 use crate::record::EndpointRecord;
 use crate::snapshot::{parse_snapshot, read_snapshot};
 
@@ -63,16 +64,15 @@ pub fn compare(old: &[EndpointRecord], new: &[EndpointRecord]) -> SyncCounts {
 pub type Progress = Arc<dyn Fn(usize, Option<usize>) + Send + Sync>;
 
 /// Fetches the provider's inventory and returns it as a native snapshot (JSON bytes).
-pub async fn fetch(provider: &MdmProvider, progress: Progress) -> Result<Vec<u8>, String> {
-    let client = thoth_http::build_client(&ClientSettings::new(REQUEST_TIMEOUT))
-        .map_err(|e| e.to_string())?;
+pub async fn fetch(provider: &MdmProvider, progress: Progress) -> Result<Vec<u8>, MdmError> {
+    let client = thoth_http::build_client(&ClientSettings::new(REQUEST_TIMEOUT))?;
     match &provider.source {
         MdmSource::Jamf(api) => fetch_jamf(&client, api, progress).await,
         MdmSource::Intune(api) => fetch_intune(&client, api, progress).await,
-        MdmSource::File | MdmSource::Push => Err(format!(
+        MdmSource::File | MdmSource::Push => Err(MdmError::Api(format!(
             "provider {:?} has no API to sync from",
             provider.name
-        )),
+        ))),
     }
 }
 
@@ -89,7 +89,7 @@ async fn get_json(
     client: &reqwest::Client,
     url: &str,
     token: &TokenSource,
-) -> Result<Value, String> {
+) -> Result<Value, MdmError> {
     let mut renewed = false;
     let mut jitter = Jitter::new();
     for attempt in 1..=MAX_ATTEMPTS {
@@ -106,7 +106,7 @@ async fn get_json(
             Ok(r) => r,
             Err(e) => {
                 if attempt == MAX_ATTEMPTS {
-                    return Err(format!("GET {url}: {}", describe_error(&e)));
+                    return Err(MdmError::Api(format!("GET {url}: {}", describe_error(&e))));
                 }
                 tokio::time::sleep(backoff).await;
                 continue;
@@ -117,7 +117,7 @@ async fn get_json(
             return resp
                 .json::<Value>()
                 .await
-                .map_err(|e| format!("GET {url}: unreadable JSON: {e}"));
+                .map_err(|e| MdmError::Api(format!("GET {url}: unreadable JSON: {e}")));
         }
         if status == reqwest::StatusCode::UNAUTHORIZED && !renewed {
             renewed = true;
@@ -126,21 +126,21 @@ async fn get_json(
         }
         if status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
             if attempt == MAX_ATTEMPTS {
-                return Err(format!(
+                return Err(MdmError::Api(format!(
                     "GET {url}: HTTP {status} after {MAX_ATTEMPTS} attempts"
-                ));
+                )));
             }
             let wait = retry_after(resp.headers(), MAX_RETRY_AFTER).unwrap_or(backoff);
             tokio::time::sleep(wait).await;
             continue;
         }
         let body = resp.text().await.unwrap_or_default();
-        return Err(format!(
+        return Err(MdmError::Api(format!(
             "GET {url}: HTTP {status}: {}",
             body.chars().take(300).collect::<String>()
-        ));
+        )));
     }
-    Err(format!("GET {url}: gave up"))
+    Err(MdmError::Api(format!("GET {url}: gave up")))
 }
 
 /// Where bearer tokens come from: a fixed token, or client credentials (cached).
@@ -150,19 +150,17 @@ enum TokenSource {
 }
 
 impl TokenSource {
-    fn fixed(token: &str) -> Result<TokenSource, String> {
+    fn fixed(token: &str) -> Result<TokenSource, MdmError> {
         let mut header = HeaderValue::from_str(&format!("Bearer {token}"))
-            .map_err(|_| "the API token holds characters a header cannot".to_string())?;
+            .map_err(|_| MdmError::Api("the API token holds characters a header cannot".into()))?;
         header.set_sensitive(true);
         Ok(TokenSource::Fixed(header))
     }
 
-    async fn get(&self, client: &reqwest::Client) -> Result<HeaderValue, String> {
+    async fn get(&self, client: &reqwest::Client) -> Result<HeaderValue, MdmError> {
         match self {
             TokenSource::Fixed(t) => Ok(t.clone()),
-            TokenSource::Fetched(credentials) => {
-                credentials.get(client).await.map_err(|e| e.to_string())
-            }
+            TokenSource::Fetched(credentials) => Ok(credentials.get(client).await?),
         }
     }
 
@@ -177,7 +175,7 @@ async fn fetch_jamf(
     client: &reqwest::Client,
     api: &JamfApi,
     progress: Progress,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, MdmError> {
     let token = match &api.auth {
         JamfAuth::Token(t) => TokenSource::fixed(t.expose())?,
         JamfAuth::ClientCredentials {
@@ -215,9 +213,9 @@ async fn fetch_jamf(
     let total = first["totalCount"].as_u64().unwrap_or(0);
     // Range-checked like every parsed value: the page table is sized from it.
     if total > MAX_PROVIDER_ENDPOINTS {
-        return Err(format!(
+        return Err(MdmError::Api(format!(
             "Jamf reports totalCount {total}, more than the {MAX_PROVIDER_ENDPOINTS} endpoints one provider may hold"
-        ));
+        )));
     }
     let mut pages: Vec<Option<Vec<Value>>> =
         vec![None; total.div_ceil(api.page_size.max(1)).max(1) as usize];
@@ -239,7 +237,7 @@ async fn fetch_jamf(
         });
     }
     while let Some(done) = tasks.join_next().await {
-        let (page, result) = done.map_err(|e| e.to_string())?;
+        let (page, result) = done.map_err(|e| MdmError::Api(e.to_string()))?;
         let results = result?["results"].as_array().cloned().unwrap_or_default();
         fetched += results.len();
         progress(fetched, Some(total));
@@ -258,7 +256,7 @@ async fn fetch_intune(
     client: &reqwest::Client,
     api: &IntuneApi,
     progress: Progress,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, MdmError> {
     let token = TokenSource::Fetched(ClientCredentials::entra(&api.entra));
     let select = "id,deviceName,serialNumber,operatingSystem,osVersion,userPrincipalName,emailAddress,deviceCategoryDisplayName,model,managementAgent,complianceState,lastSyncDateTime";
     let mut next = Some(format!(
@@ -281,14 +279,14 @@ async fn fetch_intune(
 pub async fn sync_provider(
     provider: &MdmProvider,
     progress: Progress,
-) -> Result<SyncCounts, String> {
+) -> Result<SyncCounts, MdmError> {
     let snapshot = fetch(provider, progress).await?;
     store_snapshot(provider, &snapshot)
 }
 
 /// Checks a snapshot (native format), compares it with the provider's current one and stores
 /// it as the provider's snapshot. Used by syncs.
-pub fn store_snapshot(provider: &MdmProvider, snapshot: &[u8]) -> Result<SyncCounts, String> {
+pub fn store_snapshot(provider: &MdmProvider, snapshot: &[u8]) -> Result<SyncCounts, MdmError> {
     let new = parse_snapshot(
         provider.kind,
         snapshot,
@@ -297,16 +295,21 @@ pub fn store_snapshot(provider: &MdmProvider, snapshot: &[u8]) -> Result<SyncCou
     let tmp = staging_path(provider)?;
     std::fs::write(&tmp, snapshot)
         .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
-        .map_err(|e| format!("cannot store the snapshot at {}: {e}", tmp.display()))?;
+        .map_err(|e| {
+            MdmError::Storage(format!(
+                "cannot store the snapshot at {}: {e}",
+                tmp.display()
+            ))
+        })?;
     install(provider, &tmp, &new)
 }
 
 /// Like [`store_snapshot`] for a snapshot already written to `staged` (a `PUT` body streamed
 /// to disk): it is parsed from the file as a stream, never held whole in memory, and moved
 /// into place when valid. `staged` is removed when it is not.
-pub fn store_snapshot_file(provider: &MdmProvider, staged: &Path) -> Result<SyncCounts, String> {
+pub fn store_snapshot_file(provider: &MdmProvider, staged: &Path) -> Result<SyncCounts, MdmError> {
     let parsed = std::fs::File::open(staged)
-        .map_err(|e| format!("cannot read {}: {e}", staged.display()))
+        .map_err(|e| MdmError::Storage(format!("cannot read {}: {e}", staged.display())))
         .and_then(|f| read_snapshot(provider.kind, f, provider.endpoint_id_attribute.as_deref()));
     match parsed {
         Ok(new) => install(provider, staged, &new),
@@ -319,10 +322,11 @@ pub fn store_snapshot_file(provider: &MdmProvider, staged: &Path) -> Result<Sync
 
 /// Where a new snapshot of `provider` is written before it replaces the current one: beside
 /// it (so the rename is atomic), under a name of its own (a push and a sync may overlap).
-pub fn staging_path(provider: &MdmProvider) -> Result<PathBuf, String> {
+pub fn staging_path(provider: &MdmProvider) -> Result<PathBuf, MdmError> {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let dir = provider.file.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| MdmError::Storage(format!("{}: {e}", dir.display())))?;
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(provider
         .file
@@ -364,7 +368,7 @@ fn install(
     provider: &MdmProvider,
     staged: &Path,
     new: &[EndpointRecord],
-) -> Result<SyncCounts, String> {
+) -> Result<SyncCounts, MdmError> {
     let old = std::fs::File::open(&provider.file)
         .ok()
         .and_then(|f| {
@@ -376,10 +380,10 @@ fn install(
     std::fs::rename(staged, &provider.file)
         .and_then(|()| std::fs::File::open(dir)?.sync_all())
         .map_err(|e| {
-            format!(
+            MdmError::Storage(format!(
                 "cannot store the snapshot at {}: {e}",
                 provider.file.display()
-            )
+            ))
         })?;
     Ok(counts)
 }

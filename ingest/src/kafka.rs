@@ -7,6 +7,7 @@
 //! its offset is stored — one poison message never stalls a partition. When the WAL is full
 //! the consumer pauses its partitions (no unbounded queue) and resumes when there is room.
 
+use crate::setup_error::SetupError;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -142,7 +143,7 @@ impl KafkaSource {
         access: crate::SharedAccess,
         limits: Limits,
         metrics: KafkaMetrics,
-    ) -> Result<KafkaSource, String> {
+    ) -> Result<KafkaSource, SetupError> {
         let mut cc = ClientConfig::new();
         cc.set("bootstrap.servers", &config.bootstrap_servers)
             .set("group.id", &config.group_id)
@@ -159,11 +160,11 @@ impl KafkaSource {
             .create_with_context(Context {
                 metrics: metrics.clone(),
             })
-            .map_err(|e| format!("sources.kafka {:?}: {e}", config.name))?;
+            .map_err(|e| SetupError::Kafka(format!("sources.kafka {:?}: {e}", config.name)))?;
         let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
-        consumer
-            .subscribe(&topics)
-            .map_err(|e| format!("sources.kafka {:?}: subscribe: {e}", config.name))?;
+        consumer.subscribe(&topics).map_err(|e| {
+            SetupError::Kafka(format!("sources.kafka {:?}: subscribe: {e}", config.name))
+        })?;
         Ok(KafkaSource {
             name: config.name.clone(),
             topics: config.topics.clone(),

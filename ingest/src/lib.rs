@@ -1,5 +1,9 @@
-//! Ingest: the HTTP API's event intake (`POST /v1/events`), body decoding within limits,
-//! bearer-token authentication bound to tenants, and the bounded HTTP listener.
+//! Ingest: every way events come in — the HTTP API's intake (`POST /v1/events`, [`IngestState`]),
+//! signed webhooks (`POST /v1/hooks/...`, [`HookSource`]), Kafka topics ([`KafkaSource`]) —
+//! with bodies read streaming and bounded ([`read_body`]), authentication from the headers
+//! (bearer tokens bound to tenants, [`TokenTable`]; client certificates, [`TlsSetup`]),
+//! per-token rate limits ([`RateLimiter`]), webhook replay ids ([`replay`]) and the bounded
+//! HTTP listener ([`serve`]).
 //!
 //! Ingest turns bytes into validated [`thoth_event::Event`]s and hands them to a [`Submit`];
 //! it knows nothing of the WAL or sinks.
@@ -14,6 +18,7 @@ mod metrics;
 mod rate;
 pub mod replay;
 mod server;
+mod setup_error;
 mod submit;
 mod tls;
 
@@ -31,6 +36,7 @@ pub use kafka::{KafkaMetrics, KafkaSource, Rejects};
 pub use metrics::IngestMetrics;
 pub use rate::RateLimiter;
 pub use server::{serve, ListenerLimits};
+pub use setup_error::SetupError;
 pub use submit::{Submit, SubmitError, SubmitFuture};
 pub use tls::{ClientIdentity, TlsSetup};
 

@@ -2,6 +2,7 @@
 //! tenant's token (`[[api.tls.clients]]`, matched by a DNS name the certificate is valid for
 //! or by its SHA-256 fingerprint).
 
+use crate::setup_error::SetupError;
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
@@ -29,38 +30,45 @@ enum Match {
 #[derive(Debug, Clone, Default)]
 pub struct ClientIdentity(pub Option<Grant>);
 
-fn read(path: &std::path::Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+fn read(path: &std::path::Path) -> Result<Vec<u8>, SetupError> {
+    std::fs::read(path).map_err(|e| SetupError::Tls(format!("cannot read {}: {e}", path.display())))
 }
 
-fn certificates(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
+fn certificates(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, SetupError> {
     let pem = read(path)?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: not PEM certificates: {e}", path.display()))?;
+        .map_err(|e| SetupError::Tls(format!("{}: not PEM certificates: {e}", path.display())))?;
     if certs.is_empty() {
-        return Err(format!("{}: no PEM certificate in it", path.display()));
+        return Err(SetupError::Tls(format!(
+            "{}: no PEM certificate in it",
+            path.display()
+        )));
     }
     Ok(certs)
 }
 
 impl TlsSetup {
     /// Loads the certificate, key and client CA; every problem names its file.
-    pub fn new(config: &IngestTls) -> Result<TlsSetup, String> {
+    pub fn new(config: &IngestTls) -> Result<TlsSetup, SetupError> {
         let chain = certificates(&config.cert_file)?;
-        let key = PrivateKeyDer::from_pem_slice(&read(&config.key_file)?)
-            .map_err(|e| format!("{}: not a PEM private key: {e}", config.key_file.display()))?;
+        let key = PrivateKeyDer::from_pem_slice(&read(&config.key_file)?).map_err(|e| {
+            SetupError::Tls(format!(
+                "{}: not a PEM private key: {e}",
+                config.key_file.display()
+            ))
+        })?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| SetupError::Tls(e.to_string()))?;
         let builder = match &config.client_ca_file {
             Some(ca) => {
                 let mut roots = rustls::RootCertStore::empty();
                 for cert in certificates(ca)? {
                     roots
                         .add(cert)
-                        .map_err(|e| format!("{}: {e}", ca.display()))?;
+                        .map_err(|e| SetupError::Tls(format!("{}: {e}", ca.display())))?;
                 }
                 let verifier =
                     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
@@ -72,17 +80,17 @@ impl TlsSetup {
                 builder.with_client_cert_verifier(
                     verifier
                         .build()
-                        .map_err(|e| format!("{}: {e}", ca.display()))?,
+                        .map_err(|e| SetupError::Tls(format!("{}: {e}", ca.display())))?,
                 )
             }
             None => builder.with_no_client_auth(),
         };
         let mut server = builder.with_single_cert(chain, key).map_err(|e| {
-            format!(
+            SetupError::Tls(format!(
                 "{} / {}: the key does not fit the certificate or is unsupported: {e}",
                 config.cert_file.display(),
                 config.key_file.display()
-            )
+            ))
         })?;
         server.alpn_protocols = vec![b"http/1.1".to_vec()];
         let mut clients = Vec::new();
@@ -101,7 +109,7 @@ impl TlsSetup {
             let m = match (&c.dns_name, c.sha256) {
                 (Some(name), _) => Match::DnsName(
                     ServerName::try_from(name.clone())
-                        .map_err(|e| format!("api.tls.clients: {name:?}: {e}"))?,
+                        .map_err(|e| SetupError::Tls(format!("api.tls.clients: {name:?}: {e}")))?,
                 ),
                 (None, Some(fp)) => Match::Fingerprint(fp),
                 (None, None) => unreachable!("config validation requires dns_name or sha256"),

@@ -30,7 +30,7 @@ pub struct TapArgs {
 }
 
 pub fn run(args: TapArgs) -> i32 {
-    let runtime = match crate::command_runtime() {
+    let runtime = match crate::cli::command_runtime() {
         Ok(r) => r,
         Err(code) => return code,
     };

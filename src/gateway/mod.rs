@@ -4,6 +4,11 @@
 //! flight finish, close the WAL (drains queued appends), then stop sinks after the batch in
 //! hand (cursors persisted).
 
+pub mod ingest_replay;
+pub mod reload;
+pub mod sinks;
+pub mod stale;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -26,11 +31,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::api::{self, ApiState, Live, WalGauges};
+use crate::gateway::reload::{ReloadMetrics, Reloader};
+use crate::gateway::sinks::SinkSet;
 use crate::pipeline::{Pipeline, INGEST_DLQ};
 use crate::programs::Programs;
-use crate::reload::{ReloadMetrics, Reloader};
-use crate::sink_set::SinkSet;
-use crate::supervise::Supervisor;
+use crate::supervisor::Supervisor;
 
 /// How often MDM snapshot files are checked for changes (a `stat` each).
 const SNAPSHOT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -210,7 +215,7 @@ pub async fn run(config: Config, programs: Programs, path: Option<PathBuf>) -> a
             stop_rx.clone(),
         );
         supervisor.spawn("ingest_replay", move || {
-            crate::ingest_replay::run(
+            crate::gateway::ingest_replay::run(
                 dlq.clone(),
                 submit.clone(),
                 access.clone(),
@@ -222,7 +227,7 @@ pub async fn run(config: Config, programs: Programs, path: Option<PathBuf>) -> a
     let sweeper = {
         let (enricher, submit, stop) = (enricher.clone(), submit.clone(), stop_rx.clone());
         supervisor.spawn("stale_sweeper", move || {
-            crate::stale::sweep(
+            crate::gateway::stale::sweep(
                 enricher.clone(),
                 submit.clone(),
                 checkins_file.clone(),

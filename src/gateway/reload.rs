@@ -18,8 +18,8 @@ use thoth_ingest::{Access, SharedAccess};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::api::Live;
+use crate::gateway::sinks::{preflight, SinkChanges, SinkSet};
 use crate::pipeline::Pipeline;
-use crate::sink_set::{preflight, SinkChanges, SinkSet};
 
 /// A request to reload, answered with the outcome.
 pub struct ReloadRequest {
@@ -172,11 +172,12 @@ impl Reloader {
     async fn reload(&mut self) -> Result<ReloadReport, ReloadError> {
         let path = self.path.clone().ok_or(ReloadError::NoConfigFile)?;
         let path_for_check = path.clone();
-        let checked =
-            tokio::task::spawn_blocking(move || crate::validate::load_checked(&path_for_check))
-                .await
-                .map_err(|e| ReloadError::Failed(e.to_string()))?
-                .map_err(ReloadError::Invalid)?;
+        let checked = tokio::task::spawn_blocking(move || {
+            crate::cli::validate::load_checked(&path_for_check)
+        })
+        .await
+        .map_err(|e| ReloadError::Failed(e.to_string()))?
+        .map_err(ReloadError::Invalid)?;
         let (new, programs) = (checked.config, checked.programs);
         let mut errors = restart_only_changes(&self.running, &new);
         errors.extend(preflight(&new));

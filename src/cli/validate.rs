@@ -142,7 +142,7 @@ pub fn load_checked(path: &Path) -> Result<Checked, Vec<ConfigError>> {
         if let Err(message) = thoth_ingest::TlsSetup::new(tls) {
             errors.push(ConfigError {
                 path: "api.tls".into(),
-                message,
+                message: message.to_string(),
             });
         }
     }
@@ -156,7 +156,7 @@ pub fn load_checked(path: &Path) -> Result<Checked, Vec<ConfigError>> {
             Ok(snap) => mdm_endpoints += snap.records.len(),
             Err(message) => errors.push(ConfigError {
                 path: format!("mdm.providers[{i}].file"),
-                message,
+                message: message.to_string(),
             }),
         }
     }

@@ -4,19 +4,12 @@
 use std::path::Path;
 
 use serde_json::json;
-use thoth_config::Config;
 
 /// Returns the exit code: 0 delivered, 1 not, 2 bad usage or config.
 pub fn run(config_path: &Path, sink_name: &str, json_out: bool) -> i32 {
-    let config = match Config::load(config_path) {
+    let config = match super::load_config_or_exit(config_path) {
         Ok(c) => c,
-        Err(errors) => {
-            eprintln!("{}: invalid config", config_path.display());
-            for e in errors {
-                eprintln!("  {e}");
-            }
-            return 2;
-        }
+        Err(code) => return code,
     };
     let Some(sink) = config.sinks.get(sink_name) else {
         let names: Vec<&str> = config.sinks.keys().map(String::as_str).collect();
@@ -27,13 +20,13 @@ pub fn run(config_path: &Path, sink_name: &str, json_out: bool) -> i32 {
         eprintln!("sink {sink_name:?} is a file sink: there is nothing to send a test to");
         return 2;
     }
-    let canary = crate::canary::event(&config, sink, "test-webhook");
+    let canary = crate::cli::canary::event(&config, sink, "test-webhook");
     let event_id = canary.event_id;
-    let runtime = match crate::command_runtime() {
+    let runtime = match crate::cli::command_runtime() {
         Ok(r) => r,
         Err(code) => return code,
     };
-    let result = runtime.block_on(crate::canary::send(sink, &canary.tenant, canary.json));
+    let result = runtime.block_on(crate::cli::canary::send(sink, &canary.tenant, canary.json));
     if json_out {
         println!(
             "{}",

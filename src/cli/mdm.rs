@@ -6,19 +6,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::json;
-use thoth_config::{Config, MdmSource};
+use thoth_config::MdmSource;
 
 /// Returns the exit code: 0 every sync worked, 1 one failed, 2 bad usage or config.
 pub fn sync(config_path: &Path, only: Option<&str>, json_out: bool) -> i32 {
-    let config = match Config::load(config_path) {
+    let config = match super::load_config_or_exit(config_path) {
         Ok(c) => c,
-        Err(errors) => {
-            eprintln!("{}: invalid config", config_path.display());
-            for e in errors {
-                eprintln!("  {e}");
-            }
-            return 2;
-        }
+        Err(code) => return code,
     };
     let providers: Vec<_> = config
         .mdm
@@ -41,7 +35,7 @@ pub fn sync(config_path: &Path, only: Option<&str>, json_out: bool) -> i32 {
             Some(_) => {}
         }
     }
-    let runtime = match crate::command_runtime() {
+    let runtime = match crate::cli::command_runtime() {
         Ok(r) => r,
         Err(code) => return code,
     };
@@ -63,7 +57,7 @@ pub fn sync(config_path: &Path, only: Option<&str>, json_out: bool) -> i32 {
             Err(e) => {
                 ok = false;
                 json!({"provider": p.name, "kind": p.kind.as_str(), "imported": 0, "upserted": 0,
-                       "unchanged": 0, "removed": 0, "errors": [e]})
+                       "unchanged": 0, "removed": 0, "errors": [e.to_string()]})
             }
         };
         if !json_out {

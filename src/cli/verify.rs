@@ -19,7 +19,7 @@ use thoth_config::{Config, MdmProvider, MdmSource};
 use thoth_enrich::CheckinTracker;
 use time::OffsetDateTime;
 
-use crate::validate::{load_checked, Checked};
+use crate::cli::validate::{load_checked, Checked};
 
 /// The report `verify --json` prints. Field names are stable (CI logs and SIEM evidence).
 #[derive(Serialize)]
@@ -93,7 +93,7 @@ pub fn run(path: &Path, json: bool) -> i32 {
             return 2;
         }
     };
-    let runtime = match crate::command_runtime() {
+    let runtime = match crate::cli::command_runtime() {
         Ok(r) => r,
         Err(code) => return code,
     };
@@ -107,9 +107,9 @@ async fn check(path: &Path, checked: Checked) -> Report {
     // Sinks and MDM providers are independent: probe them all at once.
     let sinks = join_all(config.sinks.values().map(|sink| async move {
         eprintln!("verify: sending a canary to sink {}", sink.name);
-        let canary = crate::canary::event(config, sink, "verify");
+        let canary = crate::cli::canary::event(config, sink, "verify");
         let event_id = canary.event_id;
-        let r = crate::canary::send(sink, &canary.tenant, canary.json).await;
+        let r = crate::cli::canary::send(sink, &canary.tenant, canary.json).await;
         (
             sink.name.clone(),
             SinkItem {
@@ -163,7 +163,7 @@ async fn mdm_item(p: &MdmProvider) -> MdmItem {
                 thoth_enrich::parse_snapshot(p.kind, &bytes, p.endpoint_id_attribute.as_deref())
                     .map(|records| records.len())
             });
-            ("api", fetched)
+            ("api", fetched.map_err(|e| e.to_string()))
         }
     };
     let (endpoints, error) = match result {
@@ -187,7 +187,9 @@ fn load_count(p: &MdmProvider) -> Result<usize, String> {
             p.name
         ));
     }
-    thoth_enrich::load_provider(p).map(|s| s.records.len())
+    thoth_enrich::load_provider(p)
+        .map(|s| s.records.len())
+        .map_err(|e| e.to_string())
 }
 
 /// The check-in health the running gateway persists in `data_dir/checkins.json`.

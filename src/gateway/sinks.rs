@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::programs::Programs;
-use crate::supervise::Supervisor;
+use crate::supervisor::Supervisor;
 
 /// How long a sink gets to finish the batch in hand when it is stopped.
 const SINK_STOP_TIMEOUT: Duration = Duration::from_secs(30);

@@ -5,7 +5,6 @@ use std::path::Path;
 
 use clap::ValueEnum;
 use serde_json::json;
-use thoth_config::Config;
 use thoth_sinks::DeadLetterQueue;
 
 /// What to do with the dead letters.
@@ -21,15 +20,9 @@ pub enum DlqAction {
 
 /// Returns the exit code: 0 done, 1 the operation failed, 2 bad usage or config.
 pub fn run(action: DlqAction, config_path: &Path, sink: &str, json: bool) -> i32 {
-    let config = match Config::load(config_path) {
+    let config = match super::load_config_or_exit(config_path) {
         Ok(c) => c,
-        Err(errors) => {
-            eprintln!("{}: invalid config", config_path.display());
-            for e in errors {
-                eprintln!("  {e}");
-            }
-            return 2;
-        }
+        Err(code) => return code,
     };
     if sink != "ingest" && !config.sinks.contains_key(sink) {
         let names: Vec<&str> = config.sinks.keys().map(String::as_str).collect();

@@ -17,15 +17,9 @@ use crate::programs::Programs;
 
 /// Returns the exit code: 0 all pass, 1 any fails, 2 bad config.
 pub fn run(config_path: &Path, json_out: bool) -> i32 {
-    let config = match Config::load(config_path) {
+    let config = match super::load_config_or_exit(config_path) {
         Ok(c) => c,
-        Err(errors) => {
-            eprintln!("{}: invalid config", config_path.display());
-            for e in errors {
-                eprintln!("  {e}");
-            }
-            return 2;
-        }
+        Err(code) => return code,
     };
     let programs = match Programs::compile(&config) {
         Ok(p) => p,
