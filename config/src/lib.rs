@@ -3,6 +3,7 @@
 //!
 //! Relative paths in a config file are resolved against the directory of that file.
 
+pub mod reload_rules;
 mod schema;
 mod secret;
 pub mod units;

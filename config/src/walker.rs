@@ -100,6 +100,12 @@ impl<'a> Obj<'a> {
     }
 
     pub fn get(&mut self, key: &str) -> Option<&'a Value> {
+        #[cfg(test)]
+        REQUESTED.with(|r| {
+            if let Some(keys) = r.borrow_mut().as_mut() {
+                keys.insert(self.key_path(key));
+            }
+        });
         let (k, v) = self.table.get_key_value(key)?;
         self.seen.push(k.as_str());
         Some(v)
@@ -323,4 +329,25 @@ pub(crate) fn resolve_path(base: &Path, s: &str) -> PathBuf {
     } else {
         base.join(p)
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Every key path the parser asked for on this thread, while recording.
+    static REQUESTED: std::cell::RefCell<Option<std::collections::BTreeSet<String>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Starts (`true`) or stops (`false`) recording the key paths the parser asks for, present
+/// in the TOML or not; stopping returns what was recorded.
+#[cfg(test)]
+pub(crate) fn record_requested_keys(on: bool) -> std::collections::BTreeSet<String> {
+    REQUESTED.with(|r| {
+        let mut r = r.borrow_mut();
+        let recorded = r.take().unwrap_or_default();
+        if on {
+            *r = Some(Default::default());
+        }
+        recorded
+    })
 }

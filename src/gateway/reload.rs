@@ -48,43 +48,16 @@ pub struct ReloadReport {
     pub mdm_changed: bool,
 }
 
-/// The keys only a restart applies, compared between the running and the new config.
+/// The restart-only keys (`thoth_config::reload_rules`) on which the running and the new
+/// config differ, as errors.
 pub fn restart_only_changes(running: &Config, new: &Config) -> Vec<ConfigError> {
-    let mut errors = Vec::new();
-    let mut check = |key: &str, same: bool| {
-        if !same {
-            errors.push(ConfigError {
-                path: key.to_string(),
-                message: "changes only at restart; restart the gateway (or revert this key) to reload the rest".into(),
-            });
-        }
-    };
-    let (a, b) = (&running.api, &new.api);
-    check("data_dir", running.data_dir == new.data_dir);
-    check("api.listen", a.listen == b.listen);
-    check("api.max_body_bytes", a.max_body_bytes == b.max_body_bytes);
-    check(
-        "api.max_event_bytes",
-        a.max_event_bytes == b.max_event_bytes,
-    );
-    check("api.max_depth", a.max_depth == b.max_depth);
-    check(
-        "api.max_batch_events",
-        a.max_batch_events == b.max_batch_events,
-    );
-    check(
-        "api.max_connections",
-        a.max_connections == b.max_connections,
-    );
-    check("api.tls", a.tls == b.tls);
-    check("wal", running.wal == new.wal);
-    check("checkins", running.checkins == new.checkins);
-    check(
-        "sources.webhooks",
-        running.webhook_sources == new.webhook_sources,
-    );
-    check("sources.kafka", running.kafka_sources == new.kafka_sources);
-    errors
+    thoth_config::reload_rules::restart_only_changes(running, new)
+        .into_iter()
+        .map(|key| ConfigError {
+            path: key.to_string(),
+            message: "changes only at restart; restart the gateway (or revert this key) to reload the rest".into(),
+        })
+        .collect()
 }
 
 /// Owns the running sinks and applies reloads one at a time.
@@ -264,6 +237,15 @@ path = "/tmp/thoth-reload-test/out.ndjson"
             .map(|e| e.path)
             .collect();
         assert_eq!(keys, ["api.listen", "api.max_body_bytes"]);
+        // Limits read once at start were once "reloaded" without taking effect.
+        let mut limits = config("");
+        limits.api.max_members += 1;
+        limits.mdm.max_push_bytes += 1;
+        let keys: Vec<String> = restart_only_changes(&running, &limits)
+            .into_iter()
+            .map(|e| e.path)
+            .collect();
+        assert_eq!(keys, ["api.max_members", "mdm.max_push_bytes"]);
     }
 
     #[test]
