@@ -107,16 +107,8 @@ pub trait Destination: Send + Sync + 'static {
     /// to `out`. An error dead-letters that event with the reason.
     fn encode_event(&self, event: &EnrichedRecord, out: &mut Vec<u8>) -> Result<(), EncodeError>;
 
-    /// The request for an encoded body (`gzip`: `body` is gzip-compressed; `raw` is the body
-    /// before compression, e.g. to sign it; `tenants`: each event's tenant, in order).
-    fn request(
-        &self,
-        client: &reqwest::Client,
-        body: Bytes,
-        gzip: bool,
-        raw: &[u8],
-        tenants: &[&str],
-    ) -> reqwest::RequestBuilder;
+    /// The request for an encoded body (add it with [`RequestBody::attach`]).
+    fn request(&self, client: &reqwest::Client, body: &RequestBody<'_>) -> reqwest::RequestBuilder;
 
     /// Reads the response to a request of `events` events.
     fn classify(
@@ -156,6 +148,29 @@ pub trait Destination: Send + Sync + 'static {
         _ack_id: u64,
     ) -> BoxFuture<'a, Outcome> {
         Box::pin(async { Outcome::Delivered })
+    }
+}
+
+/// The body of one request, as a destination's [`Destination::request`] receives it.
+pub struct RequestBody<'a> {
+    /// What is sent: the framed events, gzip-compressed when `gzip`.
+    pub sent: Bytes,
+    pub gzip: bool,
+    /// The body before compression, when the destination reads it (to sign it); else empty.
+    pub plain: &'a [u8],
+    /// Each event's tenant, in order.
+    pub tenants: &'a [&'a str],
+}
+
+impl RequestBody<'_> {
+    /// Adds the body to `req`, with `Content-Encoding: gzip` when it is compressed.
+    pub fn attach(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let req = req.body(self.sent.clone()); // shares the buffer
+        if self.gzip {
+            req.header(reqwest::header::CONTENT_ENCODING, "gzip")
+        } else {
+            req
+        }
     }
 }
 

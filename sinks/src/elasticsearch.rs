@@ -11,8 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::StatusCode;
 use serde::Deserialize;
 use thoth_config::{ElasticAuth, ElasticConfig, ElasticTarget};
@@ -21,7 +20,7 @@ use thoth_wal::record::EnrichedRecord;
 
 use crate::destination::{
     body_excerpt, retry_after, write_destination_id, Destination, EncodeError, Framing,
-    ItemOutcome, Outcome,
+    ItemOutcome, Outcome, RequestBody,
 };
 use crate::SinkError;
 
@@ -257,19 +256,11 @@ impl Destination for Elasticsearch {
         Ok(())
     }
 
-    fn request(
-        &self,
-        client: &reqwest::Client,
-        body: Bytes,
-        gzip: bool,
-        _raw: &[u8],
-        _tenants: &[&str],
-    ) -> reqwest::RequestBuilder {
+    fn request(&self, client: &reqwest::Client, body: &RequestBody<'_>) -> reqwest::RequestBuilder {
         let url = format!("{}/_bulk", self.pick_endpoint());
         let mut req = client
             .post(url)
-            .header(CONTENT_TYPE, "application/x-ndjson")
-            .body(body);
+            .header(CONTENT_TYPE, "application/x-ndjson");
         match &self.auth {
             ElasticAuth::None => {}
             ElasticAuth::ApiKey(key) => {
@@ -282,10 +273,7 @@ impl Destination for Elasticsearch {
                 req = req.basic_auth(username, Some(password.expose()));
             }
         }
-        if gzip {
-            req = req.header(CONTENT_ENCODING, "gzip");
-        }
-        req
+        body.attach(req)
     }
 
     fn classify(
@@ -384,6 +372,7 @@ fn classify_bulk(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use serde_json::json;
 
     const EVENT: &[u8] = br#"{"type":"decision","event_id":"e1","time":"2026-11-28T10:00:00.120Z","tenant_id":"acme","endpoint_id":"ep-1","user":"jdoe@acme.com","risk":"critical","decision":"block","context":{"tenant":{"id":"acme","name":"Acme Corp"},"fleet":{"id":"eng-macs","name":"E"},"endpoint":{"id":"ep-1","hostname":"mbp-jdoe","os":"macOS","os_version":"15.1"}}}"#;
@@ -513,7 +502,15 @@ mod tests {
             })
             .unwrap();
             let req = es
-                .request(&client, Bytes::new(), true, b"", &[])
+                .request(
+                    &client,
+                    &RequestBody {
+                        sent: Bytes::new(),
+                        gzip: true,
+                        plain: b"",
+                        tenants: &[],
+                    },
+                )
                 .build()
                 .unwrap();
             assert_eq!(req.url().as_str(), "http://a:9200/_bulk");

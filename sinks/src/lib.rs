@@ -40,6 +40,7 @@ mod webhook;
 pub use build::{build, destination, preflight, probe, SinkParts, PROBE_TIMEOUT};
 pub use destination::{
     destination_id, retry_after, Destination, EncodeError, Framing, ItemOutcome, Outcome,
+    RequestBody,
 };
 pub use dlq::{
     parse_letters, DeadLetter, DeadLetterQueue, Listing, Unreadable, DEAD_LETTER_VERSION,

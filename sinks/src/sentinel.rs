@@ -10,8 +10,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
-use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::StatusCode;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -20,7 +19,7 @@ use thoth_http::ClientCredentials;
 use thoth_wal::record::EnrichedRecord;
 
 use crate::destination::{
-    body_excerpt, retry_after, BoxFuture, Destination, EncodeError, Framing, Outcome,
+    body_excerpt, retry_after, BoxFuture, Destination, EncodeError, Framing, Outcome, RequestBody,
 };
 
 /// The Logs Ingestion API takes at most 1 MB per call; like the official client, requests are
@@ -111,26 +110,15 @@ impl Destination for Sentinel {
         })
     }
 
-    fn request(
-        &self,
-        client: &reqwest::Client,
-        body: Bytes,
-        gzip: bool,
-        _raw: &[u8],
-        _tenants: &[&str],
-    ) -> reqwest::RequestBuilder {
+    fn request(&self, client: &reqwest::Client, body: &RequestBody<'_>) -> reqwest::RequestBuilder {
         let mut req = client
             .post(&self.ingest_url)
             .header(CONTENT_TYPE, "application/json")
-            .header("x-ms-client-request-id", uuid::Uuid::now_v7().to_string())
-            .body(body);
+            .header("x-ms-client-request-id", uuid::Uuid::now_v7().to_string());
         if let Some(token) = self.credentials.current() {
             req = req.header(AUTHORIZATION, token);
         }
-        if gzip {
-            req = req.header(CONTENT_ENCODING, "gzip");
-        }
-        req
+        body.attach(req)
     }
 
     fn classify(
@@ -189,6 +177,7 @@ impl Destination for Sentinel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use thoth_config::Secret;
 
     fn sentinel() -> Sentinel {

@@ -8,8 +8,7 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::StatusCode;
 use serde::Deserialize;
 use thoth_config::SplunkHecConfig;
@@ -18,6 +17,7 @@ use thoth_wal::record::EnrichedRecord;
 
 use crate::destination::{
     body_excerpt, retry_after, BoxFuture, Destination, EncodeError, Framing, ItemOutcome, Outcome,
+    RequestBody,
 };
 use crate::SinkError;
 
@@ -144,26 +144,15 @@ impl Destination for SplunkHec {
         Ok(())
     }
 
-    fn request(
-        &self,
-        client: &reqwest::Client,
-        body: Bytes,
-        gzip: bool,
-        _raw: &[u8],
-        _tenants: &[&str],
-    ) -> reqwest::RequestBuilder {
+    fn request(&self, client: &reqwest::Client, body: &RequestBody<'_>) -> reqwest::RequestBuilder {
         let mut req = client
             .post(&self.event_url)
             .header(AUTHORIZATION, self.authorization.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .body(body);
-        if gzip {
-            req = req.header(CONTENT_ENCODING, "gzip");
-        }
+            .header(CONTENT_TYPE, "application/json");
         if let Some(acks) = &self.acks {
             req = req.header(CHANNEL_HEADER, &acks.channel);
         }
-        req
+        body.attach(req)
     }
 
     fn classify(
@@ -289,6 +278,7 @@ fn classify_reply(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use thoth_config::Secret;
 
     fn hec(acks: bool) -> SplunkHec {

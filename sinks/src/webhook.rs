@@ -8,8 +8,7 @@
 //! the sink failing (the endpoint is retired); 429 / 5xx are retried with `Retry-After`; a
 //! redirect marks it failing; other 4xx dead-letter with the (truncated) response body.
 
-use bytes::Bytes;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 use thoth_config::WebhookSinkConfig;
@@ -18,6 +17,7 @@ use thoth_wal::record::EnrichedRecord;
 
 use crate::destination::{
     body_excerpt, destination_id, retry_after, Destination, EncodeError, Framing, Outcome,
+    RequestBody,
 };
 use crate::SinkError;
 
@@ -117,14 +117,8 @@ impl Destination for Webhook {
         true // the signature covers it
     }
 
-    fn request(
-        &self,
-        client: &reqwest::Client,
-        body: Bytes,
-        gzip: bool,
-        raw: &[u8],
-        tenants: &[&str],
-    ) -> reqwest::RequestBuilder {
+    fn request(&self, client: &reqwest::Client, body: &RequestBody<'_>) -> reqwest::RequestBuilder {
+        let (raw, tenants) = (body.plain, body.tenants);
         let id = self.message_id(raw, tenants);
         let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
         let mut req = client
@@ -145,10 +139,7 @@ impl Destination for Webhook {
         for (k, v) in &self.headers {
             req = req.header(k, v);
         }
-        if gzip {
-            req = req.header(CONTENT_ENCODING, "gzip");
-        }
-        req.body(body)
+        body.attach(req)
     }
 
     fn classify(

@@ -3,6 +3,7 @@
 //! ```text
 //! magic u32 | payload_len u32 | crc32 u32 | first_seq u64 | count u32 | appended_ms u64 | payload
 //! payload = count × (record_len u32 | record bytes)        (all integers little endian)
+//! record  = one enriched event, versioned (crate::record)
 //! ```
 //! `appended_ms` is the append time (Unix milliseconds), for queue age and delivery latency.
 //! The CRC (IEEE CRC-32, `crc32fast`) covers everything after itself. The magic

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::{HttpDelivery, Item};
 use crate::concurrency::Answer;
-use crate::destination::{ItemOutcome, Outcome};
+use crate::destination::{ItemOutcome, Outcome, RequestBody};
 
 /// Largest response body read from a destination; the rest is ignored.
 pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
@@ -42,9 +42,15 @@ pub async fn send(d: &HttpDelivery, items: &[Item]) -> Sent {
         .iter()
         .map(|i| i.event.sent().tenant_id.as_str())
         .collect();
-    let request = d
-        .destination
-        .request(&d.client, body.sent, d.gzip, &body.plain, &tenants);
+    let request = d.destination.request(
+        &d.client,
+        &RequestBody {
+            sent: body.sent,
+            gzip: d.gzip,
+            plain: &body.plain,
+            tenants: &tenants,
+        },
+    );
     // Compressed, the plain body is not needed while the request is in flight.
     drop(body.plain);
     let in_flight = d.slots.in_flight();
