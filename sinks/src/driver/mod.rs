@@ -261,3 +261,146 @@ async fn replay_dead_letters(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use thoth_wal::record::RecordWriter;
+    use thoth_wal::{FrameBuilder, FsyncPolicy, Wal, WalOptions};
+
+    use super::*;
+    use crate::{DeadLetterQueue, SinkHealth, SinkMetrics};
+
+    /// Takes every batch, or refuses (`false`: as if stopped) while `refuse` is set.
+    struct Recorder {
+        got: Mutex<Vec<String>>,
+        refuse: std::sync::atomic::AtomicBool,
+        slots: Arc<Slots>,
+    }
+
+    impl Delivery for Recorder {
+        fn deliver(&self, events: Vec<Event>, _stop: watch::Receiver<bool>) -> BoxFuture<'_, bool> {
+            let refuse = self.refuse.load(std::sync::atomic::Ordering::SeqCst);
+            if !refuse {
+                let mut got = self.got.lock().unwrap();
+                for e in &events {
+                    got.push(String::from_utf8(e.sent().json.to_vec()).unwrap());
+                }
+            }
+            Box::pin(async move { !refuse })
+        }
+        fn probe(&self, _record: EnrichedRecord) -> BoxFuture<'_, ProbeResult> {
+            unreachable!("not probed here")
+        }
+        fn slots(&self) -> Arc<Slots> {
+            self.slots.clone()
+        }
+    }
+
+    async fn append(wal: &Wal, events: &[(&str, &str)], garbage: bool) {
+        let mut frame = FrameBuilder::new();
+        let mut records = RecordWriter::default();
+        for (tenant, json) in events {
+            frame.push_with(|buf| {
+                let Ok(()) = records.write(buf, tenant, |buf, _| {
+                    buf.extend_from_slice(json.as_bytes());
+                    Ok::<(), std::convert::Infallible>(())
+                });
+            });
+        }
+        if garbage {
+            frame.push(&[0xff, 0x7f, 1]); // a version this build does not know
+        }
+        wal.append(frame).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn routes_delivers_and_moves_the_cursor_only_past_delivered_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = WalOptions::with_max_bytes(1 << 20, FsyncPolicy::Always);
+        let (wal, _) = Wal::open(&dir.path().join("wal"), opts, &["s".to_string()]).unwrap();
+        drop(wal.add_reader("s").unwrap());
+        let metrics = SinkMetrics::new(&prometheus::Registry::new()).unwrap();
+        let retry = thoth_config::RetryConfig {
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(10),
+            max_duration: Duration::from_secs(1),
+        };
+        let ctx = SinkContext::new(
+            "s",
+            Arc::new(SinkHealth::default()),
+            &metrics,
+            DeadLetterQueue::new(&dir.path().join("dlq"), "s"),
+            retry,
+        );
+        let tenants = ["acme".to_string()];
+        let transform =
+            thoth_transform::TransformMetrics::new(&prometheus::Registry::new()).unwrap();
+        let route = Route::new("s", Some(&tenants), None, None, transform);
+        let recorder = Arc::new(Recorder {
+            got: Mutex::new(Vec::new()),
+            refuse: false.into(),
+            slots: Arc::new(Slots::new(Some(1), 1)),
+        });
+        let batch = BatchPolicy {
+            max_events: 100,
+            max_bytes: 1 << 20,
+            timeout: Duration::ZERO,
+        };
+        let sink = Sink::new(
+            ctx.clone(),
+            recorder.clone(),
+            route,
+            wal.reader("s").unwrap(),
+            batch,
+        );
+        let (stop_tx, stop) = watch::channel(false);
+        let running = tokio::spawn(sink.run(stop));
+
+        append(
+            &wal,
+            &[("acme", r#"{"n":1}"#), ("globex", r#"{"n":2}"#)],
+            true,
+        )
+        .await;
+        append(&wal, &[("acme", r#"{"n":3}"#)], false).await;
+        let until = |n: usize| {
+            let recorder = recorder.clone();
+            async move {
+                while recorder.got.lock().unwrap().len() < n {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), until(2))
+            .await
+            .unwrap();
+        assert_eq!(*recorder.got.lock().unwrap(), [r#"{"n":1}"#, r#"{"n":3}"#]);
+        // Another tenant's event and the unreadable record are filtered, not delivered.
+        assert_eq!(ctx.counters.filtered.get(), 2);
+        let cursor = wal.reader("s").unwrap();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while cursor.cursor() < 4 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the cursor moves past the delivered batches");
+
+        // A batch that is not delivered (the sink stopping) holds the cursor back.
+        recorder
+            .refuse
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        append(&wal, &[("acme", r#"{"n":4}"#)], false).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stop_tx.send(true).unwrap();
+        running.await.unwrap();
+        assert_eq!(
+            wal.reader("s").unwrap().cursor(),
+            4,
+            "the undelivered event stays in the WAL"
+        );
+        assert!(ctx.health.snapshot().oldest_pending_ms.is_some());
+    }
+}
