@@ -110,14 +110,8 @@ pub trait Destination: Send + Sync + 'static {
     /// The request for an encoded body (add it with [`RequestBody::attach`]).
     fn request(&self, client: &reqwest::Client, body: &RequestBody<'_>) -> reqwest::RequestBuilder;
 
-    /// Reads the response to a request of `events` events.
-    fn classify(
-        &self,
-        status: StatusCode,
-        headers: &HeaderMap,
-        body: &[u8],
-        events: usize,
-    ) -> Outcome;
+    /// Reads the response to a request.
+    fn classify(&self, reply: &Reply<'_>) -> Outcome;
 
     /// Whether `request` reads the uncompressed body (to sign it); otherwise a gzip body is
     /// compressed as it is assembled, without an uncompressed copy.
@@ -172,6 +166,16 @@ impl RequestBody<'_> {
             req
         }
     }
+}
+
+/// A destination's answer to a request, as [`Destination::classify`] reads it.
+pub struct Reply<'a> {
+    pub status: StatusCode,
+    pub headers: &'a HeaderMap,
+    /// At most the first MiB of the response body.
+    pub body: &'a [u8],
+    /// Events the request carried.
+    pub events: usize,
 }
 
 /// Why an event could not be encoded for a destination (it is dead-lettered with this).

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::StatusCode;
 use serde::Deserialize;
 use thoth_config::{ElasticAuth, ElasticConfig, ElasticTarget};
@@ -20,7 +20,7 @@ use thoth_wal::record::EnrichedRecord;
 
 use crate::destination::{
     body_excerpt, retry_after, write_destination_id, Destination, EncodeError, Framing,
-    ItemOutcome, Outcome, RequestBody,
+    ItemOutcome, Outcome, Reply, RequestBody,
 };
 use crate::SinkError;
 
@@ -276,13 +276,9 @@ impl Destination for Elasticsearch {
         body.attach(req)
     }
 
-    fn classify(
-        &self,
-        status: StatusCode,
-        headers: &HeaderMap,
-        body: &[u8],
-        events: usize,
-    ) -> Outcome {
+    fn classify(&self, reply: &Reply<'_>) -> Outcome {
+        let (status, headers, body) = (reply.status, reply.headers, reply.body);
+        let events = reply.events;
         classify_bulk(status, retry_after(headers), body, events)
     }
 

@@ -39,7 +39,7 @@ mod webhook;
 
 pub use build::{build, destination, preflight, probe, SinkParts, PROBE_TIMEOUT};
 pub use destination::{
-    destination_id, retry_after, Destination, EncodeError, Framing, ItemOutcome, Outcome,
+    destination_id, retry_after, Destination, EncodeError, Framing, ItemOutcome, Outcome, Reply,
     RequestBody,
 };
 pub use dlq::{

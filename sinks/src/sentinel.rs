@@ -10,7 +10,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use reqwest::StatusCode;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -19,7 +19,8 @@ use thoth_http::ClientCredentials;
 use thoth_wal::record::EnrichedRecord;
 
 use crate::destination::{
-    body_excerpt, retry_after, BoxFuture, Destination, EncodeError, Framing, Outcome, RequestBody,
+    body_excerpt, retry_after, BoxFuture, Destination, EncodeError, Framing, Outcome, Reply,
+    RequestBody,
 };
 
 /// The Logs Ingestion API takes at most 1 MB per call; like the official client, requests are
@@ -121,13 +122,8 @@ impl Destination for Sentinel {
         body.attach(req)
     }
 
-    fn classify(
-        &self,
-        status: StatusCode,
-        headers: &HeaderMap,
-        body: &[u8],
-        _events: usize,
-    ) -> Outcome {
+    fn classify(&self, reply: &Reply<'_>) -> Outcome {
+        let (status, headers, body) = (reply.status, reply.headers, reply.body);
         let reason = format!("HTTP {status}: {}", body_excerpt(body));
         if status.is_success() {
             self.unauthorized.store(0, Ordering::Relaxed);
@@ -239,36 +235,71 @@ mod tests {
     #[test]
     fn classification() {
         let s = sentinel();
-        let h = HeaderMap::new();
+        let h = reqwest::header::HeaderMap::new();
         assert_eq!(
-            s.classify(StatusCode::NO_CONTENT, &h, b"", 1),
+            s.classify(&Reply {
+                status: StatusCode::NO_CONTENT,
+                headers: &h,
+                body: b"",
+                events: 1
+            }),
             Outcome::Delivered
         );
         assert!(
-            matches!(s.classify(StatusCode::BAD_REQUEST, &h, b"{\"error\":\"bad column\"}", 1), Outcome::Reject { reason } if reason.contains("bad column"))
+            matches!(s.classify(&Reply { status: StatusCode::BAD_REQUEST, headers: &h, body: b"{\"error\":\"bad column\"}", events: 1 }), Outcome::Reject { reason } if reason.contains("bad column"))
         );
         assert!(matches!(
-            s.classify(StatusCode::PAYLOAD_TOO_LARGE, &h, b"", 2),
+            s.classify(&Reply {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                headers: &h,
+                body: b"",
+                events: 2
+            }),
             Outcome::TooLarge { .. }
         ));
         assert!(matches!(
-            s.classify(StatusCode::UNAUTHORIZED, &h, b"", 1),
+            s.classify(&Reply {
+                status: StatusCode::UNAUTHORIZED,
+                headers: &h,
+                body: b"",
+                events: 1
+            }),
             Outcome::Retry { .. }
         ));
         assert!(matches!(
-            s.classify(StatusCode::UNAUTHORIZED, &h, b"", 1),
+            s.classify(&Reply {
+                status: StatusCode::UNAUTHORIZED,
+                headers: &h,
+                body: b"",
+                events: 1
+            }),
             Outcome::Retry { .. }
         ));
         assert!(matches!(
-            s.classify(StatusCode::UNAUTHORIZED, &h, b"", 1),
+            s.classify(&Reply {
+                status: StatusCode::UNAUTHORIZED,
+                headers: &h,
+                body: b"",
+                events: 1
+            }),
             Outcome::Failing { .. }
         ));
         assert_eq!(
-            s.classify(StatusCode::NO_CONTENT, &h, b"", 1),
+            s.classify(&Reply {
+                status: StatusCode::NO_CONTENT,
+                headers: &h,
+                body: b"",
+                events: 1
+            }),
             Outcome::Delivered
         );
         assert!(matches!(
-            s.classify(StatusCode::FORBIDDEN, &h, b"", 1),
+            s.classify(&Reply {
+                status: StatusCode::FORBIDDEN,
+                headers: &h,
+                body: b"",
+                events: 1
+            }),
             Outcome::Failing { .. }
         ));
     }

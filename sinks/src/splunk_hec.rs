@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::StatusCode;
 use serde::Deserialize;
 use thoth_config::SplunkHecConfig;
@@ -17,7 +17,7 @@ use thoth_wal::record::EnrichedRecord;
 
 use crate::destination::{
     body_excerpt, retry_after, BoxFuture, Destination, EncodeError, Framing, ItemOutcome, Outcome,
-    RequestBody,
+    Reply, RequestBody,
 };
 use crate::SinkError;
 
@@ -155,13 +155,9 @@ impl Destination for SplunkHec {
         body.attach(req)
     }
 
-    fn classify(
-        &self,
-        status: StatusCode,
-        headers: &HeaderMap,
-        body: &[u8],
-        events: usize,
-    ) -> Outcome {
+    fn classify(&self, reply: &Reply<'_>) -> Outcome {
+        let (status, headers, body) = (reply.status, reply.headers, reply.body);
+        let events = reply.events;
         let reply: HecReply = serde_json::from_slice(body).unwrap_or_default();
         classify_reply(
             status,

@@ -8,7 +8,7 @@
 //! the sink failing (the endpoint is retired); 429 / 5xx are retried with `Retry-After`; a
 //! redirect marks it failing; other 4xx dead-letter with the (truncated) response body.
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 use thoth_config::WebhookSinkConfig;
@@ -16,7 +16,7 @@ use thoth_event::{hub_signature, sign_webhook, EnrichedView};
 use thoth_wal::record::EnrichedRecord;
 
 use crate::destination::{
-    body_excerpt, destination_id, retry_after, Destination, EncodeError, Framing, Outcome,
+    body_excerpt, destination_id, retry_after, Destination, EncodeError, Framing, Outcome, Reply,
     RequestBody,
 };
 use crate::SinkError;
@@ -142,13 +142,8 @@ impl Destination for Webhook {
         body.attach(req)
     }
 
-    fn classify(
-        &self,
-        status: StatusCode,
-        headers: &HeaderMap,
-        body: &[u8],
-        _events: usize,
-    ) -> Outcome {
+    fn classify(&self, reply: &Reply<'_>) -> Outcome {
+        let (status, headers, body) = (reply.status, reply.headers, reply.body);
         let reason = format!("HTTP {status}: {}", body_excerpt(body));
         if status.is_success() {
             return Outcome::Delivered;
@@ -237,29 +232,59 @@ mod tests {
     #[test]
     fn classification() {
         let h = hook(false);
-        let none = HeaderMap::new();
+        let none = reqwest::header::HeaderMap::new();
         assert_eq!(
-            h.classify(StatusCode::ACCEPTED, &none, b"", 1),
+            h.classify(&Reply {
+                status: StatusCode::ACCEPTED,
+                headers: &none,
+                body: b"",
+                events: 1
+            }),
             Outcome::Delivered
         );
         assert!(matches!(
-            h.classify(StatusCode::GONE, &none, b"", 1),
+            h.classify(&Reply {
+                status: StatusCode::GONE,
+                headers: &none,
+                body: b"",
+                events: 1
+            }),
             Outcome::Failing { .. }
         ));
         assert!(matches!(
-            h.classify(StatusCode::SERVICE_UNAVAILABLE, &none, b"", 1),
+            h.classify(&Reply {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                headers: &none,
+                body: b"",
+                events: 1
+            }),
             Outcome::Retry { .. }
         ));
         assert!(matches!(
-            h.classify(StatusCode::TOO_MANY_REQUESTS, &none, b"", 1),
+            h.classify(&Reply {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                headers: &none,
+                body: b"",
+                events: 1
+            }),
             Outcome::Retry { .. }
         ));
         assert!(matches!(
-            h.classify(StatusCode::MOVED_PERMANENTLY, &none, b"", 1),
+            h.classify(&Reply {
+                status: StatusCode::MOVED_PERMANENTLY,
+                headers: &none,
+                body: b"",
+                events: 1
+            }),
             Outcome::Failing { .. }
         ));
         let long = vec![b'x'; 5000];
-        match h.classify(StatusCode::UNPROCESSABLE_ENTITY, &none, &long, 1) {
+        match h.classify(&Reply {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            headers: &none,
+            body: &long,
+            events: 1,
+        }) {
             Outcome::Reject { reason } => assert!(reason.len() < 600, "truncated"),
             other => panic!("{other:?}"),
         }

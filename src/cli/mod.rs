@@ -48,12 +48,7 @@ pub enum Command {
         config: Option<PathBuf>,
     },
     /// Check a config file; report every error with its key path.
-    Validate {
-        #[arg(long)]
-        config: PathBuf,
-        #[arg(long)]
-        json: bool,
-    },
+    Validate(ConfigArgs),
     /// Ask a running gateway for /v1/health (exit 1 unless ok).
     Health {
         #[arg(long, default_value = "http://127.0.0.1:8686")]
@@ -62,12 +57,7 @@ pub enum Command {
         json: bool,
     },
     /// Run the config's [[tests]] (VRL and routing unit tests).
-    Test {
-        #[arg(long)]
-        config: PathBuf,
-        #[arg(long)]
-        json: bool,
-    },
+    Test(ConfigArgs),
     /// Send one signed webhook_test event to a sink now (bypassing the buffer).
     TestWebhook {
         #[arg(long)]
@@ -84,12 +74,7 @@ pub enum Command {
     },
     /// The deployment checklist: config valid, a canary through every sink, MDM providers
     /// reachable with counts, check-in health (exit 1 if any item fails).
-    Verify {
-        #[arg(long)]
-        config: PathBuf,
-        #[arg(long)]
-        json: bool,
-    },
+    Verify(ConfigArgs),
     /// Print live events of a running gateway at a stage (sampled; like `vector tap`).
     Tap(tap::TapArgs),
     /// A sink's dead letters: list, replay (send again) or purge.
@@ -102,6 +87,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// The arguments of the commands that check a config file.
+#[derive(clap::Args)]
+pub struct ConfigArgs {
+    #[arg(long)]
+    config: PathBuf,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -122,7 +117,7 @@ pub enum MdmAction {
 pub fn run(cli: Cli) -> i32 {
     let code = match cli.command {
         Command::Run { config } => run::run(config, cli.log_format),
-        Command::Validate { config, json } => validate::run(&config, json),
+        Command::Validate(a) => validate::run(&a.config, a.json),
         Command::Health { url, json } => health::run(&url, json),
         Command::Dlq {
             action,
@@ -131,7 +126,7 @@ pub fn run(cli: Cli) -> i32 {
             json,
         } => dlq::run(action, &config, &sink, json),
         Command::TestWebhook { config, sink, json } => test_webhook::run(&config, &sink, json),
-        Command::Test { config, json } => test::run(&config, json),
+        Command::Test(a) => test::run(&a.config, a.json),
         Command::Mdm {
             action:
                 MdmAction::Sync {
@@ -140,7 +135,7 @@ pub fn run(cli: Cli) -> i32 {
                     json,
                 },
         } => mdm::sync(&config, provider.as_deref(), json),
-        Command::Verify { config, json } => verify::run(&config, json),
+        Command::Verify(a) => verify::run(&a.config, a.json),
         Command::Tap(args) => tap::run(args),
     };
     code

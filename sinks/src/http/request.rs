@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::{HttpDelivery, Item};
 use crate::concurrency::Answer;
-use crate::destination::{ItemOutcome, Outcome, RequestBody};
+use crate::destination::{ItemOutcome, Outcome, Reply, RequestBody};
 
 /// Largest response body read from a destination; the rest is ignored.
 pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
@@ -68,7 +68,12 @@ pub async fn send(d: &HttpDelivery, items: &[Item]) -> Sent {
                 }
             }
             d.ctx.counters.request(status.as_str());
-            let outcome = d.destination.classify(status, &headers, &body, items.len());
+            let outcome = d.destination.classify(&Reply {
+                status,
+                headers: &headers,
+                body: &body,
+                events: items.len(),
+            });
             (outcome, Some(status.as_u16()))
         }
         Err(e) => {
