@@ -140,7 +140,6 @@ impl Sink {
                 continue;
             };
             let (start, end) = (first.seq, last.seq + 1);
-            self.ctx.health.pending_since(first.appended_ms);
             let _ = progress_tx.send(Progress::Begin(start, end));
             let (ctx, delivery, route) =
                 (self.ctx.clone(), self.delivery.clone(), self.route.clone());
@@ -223,9 +222,11 @@ async fn deliver_routed(
             return false;
         }
     }
-    if events.is_empty() {
-        return true;
-    }
+    // Only events this sink delivers are pending: a batch it filters whole leaves no age.
+    let Some(oldest) = events.iter().filter_map(|e| e.appended_ms).min() else {
+        return events.is_empty() || delivery.deliver(events, stop).await;
+    };
+    ctx.health.pending_since(oldest);
     delivery.deliver(events, stop).await
 }
 
@@ -315,11 +316,10 @@ mod tests {
         wal.append(frame).await.unwrap();
     }
 
-    #[tokio::test]
-    async fn routes_delivers_and_moves_the_cursor_only_past_delivered_batches() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A sink of tenant `acme` over a fresh WAL, delivering to a [`Recorder`].
+    fn sink_under_test(dir: &std::path::Path) -> (Wal, Arc<SinkContext>, Arc<Recorder>, Sink) {
         let opts = WalOptions::with_max_bytes(1 << 20, FsyncPolicy::Always);
-        let (wal, _) = Wal::open(&dir.path().join("wal"), opts, &["s".to_string()]).unwrap();
+        let (wal, _) = Wal::open(&dir.join("wal"), opts, &["s".to_string()]).unwrap();
         drop(wal.add_reader("s").unwrap());
         let metrics = SinkMetrics::new(&prometheus::Registry::new()).unwrap();
         let retry = thoth_config::RetryConfig {
@@ -331,7 +331,7 @@ mod tests {
             "s",
             Arc::new(SinkHealth::default()),
             &metrics,
-            DeadLetterQueue::new(&dir.path().join("dlq"), "s"),
+            DeadLetterQueue::new(&dir.join("dlq"), "s"),
             retry,
         );
         let tenants = ["acme".to_string()];
@@ -355,6 +355,13 @@ mod tests {
             wal.reader("s").unwrap(),
             batch,
         );
+        (wal, ctx, recorder, sink)
+    }
+
+    #[tokio::test]
+    async fn routes_delivers_and_moves_the_cursor_only_past_delivered_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, ctx, recorder, sink) = sink_under_test(dir.path());
         let (stop_tx, stop) = watch::channel(false);
         let running = tokio::spawn(sink.run(stop));
 
@@ -402,5 +409,31 @@ mod tests {
             "the undelivered event stays in the WAL"
         );
         assert!(ctx.health.snapshot().oldest_pending_ms.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_batch_filtered_whole_leaves_nothing_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, ctx, recorder, sink) = sink_under_test(dir.path());
+        let (stop_tx, stop) = watch::channel(false);
+        let running = tokio::spawn(sink.run(stop));
+        append(&wal, &[("globex", r#"{"n":1}"#)], false).await;
+        let cursor = wal.reader("s").unwrap();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while cursor.cursor() < 1 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the cursor moves past a filtered batch");
+        stop_tx.send(true).unwrap();
+        running.await.unwrap();
+        assert_eq!(ctx.counters.filtered.get(), 1);
+        assert!(recorder.got.lock().unwrap().is_empty());
+        assert_eq!(
+            ctx.health.snapshot().oldest_pending_ms,
+            None,
+            "no age for what is not ours"
+        );
     }
 }
