@@ -123,6 +123,14 @@ impl Enricher {
         })
     }
 
+    /// The enriched form of `event`, for callers that do not keep where its members are (the
+    /// `test` command). The hot path writes into the WAL frame with [`Self::enrich_into`].
+    pub fn enrich(&self, event: &Event, now: OffsetDateTime) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.enrich_into(event, now, &mut out, &mut Layout::default());
+        out
+    }
+
     /// Writes the enriched form of `event` into `out`; `layout` records where its members
     /// went. A check-in also updates the endpoint's health, as received at `now` (the
     /// gateway's clock: the event's own `time` is the client's word and stays in the event).

@@ -100,14 +100,7 @@ fn run_test(
             test.path, event.tenant_id
         )];
     }
-    let mut enriched = Vec::new();
-    let mut layout = thoth_event::Layout::default();
-    enricher.enrich_into(
-        &event,
-        OffsetDateTime::now_utc(),
-        &mut enriched,
-        &mut layout,
-    );
+    let enriched = enricher.enrich(&event, OffsetDateTime::now_utc());
     let output = match &programs.global {
         None => enriched,
         Some(p) => match p.remap_json(&enriched) {
