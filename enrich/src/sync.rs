@@ -24,6 +24,8 @@ const JAMF_MAX_CONCURRENT: usize = 5;
 /// Attempts for one request before the sync fails.
 const MAX_ATTEMPTS: u32 = 6;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// The largest page read from an MDM API (a Jamf page of 2 000 computers is about 10 MiB).
+const MAX_PAGE_BYTES: usize = 64 << 20;
 /// Backoff between attempts: 200 ms doubling to 10 s, with full jitter.
 const BACKOFF_INITIAL: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
@@ -96,7 +98,7 @@ async fn get_json(
         let bearer = token.get(client).await?;
         let backoff =
             thoth_http::backoff(attempt, BACKOFF_INITIAL, BACKOFF_MAX, jitter.next_unit());
-        let resp = match client
+        let mut resp = match client
             .get(url)
             .header(reqwest::header::AUTHORIZATION, bearer)
             .header("accept", "application/json")
@@ -114,9 +116,14 @@ async fn get_json(
         };
         let status = resp.status();
         if status.is_success() {
-            return resp
-                .json::<Value>()
-                .await
+            let body = thoth_http::read_bounded(&mut resp, MAX_PAGE_BYTES + 1).await;
+            if body.len() > MAX_PAGE_BYTES {
+                return Err(MdmError::Api(format!(
+                    "GET {url}: the response is larger than {} MiB; lower page_size",
+                    MAX_PAGE_BYTES >> 20
+                )));
+            }
+            return serde_json::from_slice(&body)
                 .map_err(|e| MdmError::Api(format!("GET {url}: unreadable JSON: {e}")));
         }
         if status == reqwest::StatusCode::UNAUTHORIZED && !renewed {
@@ -134,10 +141,13 @@ async fn get_json(
             tokio::time::sleep(wait).await;
             continue;
         }
-        let body = resp.text().await.unwrap_or_default();
+        let body = thoth_http::read_bounded(&mut resp, 4096).await;
         return Err(MdmError::Api(format!(
             "GET {url}: HTTP {status}: {}",
-            body.chars().take(300).collect::<String>()
+            String::from_utf8_lossy(&body)
+                .chars()
+                .take(300)
+                .collect::<String>()
         )));
     }
     Err(MdmError::Api(format!("GET {url}: gave up")))

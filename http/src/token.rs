@@ -11,6 +11,9 @@ const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 const MAX_LIFETIME: Duration = Duration::from_secs(86_400);
 /// Assumed when the server does not say (Entra ID and Jamf always do).
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+/// The most of a token response read: a token is a few KiB; a server sending more is not
+/// read further.
+const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
 /// How much of an error body is quoted.
 const MAX_QUOTED: usize = 300;
 
@@ -142,7 +145,7 @@ impl ClientCredentials {
     }
 
     async fn fetch(&self, client: &reqwest::Client) -> Result<(HeaderValue, Duration), TokenError> {
-        let resp = client
+        let mut resp = client
             .post(&self.url)
             .form(&self.form)
             .send()
@@ -153,7 +156,7 @@ impl ClientCredentials {
                 cause: crate::describe_error(&e),
             })?;
         let status = resp.status();
-        let bytes = resp.bytes().await.unwrap_or_default();
+        let bytes = crate::read_bounded(&mut resp, MAX_TOKEN_RESPONSE).await;
         if !status.is_success() {
             let refusal: Refusal = serde_json::from_slice(&bytes).unwrap_or_default();
             let description = refusal

@@ -186,8 +186,8 @@ impl Destination for SplunkHec {
                     .send()
                     .await;
                 match reply {
-                    Ok(resp) if resp.status().is_success() => {
-                        let body = resp.bytes().await.unwrap_or_default();
+                    Ok(mut resp) if resp.status().is_success() => {
+                        let body = thoth_http::read_bounded(&mut resp, 64 * 1024).await;
                         let v: serde_json::Value =
                             serde_json::from_slice(&body).unwrap_or_default();
                         if v["acks"][ack_id.to_string()] == true {

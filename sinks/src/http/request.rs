@@ -59,14 +59,7 @@ pub async fn send(d: &HttpDelivery, items: &[Item]) -> Sent {
         Ok(mut resp) => {
             let status = resp.status();
             let headers = resp.headers().clone();
-            let mut body = Vec::new();
-            while let Ok(Some(chunk)) = resp.chunk().await {
-                let room = MAX_RESPONSE_BYTES - body.len();
-                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                if body.len() >= MAX_RESPONSE_BYTES {
-                    break;
-                }
-            }
+            let body = thoth_http::read_bounded(&mut resp, MAX_RESPONSE_BYTES).await;
             d.ctx.counters.request(status.as_str());
             let outcome = d.destination.classify(&Reply {
                 status,
