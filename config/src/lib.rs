@@ -33,6 +33,8 @@ pub struct Config {
     pub tenants: Vec<Tenant>,
     pub mdm: MdmConfig,
     pub checkins: CheckinsConfig,
+    /// `[state]`: where the state replicas share lives.
+    pub state: StateConfig,
     /// Sinks by name.
     pub sinks: BTreeMap<String, SinkConfig>,
     /// `[[sources.webhooks]]`: signed inbound webhooks at `/v1/hooks/{name}`.
@@ -336,6 +338,29 @@ pub struct CheckinsConfig {
     pub stale_after: Duration,
     /// Most endpoints that no MDM snapshot knows whose check-ins are kept (oldest evicted).
     pub max_unknown_endpoints: u64,
+}
+
+/// `[state]`: where check-ins, replay ids and rate-limit buckets live. `local` keeps them in
+/// the process and `data_dir`; `redis` shares them between replicas through a Redis-compatible
+/// server.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StateConfig {
+    Local,
+    Redis(RedisState),
+}
+
+/// `[state] backend = "redis"`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisState {
+    /// `redis://` or `rediss://` (TLS) URL; a password in it makes it a secret.
+    pub url: Secret,
+    /// Prefixed to every key, so several fleets can share one server.
+    pub key_prefix: String,
+    /// This replica's name in the shared state (who claimed what).
+    pub replica_id: String,
+    /// Replicas sharing the rate limits: each holds `limit / expected_replicas` while the
+    /// server cannot be reached.
+    pub expected_replicas: u64,
 }
 
 /// `when_full` of a sink.

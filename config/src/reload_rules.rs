@@ -56,6 +56,7 @@ pub const RULES: &[(&str, Reload)] = &[
         Reload::Restart(|a, b| a.mdm.max_push_bytes == b.mdm.max_push_bytes),
     ),
     ("checkins", Reload::Restart(|a, b| a.checkins == b.checkins)),
+    ("state", Reload::Restart(|a, b| a.state == b.state)),
     ("sinks", Reload::Live),
     (
         "sources.webhooks",

@@ -25,6 +25,13 @@ pub struct Grant {
     pub limit: Option<Arc<RateLimiter>>,
 }
 
+/// The name of a credential's rate-limit bucket in the shared state: a prefix of its digest,
+/// so the key tells replicas apart nothing about the credential itself.
+pub fn bucket_key(kind: &str, digest: &[u8; 32]) -> String {
+    let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{kind}:{hex}")
+}
+
 /// The configured tokens.
 #[derive(Debug, Default, Clone)]
 pub struct TokenTable {
@@ -43,7 +50,7 @@ impl TokenTable {
                 };
                 let limit = t
                     .max_events_per_second
-                    .map(|n| Arc::new(RateLimiter::new(n)));
+                    .map(|n| Arc::new(RateLimiter::new(n, bucket_key("token", &t.sha256))));
                 (t.sha256, Grant { scope, limit })
             })
             .collect();

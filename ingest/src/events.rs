@@ -34,6 +34,8 @@ pub struct IngestState {
     /// Inbound webhook sources by name (`/v1/hooks/{name}`).
     pub hooks: std::collections::HashMap<String, crate::hooks::HookSource>,
     pub metrics: IngestMetrics,
+    /// State shared with the other replicas (replay ids, rate limits).
+    pub shared: thoth_state::SharedState,
 }
 
 /// Seconds a client is asked to wait when the gateway cannot take a batch now.
@@ -91,7 +93,7 @@ async fn handle(
     // pass over its bytes, not a parse.
     if let Some(limit) = &grant.limit {
         let count = count_events(&bytes, format == BodyFormat::Ndjson);
-        limit.take(count).map_err(|retry_after| {
+        limit.take_shared(count, &state.shared).await.map_err(|retry_after| {
             state.reject("rate_limited", count);
             ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,

@@ -172,6 +172,14 @@ async fn handle(
     // lasts until the signed timestamp is out of tolerance, when the request is refused anyway.
     let id = signed.id.to_string();
     let expires_at = signed.timestamp.saturating_add(tolerance as i64);
+    // With shared state the fleet-wide claim decides first (a copy at another replica is a
+    // replay too); the local claim is still taken, so the id stays refused here if the
+    // server is unreachable later.
+    let shared_key = format!("{}:{id}", hook.name);
+    let ttl = Duration::from_secs(expires_at.saturating_sub(now_s()).max(1) as u64);
+    if state.shared.claim("replay", &shared_key, ttl).await == Some(false) {
+        return Err(replayed());
+    }
     let seen = hook.seen.clone();
     let claim_id = id.clone();
     let claimed = tokio::task::spawn_blocking(move || seen.claim(&claim_id, expires_at, now_s()))
@@ -182,6 +190,7 @@ async fn handle(
         Err(ClaimError::Replay) => return Err(replayed()),
         Err(e @ ClaimError::Io { .. }) => {
             tracing::error!(source = %hook.name, error = %e, "cannot record a webhook id");
+            state.shared.release("replay", &shared_key).await;
             state.reject("wal_unavailable", events.len());
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -194,6 +203,7 @@ async fn handle(
     match crate::events::submit(state, events, "webhook").await {
         Ok(n) => Ok(n),
         Err(refused) => {
+            state.shared.release("replay", &shared_key).await;
             let seen = hook.seen.clone();
             let _ = tokio::task::spawn_blocking(move || seen.release(&id)).await;
             Err(submit_error(state, refused))

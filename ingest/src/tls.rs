@@ -104,7 +104,7 @@ impl TlsSetup {
                 scope,
                 limit: c
                     .max_events_per_second
-                    .map(|n| Arc::new(RateLimiter::new(n))),
+                    .map(|n| Arc::new(RateLimiter::new(n, client_bucket_key(c)))),
             };
             let m = match (&c.dns_name, c.sha256) {
                 (Some(name), _) => Match::DnsName(
@@ -147,4 +147,15 @@ impl TlsSetup {
         }
         ClientIdentity(first.map(|(_, grant)| grant.clone()))
     }
+}
+
+/// The rate-limit bucket of a client certificate mapping: by its DNS name or fingerprint.
+fn client_bucket_key(c: &thoth_config::ClientCertConfig) -> String {
+    use sha2::{Digest, Sha256};
+    let id = match (&c.dns_name, c.sha256) {
+        (Some(name), _) => Sha256::digest(name.as_bytes()).into(),
+        (None, Some(fp)) => fp,
+        (None, None) => [0; 32],
+    };
+    crate::auth::bucket_key("client", &id)
 }

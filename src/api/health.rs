@@ -81,12 +81,21 @@ pub(super) struct WalReport {
 }
 
 #[derive(Serialize)]
+pub(super) struct StateReport {
+    pub(super) backend: &'static str,
+    pub(super) ok: bool,
+    pub(super) last_error: Option<String>,
+}
+
+#[derive(Serialize)]
 pub(super) struct HealthReport {
     pub(super) status: &'static str,
     pub(super) sinks: BTreeMap<String, SinkReport>,
     pub(super) mdm: MdmReport,
     pub(super) checkins: CheckinReport,
     pub(super) wal: WalReport,
+    /// The shared state (`[state]`): backend, whether it answers, its last error.
+    pub(super) state: StateReport,
     /// Background tasks that restarted after a panic (none: `{}`).
     pub(super) tasks: BTreeMap<String, TaskReport>,
 }
@@ -134,11 +143,16 @@ pub(super) fn health_report(s: &ApiState) -> HealthReport {
         .any(|p| s.mdm_status.get(&p.name).last_error.is_some());
     let tasks = s.supervisor.reports();
     let task_restarted = tasks.values().any(TaskReport::recent);
+    let state = s.shared.status();
     let status = match worst {
         SinkStatus::Failing => "failing",
         SinkStatus::Degraded => "degraded",
         SinkStatus::Healthy
-            if wal_full || mdm_failing || task_restarted || !s.enricher.is_loaded() =>
+            if wal_full
+                || mdm_failing
+                || task_restarted
+                || !state.ok
+                || !s.enricher.is_loaded() =>
         {
             "degraded"
         }
@@ -185,6 +199,11 @@ pub(super) fn health_report(s: &ApiState) -> HealthReport {
         wal: WalReport {
             bytes: s.wal.total_bytes(),
             max_bytes: s.wal.max_bytes(),
+        },
+        state: StateReport {
+            backend: state.backend,
+            ok: state.ok,
+            last_error: state.last_error,
         },
         tasks,
     }

@@ -54,6 +54,8 @@ pub struct ApiState {
     pub body_timeout: std::time::Duration,
     /// The background tasks, and which of them restarted after a panic.
     pub supervisor: Supervisor,
+    /// State shared with the other replicas.
+    pub shared: thoth_state::SharedState,
 }
 
 /// The parts of the API's view that a config reload replaces.

@@ -25,6 +25,7 @@ use thoth_ingest::{
     Rejects, SharedAccess,
 };
 use thoth_sinks::{DeadLetter, DeadLetterQueue, SinkMetrics, Tap};
+use thoth_state::{SharedState, StateMetrics};
 use thoth_transform::TransformMetrics;
 use thoth_wal::{FsyncPolicy, Wal, WalOptions};
 use tokio::net::TcpListener;
@@ -102,6 +103,14 @@ pub async fn run(config: Config, programs: Programs, path: Option<PathBuf>) -> a
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let supervisor = Supervisor::new(&registry)?;
+    let shared = SharedState::start(&config.state, StateMetrics::new(&registry)?)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let thoth_config::StateConfig::Redis(r) = &config.state {
+        tracing::info!(replica_id = %r.replica_id, key_prefix = %r.key_prefix, "shared state: redis");
+        if !shared.wait_ready(std::time::Duration::from_secs(2)).await {
+            tracing::warn!(error = ?shared.status().last_error, "shared state not reachable yet: starting on local state; it is used once it answers");
+        }
+    }
     let sink_metrics = SinkMetrics::new(&registry)?;
     let tap = Tap::default();
     let mut sinks = SinkSet::new(
@@ -244,6 +253,7 @@ pub async fn run(config: Config, programs: Programs, path: Option<PathBuf>) -> a
         body_timeout: BODY_READ_TIMEOUT,
         shutting_down: shutting_down.clone(),
         metrics: IngestMetrics::new(&registry)?,
+        shared: shared.clone(),
     });
     let live = Arc::new(ArcSwap::from_pointee(Live {
         sinks: sinks.health(),
@@ -288,6 +298,7 @@ pub async fn run(config: Config, programs: Programs, path: Option<PathBuf>) -> a
         max_push_bytes: config.mdm.max_push_bytes as usize,
         body_timeout: BODY_READ_TIMEOUT,
         supervisor,
+        shared,
     });
     let app = thoth_ingest::router(ingest).merge(api::router(api_state));
 

@@ -6,6 +6,7 @@ pub mod elastic;
 pub mod hec;
 pub mod mdm;
 pub mod receiver;
+pub mod redis;
 pub mod sentinel;
 pub mod server;
 

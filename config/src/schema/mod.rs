@@ -51,6 +51,7 @@ pub(crate) fn parse(text: &str, base: &Path) -> Result<Config, Vec<ConfigError>>
     let wal = read_wal(&mut root, &mut errs);
     let mdm = read_mdm(&mut root, base, &data_dir, &tenant_ids, &mut errs);
     let checkins = read_checkins(&mut root, &mut errs);
+    let state = read_state(&mut root, base, &mut errs);
     let sinks = read_sinks(&mut root, base, &tenant_ids, &mut errs);
 
     let (webhook_sources, kafka_sources) = read_sources(&mut root, base, &tenant_ids, &mut errs);
@@ -85,6 +86,7 @@ pub(crate) fn parse(text: &str, base: &Path) -> Result<Config, Vec<ConfigError>>
         tenants,
         mdm,
         checkins,
+        state,
         sinks,
         webhook_sources,
         kafka_sources,
@@ -257,6 +259,87 @@ pub(super) fn read_checkins(root: &mut Obj, errs: &mut Errors) -> CheckinsConfig
         stale_after,
         max_unknown_endpoints,
     }
+}
+
+pub(super) fn read_state(root: &mut Obj, base: &Path, errs: &mut Errors) -> StateConfig {
+    let empty = toml::Table::new();
+    let mut s = root
+        .table("state", errs)
+        .unwrap_or_else(|| Obj::new("state", &empty));
+    let backend = s.string("backend", errs).unwrap_or_else(|| "local".into());
+    let config = match backend.as_str() {
+        "local" => {
+            for key in [
+                "url",
+                "url_file",
+                "key_prefix",
+                "replica_id",
+                "expected_replicas",
+            ] {
+                if s.has(key) {
+                    s.get(key);
+                    errs.push(&s.key_path(key), "only read with backend = \"redis\"");
+                }
+            }
+            Some(StateConfig::Local)
+        }
+        "redis" => {
+            let url = s.secret("url", base, errs);
+            if url.is_none() && !s.has("url") && !s.has("url_file") {
+                errs.push(
+                    &s.key_path("url"),
+                    "backend = \"redis\" needs `url` or `url_file`",
+                );
+            }
+            let url = url.filter(|u| {
+                let scheme_ok = ["redis://", "rediss://"].iter().any(|p| {
+                    u.expose()
+                        .strip_prefix(p)
+                        .is_some_and(|rest| !rest.is_empty())
+                });
+                if !scheme_ok {
+                    // Never echo the URL: it may hold a password.
+                    errs.push(&s.key_path("url"), "not a redis:// or rediss:// URL");
+                }
+                scheme_ok
+            });
+            let key_prefix = s
+                .string("key_prefix", errs)
+                .unwrap_or_else(|| "thoth:".into());
+            let replica_id = s
+                .string("replica_id", errs)
+                .filter(|r| !r.is_empty())
+                .unwrap_or_else(default_replica_id);
+            let expected_replicas = s.int("expected_replicas", 1, 1024, errs).unwrap_or(1);
+            url.map(|url| {
+                StateConfig::Redis(RedisState {
+                    url,
+                    key_prefix,
+                    replica_id,
+                    expected_replicas,
+                })
+            })
+        }
+        other => {
+            errs.push(
+                &s.key_path("backend"),
+                format!("{other:?} is not a state backend (local, redis)"),
+            );
+            None
+        }
+    };
+    s.finish(errs);
+    config.unwrap_or(StateConfig::Local)
+}
+
+/// The host's name, else the process id: unique enough to tell replicas apart in claims.
+fn default_replica_id() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| format!("pid-{}", std::process::id()))
 }
 
 pub(super) fn read_url(s: &mut Obj, key: &str, errs: &mut Errors) -> Option<String> {

@@ -1,0 +1,228 @@
+//! The Redis-compatible backend: one connection manager (it reconnects by itself), every
+//! operation within [`BUDGET`], a background check that keeps `ok` and `thoth_state_up`
+//! true to the server within a second of a change.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use thoth_config::RedisState;
+
+use crate::{rate, RateAnswer, StateError, StateMetrics, StateStatus, BUDGET};
+
+/// How often the background check pings the server.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+pub(crate) struct RedisBackend {
+    prefix: String,
+    replica_id: String,
+    conn: Arc<RwLock<Option<ConnectionManager>>>,
+    health: Arc<Mutex<Health>>,
+    metrics: StateMetrics,
+    gcra: redis::Script,
+}
+
+#[derive(Default)]
+struct Health {
+    ok: bool,
+    last_error: Option<String>,
+}
+
+impl RedisBackend {
+    pub(crate) fn start(config: &RedisState, metrics: StateMetrics) -> Result<Self, StateError> {
+        let client =
+            redis::Client::open(config.url.expose()).map_err(|e| StateError::Url(describe(&e)))?;
+        let backend = RedisBackend {
+            prefix: config.key_prefix.clone(),
+            replica_id: config.replica_id.clone(),
+            conn: Arc::default(),
+            health: Arc::new(Mutex::new(Health {
+                ok: false,
+                last_error: Some("not connected yet".into()),
+            })),
+            metrics,
+            gcra: redis::Script::new(rate::GCRA),
+        };
+        backend.metrics.set_up(false);
+        tokio::spawn(check_forever(
+            client,
+            backend.conn.clone(),
+            backend.health.clone(),
+            backend.metrics.clone(),
+        ));
+        Ok(backend)
+    }
+
+    pub(crate) fn status(&self) -> StateStatus {
+        let h = self.health.lock().unwrap();
+        StateStatus {
+            backend: "redis",
+            ok: h.ok,
+            last_error: h.last_error.clone(),
+        }
+    }
+
+    fn key(&self, op: &str, key: &str) -> String {
+        format!("{}{op}:{key}", self.prefix)
+    }
+
+    /// Runs one command within the budget; `None` (counted, and `ok` cleared) on failure.
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        op: &'static str,
+        cmd: impl FnOnce(ConnectionManager) -> redis::RedisFuture<'static, T>,
+    ) -> Option<T> {
+        let Some(conn) = self.conn.read().unwrap().clone() else {
+            self.metrics.count(op, "unavailable");
+            return None;
+        };
+        match tokio::time::timeout(BUDGET, cmd(conn)).await {
+            Ok(Ok(v)) => {
+                self.metrics.count(op, "ok");
+                Some(v)
+            }
+            Ok(Err(e)) => {
+                self.metrics.count(op, "error");
+                failed(&self.health, &self.metrics, describe(&e));
+                None
+            }
+            Err(_) => {
+                self.metrics.count(op, "timeout");
+                failed(
+                    &self.health,
+                    &self.metrics,
+                    format!("{op}: no answer within {} ms", BUDGET.as_millis()),
+                );
+                None
+            }
+        }
+    }
+
+    pub(crate) async fn claim(&self, op: &'static str, key: &str, ttl: Duration) -> Option<bool> {
+        let key = self.key(op, key);
+        let who = self.replica_id.clone();
+        let ttl_ms = ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
+        let reply: Option<Option<String>> = self
+            .run(op, move |mut c| {
+                Box::pin(async move {
+                    redis::cmd("SET")
+                        .arg(&key)
+                        .arg(&who)
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(ttl_ms)
+                        .query_async(&mut c)
+                        .await
+                })
+            })
+            .await;
+        let claimed = reply?.is_some();
+        if !claimed {
+            self.metrics.count(op, "conflict");
+        }
+        Some(claimed)
+    }
+
+    pub(crate) async fn release(&self, op: &'static str, key: &str) {
+        let key = self.key(op, key);
+        let _: Option<u64> = self
+            .run("release", move |mut c| {
+                Box::pin(async move { redis::cmd("DEL").arg(&key).query_async(&mut c).await })
+            })
+            .await;
+    }
+
+    pub(crate) async fn take_rate(
+        &self,
+        key: &str,
+        n: usize,
+        per_second: u64,
+    ) -> Option<RateAnswer> {
+        let key = self.key("rate", key);
+        let script = self.gcra.clone();
+        let reply: u64 = self
+            .run("rate", move |mut c| {
+                Box::pin(async move {
+                    script
+                        .key(&key)
+                        .arg(per_second.max(1))
+                        .arg(n as u64)
+                        .invoke_async(&mut c)
+                        .await
+                })
+            })
+            .await?;
+        Some(rate::answer(reply))
+    }
+}
+
+/// Connects (retrying forever), then pings every [`CHECK_EVERY`]: `ok` follows the server.
+async fn check_forever(
+    client: redis::Client,
+    conn: Arc<RwLock<Option<ConnectionManager>>>,
+    health: Arc<Mutex<Health>>,
+    metrics: StateMetrics,
+) {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Duration::from_secs(1))
+        .set_response_timeout(Duration::from_secs(1))
+        .set_number_of_retries(1)
+        .set_max_delay(1000);
+    let mut tick = tokio::time::interval(CHECK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let current = conn.read().unwrap().clone();
+        let mut manager = match current {
+            Some(m) => m,
+            None => {
+                match ConnectionManager::new_with_config(client.clone(), config.clone()).await {
+                    Ok(m) => {
+                        *conn.write().unwrap() = Some(m.clone());
+                        m
+                    }
+                    Err(e) => {
+                        failed(&health, &metrics, describe(&e));
+                        continue;
+                    }
+                }
+            }
+        };
+        let ping: redis::RedisResult<String> =
+            match tokio::time::timeout(CHECK_EVERY, redis::cmd("PING").query_async(&mut manager))
+                .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(redis::RedisError::from((
+                    redis::ErrorKind::IoError,
+                    "no answer to PING within 1 s",
+                ))),
+            };
+        match ping {
+            Ok(_) => {
+                let mut h = health.lock().unwrap();
+                if !h.ok {
+                    tracing::info!("shared state reachable");
+                }
+                h.ok = true;
+                metrics.set_up(true);
+            }
+            Err(e) => failed(&health, &metrics, describe(&e)),
+        }
+    }
+}
+
+fn failed(health: &Mutex<Health>, metrics: &StateMetrics, error: String) {
+    let mut h = health.lock().unwrap();
+    if h.ok {
+        tracing::warn!(error = %error, "shared state unreachable: falling back to local state");
+    }
+    h.ok = false;
+    h.last_error = Some(error);
+    metrics.set_up(false);
+}
+
+/// A client error in words, without the URL (it may hold a password).
+fn describe(e: &redis::RedisError) -> String {
+    format!("redis: {e}")
+}

@@ -1,0 +1,274 @@
+//! Several replicas behind one load balancer share their small state through a real
+//! `redis-server`: a signed webhook accepted at one replica is a replay at every other, a
+//! token's rate limit holds for the fleet, and an unreachable server costs no request (local
+//! fallback, `degraded` health) until it returns.
+//!
+//! Each test starts its own `redis-server`; without one installed the tests say SKIPPED and
+//! pass (`.ci/run` installs it).
+
+mod support;
+
+use std::path::Path;
+
+use serde_json::Value;
+use support::receiver::sign;
+use support::redis::RedisServer;
+use support::*;
+
+const HOOK_SECRET: &str = "whsec_c2Vjb25kLXNlY3JldC0wMTIzNDU2Nzg5YWJjZA==";
+
+/// A replica: the test config plus `[state]` on `redis`, a webhook source and a token of one
+/// event per second.
+fn replica(dir: &Path, redis: &RedisServer, name: &str, state_extra: &str) -> Gateway {
+    let more = format!(
+        "[[api.tokens]]\ntenant_id = \"acme\"\ntoken = \"limited-token\"\nmax_events_per_second = 1\n\
+         [[sources.webhooks]]\nname = \"govapi\"\ntenant_id = \"acme\"\nsecrets = [\"{HOOK_SECRET}\"]\ntolerance = \"300s\"\n\
+         [state]\nbackend = \"redis\"\nurl = \"{}\"\nreplica_id = \"{name}\"\nkey_prefix = \"test:\"\n{state_extra}\n",
+        redis.url()
+    );
+    let dir = dir.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("gateway.toml");
+    std::fs::write(&cfg, config_text(&dir, "", "", &more)).unwrap();
+    let gw = Gateway::start(&cfg);
+    wait_until("the replica reaches the shared state", || {
+        gw.health()["state"]["ok"] == true
+    });
+    gw
+}
+
+fn hook(gw: &Gateway, id: &str, ts: i64) -> (u16, Value) {
+    let body = format!(r#"{{"type":"alert","event_id":"{id}","tenant_id":"acme","title":"x"}}"#);
+    let resp = client()
+        .post(gw.url("/v1/hooks/govapi"))
+        .header("content-type", "application/json")
+        .header("webhook-id", id)
+        .header("webhook-timestamp", ts.to_string())
+        .header(
+            "webhook-signature",
+            sign(HOOK_SECRET, id, ts, body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().unwrap_or(Value::Null))
+}
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// `n` decisions with ids unique in the test binary.
+fn decisions(n: usize) -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    (0..n)
+        .map(|_| {
+            let i = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            format!(
+                "{{\"type\":\"decision\",\"event_id\":\"d-{i}\",\"tenant_id\":\"acme\",\"endpoint_id\":\"ep-1001\",\"decision\":\"allow\",\"risk\":\"low\"}}\n"
+            )
+        })
+        .collect()
+}
+
+fn metric(gw: &Gateway, line_start: &str) -> Option<f64> {
+    gw.metrics()
+        .lines()
+        .find_map(|l| l.strip_prefix(line_start))
+        .map(|v| v.trim().parse().unwrap())
+}
+
+#[test]
+fn a_webhook_accepted_at_one_replica_is_a_replay_at_every_other() {
+    let Some(redis) = RedisServer::start("replicas::replay") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let fleet: Vec<Gateway> = ["a", "b", "c"]
+        .iter()
+        .map(|n| replica(dir.path(), &redis, n, ""))
+        .collect();
+    let ts = now_s();
+    assert_eq!(hook(&fleet[0], "msg-fleet-1", ts).0, 200);
+    for gw in &fleet[1..] {
+        let (status, body) = hook(gw, "msg-fleet-1", ts);
+        assert_eq!(status, 401, "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("(replay)"),
+            "{body}"
+        );
+    }
+    // Concurrent copies at all three: exactly one is accepted.
+    let ts = now_s();
+    let answers: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = fleet
+            .iter()
+            .flat_map(|gw| [gw, gw])
+            .map(|gw| s.spawn(move || hook(gw, "msg-fleet-2", ts).0))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        answers.iter().filter(|&&s| s == 200).count(),
+        1,
+        "{answers:?}"
+    );
+    assert_eq!(
+        answers.iter().filter(|&&s| s == 401).count(),
+        5,
+        "{answers:?}"
+    );
+    assert!(
+        metric(
+            &fleet[1],
+            "thoth_state_ops_total{op=\"replay\",outcome=\"conflict\"} "
+        )
+        .unwrap()
+            >= 1.0
+    );
+}
+
+#[test]
+fn a_tokens_rate_limit_holds_for_the_fleet() {
+    let Some(redis) = RedisServer::start("replicas::rate") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let a = replica(dir.path(), &redis, "a", "");
+    let b = replica(dir.path(), &redis, "b", "");
+    let c = client();
+    // One event per second: a batch of 30 passes on a full bucket and leaves 29 s of debt,
+    // which the other replica sees.
+    let (status, body, _) = post_ndjson(&c, &a, "limited-token", decisions(30));
+    assert_eq!(status, 200, "{body}");
+    let (status, body, headers) = post_ndjson(&c, &b, "limited-token", decisions(1));
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"], "rate_limited");
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((20..=30).contains(&retry), "Retry-After {retry}");
+    // Other tokens are not limited.
+    assert_eq!(post_ndjson(&c, &b, "acme-token", decisions(5)).0, 200);
+    assert!(metric(&b, "thoth_state_ops_total{op=\"rate\",outcome=\"ok\"} ").unwrap() >= 1.0);
+}
+
+#[test]
+fn an_unreachable_server_costs_no_request_and_health_recovers_when_it_returns() {
+    let Some(mut redis) = RedisServer::start("replicas::unreachable") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let a = replica(dir.path(), &redis, "a", "expected_replicas = 2");
+    let health = a.health();
+    assert_eq!(health["state"]["backend"], "redis", "{health}");
+    assert_eq!(metric(&a, "thoth_state_up "), Some(1.0));
+
+    redis.kill9();
+    let c = client();
+    // Ingest never waits on the server: every batch is accepted while it is gone.
+    for _ in 0..20 {
+        let (status, body, _) = post_ndjson(&c, &a, "acme-token", decisions(50));
+        assert_eq!(status, 200, "{body}");
+    }
+    wait_until("health says degraded", || {
+        let h = a.health();
+        h["status"] == "degraded" && h["state"]["ok"] == false
+    });
+    let h = a.health();
+    let error = h["state"]["last_error"].as_str().unwrap();
+    assert!(error.starts_with("redis"), "{h}");
+    assert!(!error.contains("127.0.0.1:"), "the URL is never shown: {h}");
+    assert_eq!(metric(&a, "thoth_state_up "), Some(0.0));
+
+    // Replay ids fall back to the replica's own cache.
+    let ts = now_s();
+    assert_eq!(hook(&a, "msg-down-1", ts).0, 200);
+    assert_eq!(hook(&a, "msg-down-1", ts).0, 401);
+    // The rate limit falls back to a local bucket of limit / expected_replicas (≥ 1).
+    assert_eq!(post_ndjson(&c, &a, "limited-token", decisions(1)).0, 200);
+    assert_eq!(post_ndjson(&c, &a, "limited-token", decisions(1)).0, 429);
+    assert!(
+        metric(
+            &a,
+            "thoth_state_ops_total{op=\"rate\",outcome=\"fallback\"} "
+        )
+        .unwrap()
+            >= 1.0
+    );
+
+    redis.restart();
+    wait_until("health is ok again", || {
+        let h = a.health();
+        h["state"]["ok"] == true && h["status"] == "ok"
+    });
+    assert_eq!(metric(&a, "thoth_state_up "), Some(1.0));
+    // And the shared state is used again.
+    assert_eq!(hook(&a, "msg-up-1", now_s()).0, 200);
+    let key = redis
+        .command("EXISTS test:replay:govapi:msg-up-1\r\n")
+        .unwrap();
+    assert_eq!(key.trim(), ":1", "the claim is in the server");
+    // Everything accepted while the server was gone was delivered.
+    let delivered = || {
+        read_out(&dir.path().join("a"))
+            .iter()
+            .filter(|e| e["type"] == "decision")
+            .count()
+    };
+    wait_until("all 1 001 decisions delivered", || delivered() >= 1001);
+    assert_eq!(delivered(), 1001);
+}
+
+#[test]
+fn validate_checks_the_state_section_without_showing_the_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "backend = \"memcached\"",
+            "state.backend: \"memcached\" is not a state backend (local, redis)",
+        ),
+        (
+            "backend = \"redis\"",
+            "state.url: backend = \"redis\" needs `url` or `url_file`",
+        ),
+        (
+            "backend = \"redis\"\nurl = \"http://user:hunter2@redis:6379\"",
+            "state.url: not a redis:// or rediss:// URL",
+        ),
+        (
+            "backend = \"local\"\nurl = \"redis://x\"",
+            "state.url: only read with backend = \"redis\"",
+        ),
+        (
+            "backend = \"redis\"\nurl = \"redis://x\"\nexpected_replicas = 0",
+            "state.expected_replicas",
+        ),
+    ];
+    for (section, expected) in cases {
+        let cfg = dir.path().join("gateway.toml");
+        std::fs::write(
+            &cfg,
+            config_text(dir.path(), "", "", &format!("[state]\n{section}\n")),
+        )
+        .unwrap();
+        let out = std::process::Command::new(BIN)
+            .args(["validate", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{section}: {text}");
+        assert!(
+            text.contains(expected),
+            "{section}: expected {expected:?} in {text}"
+        );
+        assert!(
+            !text.contains("hunter2"),
+            "a password is never shown: {text}"
+        );
+    }
+}
