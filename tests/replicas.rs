@@ -272,3 +272,121 @@ fn validate_checks_the_state_section_without_showing_the_url() {
         );
     }
 }
+
+fn checkin(c: &reqwest::blocking::Client, gw: &Gateway) {
+    let body =
+        r#"{"type":"checkin","tenant_id":"acme","endpoint_id":"ep-7f3a","status":"healthy"}"#;
+    let (status, answer, _) = post_ndjson(c, gw, "acme-token", body.to_string());
+    assert_eq!(status, 200, "{answer}");
+}
+
+fn endpoint_health(gw: &Gateway) -> Value {
+    let ep: Value = client()
+        .get(gw.url("/v1/endpoints/acme/ep-7f3a"))
+        .bearer_auth("admin-token")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    ep["context"]["health"].clone()
+}
+
+fn stale_alerts(dir: &Path) -> Vec<Value> {
+    read_out(dir)
+        .into_iter()
+        .filter(|e| e["title"] == "endpoint_stale" && e["endpoint_id"] == "ep-7f3a")
+        .collect()
+}
+
+#[test]
+fn check_ins_are_fleet_wide_and_exactly_one_replica_alerts_a_stale_endpoint() {
+    let Some(redis) = RedisServer::start("replicas::checkins") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let short = "[checkins]\nstale_after = \"5s\"";
+    let a = replica(dir.path(), &redis, "a", short);
+    let b = replica(dir.path(), &redis, "b", short);
+    let c = client();
+    // Once at A, then only at B (the load balancer's choice) for longer than stale_after.
+    checkin(&c, &a);
+    wait_until("A's check-in is seen at B", || {
+        endpoint_health(&b)["status"] == "healthy"
+    });
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(8);
+    while std::time::Instant::now() < until {
+        checkin(&c, &b);
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    assert_eq!(
+        endpoint_health(&a)["status"],
+        "healthy",
+        "A sees B's check-ins"
+    );
+    assert!(
+        stale_alerts(&dir.path().join("a")).is_empty(),
+        "no false alert at A"
+    );
+    assert_eq!(
+        a.health()["checkins"],
+        b.health()["checkins"],
+        "fleet-wide counts"
+    );
+
+    // Silence: the endpoint goes stale, and exactly one replica says so.
+    wait_until("one stale alert", || {
+        stale_alerts(&dir.path().join("a")).len() + stale_alerts(&dir.path().join("b")).len() > 0
+    });
+    std::thread::sleep(std::time::Duration::from_secs(3)); // more sweeps at both: no second
+    let total =
+        stale_alerts(&dir.path().join("a")).len() + stale_alerts(&dir.path().join("b")).len();
+    assert_eq!(total, 1);
+    assert_eq!(endpoint_health(&a)["status"], "stale");
+
+    // A check-in anywhere clears it; the next staleness alerts once more.
+    checkin(&c, &b);
+    wait_until("A sees the new check-in", || {
+        endpoint_health(&a)["status"] == "healthy"
+    });
+    wait_until("a second alert", || {
+        stale_alerts(&dir.path().join("a")).len() + stale_alerts(&dir.path().join("b")).len() == 2
+    });
+}
+
+#[test]
+fn stale_alerting_pauses_while_the_server_is_unreachable() {
+    let Some(mut redis) = RedisServer::start("replicas::stale_pause") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let a = replica(dir.path(), &redis, "a", "[checkins]\nstale_after = \"2s\"");
+    let c = client();
+    checkin(&c, &a);
+    wait_until("the check-in is in the server", || {
+        redis
+            .command("ZCARD test:checkins:last\r\n")
+            .is_some_and(|r| r.trim() == ":1")
+    });
+    redis.kill9();
+    wait_until("health says the state is unreachable", || {
+        a.health()["state"]["ok"] == false
+    });
+    // Well past stale_after, with the fleet out of sight: no alert.
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    assert!(stale_alerts(&dir.path().join("a")).is_empty());
+    // A check-in while it is gone is accepted and waits in the outbox.
+    checkin(&c, &a);
+    redis.restart();
+    wait_until(
+        "the buffered check-in is written when the server returns",
+        || {
+            redis
+                .command("ZCARD test:checkins:last\r\n")
+                .is_some_and(|r| r.trim() == ":1")
+        },
+    );
+    // Alerting resumes: the endpoint, silent since, is alerted once.
+    wait_until("the stale alert after the server returned", || {
+        stale_alerts(&dir.path().join("a")).len() == 1
+    });
+}

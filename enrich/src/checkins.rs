@@ -77,6 +77,8 @@ pub struct CheckinTracker {
     max_unknown: usize,
     evicted: IntCounter,
     dirty: AtomicBool,
+    /// Check-ins received here, for the shared state (enabled with `backend = "redis"`).
+    outbox: crate::checkin_outbox::CheckinOutbox,
 }
 
 /// The saved state, version 2.
@@ -125,7 +127,33 @@ impl CheckinTracker {
             )
             .expect("a valid metric"),
             dirty: AtomicBool::new(false),
+            outbox: Default::default(),
         }
+    }
+
+    /// The check-ins waiting for the shared state.
+    pub fn outbox(&self) -> &crate::checkin_outbox::CheckinOutbox {
+        &self.outbox
+    }
+
+    /// Takes a check-in another replica received, when it is newer than the one held here:
+    /// it counts as a check-in (it clears the stale alert); `mdm`: the device id of the MDM
+    /// record it matches here. Whether it was newer.
+    pub fn merge_fleet(
+        &self,
+        tenant_id: &str,
+        endpoint_id: &str,
+        at: OffsetDateTime,
+        mdm: Option<&str>,
+    ) -> bool {
+        if self
+            .last_checkin(tenant_id, endpoint_id)
+            .is_some_and(|last| last >= at)
+        {
+            return false;
+        }
+        self.record_seen(tenant_id, endpoint_id, at, mdm);
+        true
     }
 
     /// The eviction counter, to register with a metrics registry.
@@ -137,6 +165,19 @@ impl CheckinTracker {
     /// MDM record it matched, if any. Time never moves back, and a check-in clears the stale
     /// alert.
     pub fn record_checkin(
+        &self,
+        tenant_id: &str,
+        endpoint_id: &str,
+        at: OffsetDateTime,
+        mdm: Option<&str>,
+    ) {
+        self.record_seen(tenant_id, endpoint_id, at, mdm);
+        self.outbox.add(tenant_id, endpoint_id, at);
+    }
+
+    /// [`CheckinTracker::record_checkin`] without the outbox (also for check-ins merged from
+    /// the fleet).
+    fn record_seen(
         &self,
         tenant_id: &str,
         endpoint_id: &str,

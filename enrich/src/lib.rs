@@ -1,6 +1,7 @@
 //! Enrichment: MDM snapshots (Jamf Pro, Intune) normalized into endpoint records, fleet rules,
 //! the lock-free endpoint index, and check-in health. See SPEC §4.
 
+mod checkin_outbox;
 mod checkins;
 mod enricher;
 mod error;
@@ -11,6 +12,7 @@ mod record;
 mod snapshot;
 mod sync;
 
+pub use checkin_outbox::{unix_ms, CheckinOutbox};
 pub use checkins::{status as health_status, CheckinTracker, HealthStatus};
 pub use enricher::Enricher;
 pub use error::MdmError;

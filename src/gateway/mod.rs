@@ -4,6 +4,7 @@
 //! flight finish, close the WAL (drains queued appends), then stop sinks after the batch in
 //! hand (cursors persisted).
 
+pub mod fleet_checkins;
 pub mod ingest_replay;
 pub mod reload;
 pub mod sinks;
@@ -233,13 +234,29 @@ pub async fn run(config: Config, programs: Programs, path: Option<PathBuf>) -> a
             )
         });
     }
+    let fleet: stale::Fleet = (shared.backend() == "redis").then(|| {
+        enricher.checkins().outbox().enable();
+        let view = Arc::new(fleet_checkins::FleetView::default());
+        let task = (
+            enricher.clone(),
+            shared.clone(),
+            view.clone(),
+            stop_rx.clone(),
+        );
+        supervisor.spawn("checkin_sync", move || {
+            let (enricher, shared, view, stop) = task.clone();
+            fleet_checkins::sync(enricher, shared, view, stop)
+        });
+        (shared.clone(), view)
+    });
     let sweeper = {
         let (enricher, submit, stop) = (enricher.clone(), submit.clone(), stop_rx.clone());
         supervisor.spawn("stale_sweeper", move || {
-            crate::gateway::stale::sweep(
+            stale::sweep(
                 enricher.clone(),
                 submit.clone(),
                 checkins_file.clone(),
+                fleet.clone(),
                 stop.clone(),
             )
         })

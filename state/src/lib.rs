@@ -1,6 +1,7 @@
 //! What replicas share. Events never are (each replica has its own WAL and sinks, and
 //! durability never depends on anything shared); the small state that makes several replicas
-//! behave as one gateway is: webhook replay ids and per-token rate limits.
+//! behave as one gateway is: check-ins (and who alerted which stale endpoint), webhook replay
+//! ids and per-token rate limits.
 //!
 //! [`SharedState`] is that state's one door. With `backend = "local"` every operation answers
 //! [`None`] at once and callers use their local state, exactly as a single gateway does. With
@@ -8,6 +9,7 @@
 //! [`BUDGET`]; past it, or while the server is unreachable, the answer is [`None`] too and the
 //! caller falls back to local state: ingest never waits on the server.
 
+pub mod checkins;
 mod rate;
 mod redis_backend;
 mod status;
@@ -17,6 +19,7 @@ use std::time::Duration;
 
 use thoth_config::StateConfig;
 
+pub use checkins::FleetCheckin;
 pub use rate::RateAnswer;
 pub use status::{StateMetrics, StateStatus};
 
@@ -129,6 +132,28 @@ impl SharedState {
     /// `None` when there is no shared state or it did not answer in time.
     pub async fn take_rate(&self, key: &str, n: usize, per_second: u64) -> Option<RateAnswer> {
         self.redis.as_ref()?.take_rate(key, n, per_second).await
+    }
+
+    /// Writes check-ins (newest wins per endpoint): whether the server took them all.
+    pub async fn push_checkins(&self, checkins: &[FleetCheckin]) -> bool {
+        match &self.redis {
+            None => false,
+            Some(r) => r.push_checkins(checkins).await,
+        }
+    }
+
+    /// The check-ins received anywhere at or after `since_ms`, oldest first, `limit` of
+    /// them from `offset`: `None` when there is no shared state or it did not answer.
+    pub async fn pull_checkins_page(
+        &self,
+        since_ms: i64,
+        offset: usize,
+        limit: usize,
+    ) -> Option<Vec<FleetCheckin>> {
+        self.redis
+            .as_ref()?
+            .pull_checkins(since_ms, offset, limit)
+            .await
     }
 
     /// The metrics handle (to count local fallbacks where callers decide them).

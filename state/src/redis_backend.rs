@@ -8,7 +8,9 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use thoth_config::RedisState;
 
-use crate::{rate, RateAnswer, StateError, StateMetrics, StateStatus, BUDGET};
+use crate::{
+    checkins, rate, FleetCheckin, RateAnswer, StateError, StateMetrics, StateStatus, BUDGET,
+};
 
 /// How often the background check pings the server.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -72,11 +74,21 @@ impl RedisBackend {
         op: &'static str,
         cmd: impl FnOnce(ConnectionManager) -> redis::RedisFuture<'static, T>,
     ) -> Option<T> {
+        self.run_within(op, BUDGET, cmd).await
+    }
+
+    /// [`RedisBackend::run`] with a budget of its own (background work, never a request).
+    async fn run_within<T: redis::FromRedisValue>(
+        &self,
+        op: &'static str,
+        budget: Duration,
+        cmd: impl FnOnce(ConnectionManager) -> redis::RedisFuture<'static, T>,
+    ) -> Option<T> {
         let Some(conn) = self.conn.read().unwrap().clone() else {
             self.metrics.count(op, "unavailable");
             return None;
         };
-        match tokio::time::timeout(BUDGET, cmd(conn)).await {
+        match tokio::time::timeout(budget, cmd(conn)).await {
             Ok(Ok(v)) => {
                 self.metrics.count(op, "ok");
                 Some(v)
@@ -91,7 +103,7 @@ impl RedisBackend {
                 failed(
                     &self.health,
                     &self.metrics,
-                    format!("{op}: no answer within {} ms", BUDGET.as_millis()),
+                    format!("{op}: no answer within {} ms", budget.as_millis()),
                 );
                 None
             }
@@ -155,6 +167,69 @@ impl RedisBackend {
         Some(rate::answer(reply))
     }
 }
+
+impl RedisBackend {
+    pub(crate) async fn push_checkins(&self, checkins: &[FleetCheckin]) -> bool {
+        if checkins.is_empty() {
+            return true;
+        }
+        let key = self.key("checkins", "last");
+        // One ZADD per chunk, all chunks pipelined: one round trip.
+        let mut pipe = redis::pipe();
+        for chunk in checkins.chunks(PUSH_CHUNK) {
+            let cmd = pipe.cmd("ZADD").arg(&key).arg("GT");
+            for (tenant, endpoint, at_ms) in chunk {
+                cmd.arg(*at_ms).arg(checkins::member(tenant, endpoint));
+            }
+            cmd.ignore();
+        }
+        let done: Option<()> = self
+            .run_within("checkins_push", BACKGROUND_BUDGET, move |mut c| {
+                Box::pin(async move { pipe.query_async(&mut c).await })
+            })
+            .await;
+        done.is_some()
+    }
+
+    pub(crate) async fn pull_checkins(
+        &self,
+        since_ms: i64,
+        offset: usize,
+        limit: usize,
+    ) -> Option<Vec<FleetCheckin>> {
+        let key = self.key("checkins", "last");
+        let rows: Vec<(String, i64)> = self
+            .run_within("checkins_pull", BACKGROUND_BUDGET, move |mut c| {
+                Box::pin(async move {
+                    redis::cmd("ZRANGEBYSCORE")
+                        .arg(&key)
+                        .arg(since_ms)
+                        .arg("+inf")
+                        .arg("WITHSCORES")
+                        .arg("LIMIT")
+                        .arg(offset)
+                        .arg(limit)
+                        .query_async(&mut c)
+                        .await
+                })
+            })
+            .await?;
+        Some(
+            rows.into_iter()
+                .filter_map(|(m, at)| {
+                    let (t, e) = checkins::parse_member(&m)?;
+                    Some((t.to_string(), e.to_string(), at))
+                })
+                .collect(),
+        )
+    }
+}
+
+/// Check-ins per `ZADD` of a push.
+const PUSH_CHUNK: usize = 1000;
+
+/// The budget of background operations (check-in push and pull): they never hold a request.
+const BACKGROUND_BUDGET: Duration = Duration::from_secs(2);
 
 /// Connects (retrying forever), then pings every [`CHECK_EVERY`]: `ok` follows the server.
 async fn check_forever(
