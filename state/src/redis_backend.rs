@@ -183,6 +183,12 @@ impl RedisBackend {
             }
             cmd.ignore();
         }
+        // Bounded however many endpoint ids clients make up: the oldest check-ins go first.
+        pipe.cmd("ZREMRANGEBYRANK")
+            .arg(&key)
+            .arg(0)
+            .arg(-(MAX_SHARED_CHECKINS + 1))
+            .ignore();
         let done: Option<()> = self
             .run_within("checkins_push", BACKGROUND_BUDGET, move |mut c| {
                 Box::pin(async move { pipe.query_async(&mut c).await })
@@ -224,6 +230,10 @@ impl RedisBackend {
         )
     }
 }
+
+/// The most endpoints whose check-ins the shared state holds (each replica bounds its own
+/// further, `checkins.max_unknown_endpoints`).
+pub const MAX_SHARED_CHECKINS: i64 = 2_000_000;
 
 /// Check-ins per `ZADD` of a push.
 const PUSH_CHUNK: usize = 1000;
