@@ -74,6 +74,8 @@ fn the_charts_default_config_validates_with_secrets_as_files() {
         let name: String = part.chars().take_while(|c| *c != '"').collect();
         let value = if name.contains("webhook") {
             "whsec_c2Vjb25kLXNlY3JldC0wMTIzNDU2Nzg5YWJjZA==".to_string()
+        } else if name == "redis-url" {
+            "redis://:test-password@redis.thoth.svc:6379/0".to_string()
         } else {
             format!("test-{name}")
         };
@@ -103,6 +105,41 @@ fn the_charts_default_config_validates_with_secrets_as_files() {
         .unwrap();
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["ok"], true, "{report:#}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("test-password"),
+        "the Redis password is never shown"
+    );
+}
+
+#[test]
+fn several_replicas_need_shared_state_and_the_test_redis_manifest_parses() {
+    let values = yaml(&chart().join("values.yaml"));
+    let config = values["config"].as_str().unwrap();
+    let statefulset =
+        std::fs::read_to_string(chart().join("templates/statefulset.yaml")).unwrap();
+    // The chart refuses replicaCount > 1 unless the config shares state (helm renders the
+    // guard where it is installed; here: it is there, and every stage satisfies it).
+    assert!(
+        statefulset.contains("gt (int .Values.replicaCount) 1")
+            && statefulset.contains("fail \"replicaCount > 1 needs [state] backend"),
+        "the guard is in the StatefulSet template"
+    );
+    let shared = config.lines().any(|l| {
+        let l = l.split('#').next().unwrap().replace(' ', "");
+        l == "backend=\"redis\""
+    });
+    for stage in ["canary", "pilot", "full"] {
+        let v = yaml(&chart().join(format!("stages/{stage}.yaml")));
+        let replicas = v["replicaCount"]
+            .as_u64()
+            .or(values["replicaCount"].as_u64())
+            .unwrap();
+        assert!(replicas <= 1 || shared, "{stage}: {replicas} replicas without shared state");
+    }
+    let docs = documents(&std::fs::read_to_string(repo("deploy/redis/redis.yaml")).unwrap());
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["Deployment", "Service"]);
+    assert_eq!(docs[1]["metadata"]["name"], "redis");
 }
 
 #[test]

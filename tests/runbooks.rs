@@ -71,6 +71,8 @@ fn localize(text: &str, dir: &Path) -> String {
                 .collect();
             let value = if name.contains("webhook") || name.contains("whsec") {
                 WEBHOOK_SECRET.to_string()
+            } else if name.contains("redis") {
+                "redis://:test-password@redis:6379/0".to_string()
             } else {
                 format!("test-{name}")
             };
