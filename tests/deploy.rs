@@ -115,8 +115,7 @@ fn the_charts_default_config_validates_with_secrets_as_files() {
 fn several_replicas_need_shared_state_and_the_test_redis_manifest_parses() {
     let values = yaml(&chart().join("values.yaml"));
     let config = values["config"].as_str().unwrap();
-    let statefulset =
-        std::fs::read_to_string(chart().join("templates/statefulset.yaml")).unwrap();
+    let statefulset = std::fs::read_to_string(chart().join("templates/statefulset.yaml")).unwrap();
     // The chart refuses replicaCount > 1 unless the config shares state (helm renders the
     // guard where it is installed; here: it is there, and every stage satisfies it).
     assert!(
@@ -134,7 +133,10 @@ fn several_replicas_need_shared_state_and_the_test_redis_manifest_parses() {
             .as_u64()
             .or(values["replicaCount"].as_u64())
             .unwrap();
-        assert!(replicas <= 1 || shared, "{stage}: {replicas} replicas without shared state");
+        assert!(
+            replicas <= 1 || shared,
+            "{stage}: {replicas} replicas without shared state"
+        );
     }
     let docs = documents(&std::fs::read_to_string(repo("deploy/redis/redis.yaml")).unwrap());
     let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
