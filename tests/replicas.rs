@@ -390,3 +390,104 @@ fn stale_alerting_pauses_while_the_server_is_unreachable() {
         stale_alerts(&dir.path().join("a")).len() == 1
     });
 }
+
+/// `[[mdm.providers]]` synced from the Jamf emulator every `every`, and one pushed.
+fn mdm_providers(emu: &support::mdm::MdmEmulator, every: &str) -> String {
+    format!(
+        "[mdm]\nrefresh_interval = \"{every}\"\n\
+         [[mdm.providers]]\nname = \"acme-api\"\ntenant_id = \"acme\"\nkind = \"jamf\"\nurl = \"{}\"\n\
+         client_id = \"{}\"\nclient_secret = \"{}\"\nendpoint_id_attribute = \"Thoth Endpoint ID\"\n\
+         [[mdm.providers]]\nname = \"acme-pushed\"\ntenant_id = \"acme\"\nkind = \"intune\"\n",
+        emu.url(),
+        support::mdm::JAMF_CLIENT_ID,
+        support::mdm::JAMF_CLIENT_SECRET
+    )
+}
+
+/// The MDM record a replica holds for an endpoint of acme, if any.
+fn endpoint_record(gw: &Gateway, endpoint: &str) -> Option<Value> {
+    let resp = client()
+        .get(gw.url(&format!("/v1/endpoints/acme/{endpoint}")))
+        .bearer_auth("admin-token")
+        .send()
+        .unwrap();
+    if resp.status() != 200 {
+        return None;
+    }
+    let ep: Value = resp.json().unwrap();
+    Some(ep["context"]["endpoint"].clone()).filter(|e| !e.is_null())
+}
+
+#[test]
+fn one_replica_syncs_an_mdm_api_and_every_replica_installs_its_snapshot_and_pushes() {
+    let Some(redis) = RedisServer::start("replicas::mdm") else {
+        return;
+    };
+    let emu = support::mdm::MdmEmulator::start(20, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let a = replica(dir.path(), &redis, "a", &mdm_providers(&emu, "1h"));
+    let b = replica(dir.path(), &redis, "b", &mdm_providers(&emu, "1h"));
+    wait_until("both replicas hold the synced snapshot", || {
+        endpoint_record(&a, "ep-7").is_some() && endpoint_record(&b, "ep-7").is_some()
+    });
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    // Each process's first sync fetches a token: one token, one sync, for the fleet.
+    assert_eq!(emu.with(|s| s.tokens_issued), 1, "one replica synced");
+    // `mdm sync` from the CLI takes the lease too: it is held for the refresh interval.
+    let out = std::process::Command::new(BIN)
+        .args(["mdm", "sync", "--provider", "acme-api", "--config"])
+        .arg(dir.path().join("a").join("gateway.toml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("another replica holds this provider's sync lease"),
+        "{text}"
+    );
+    assert_eq!(emu.with(|s| s.tokens_issued), 1, "the CLI did not sync");
+
+    // A push at B is in use at A too.
+    let snapshot = serde_json::json!({"value": [{"id": "p-1", "deviceName": "PUSHED-1", "serialNumber": "PSN1",
+        "operatingSystem": "Windows", "managementAgent": "mdm", "complianceState": "compliant"}]});
+    let resp = client()
+        .put(b.url("/v1/mdm/acme-pushed"))
+        .bearer_auth("admin-token")
+        .json(&snapshot)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let decision = r#"{"type":"decision","event_id":"pushed-at-b","tenant_id":"acme","endpoint_id":"x","device_serial":"PSN1","risk":"low","decision":"allow"}"#;
+    wait_until("A enriches from B's push", || {
+        let id = format!("pushed-{}", now_s());
+        let line = decision.replace("pushed-at-b", &id);
+        assert_eq!(post_ndjson(&client(), &a, "admin-token", line).0, 200);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        read_out(&dir.path().join("a"))
+            .iter()
+            .any(|e| e["context"]["endpoint"]["hostname"] == "PUSHED-1")
+    });
+}
+
+#[test]
+fn a_dead_mdm_leader_is_replaced_within_one_refresh_interval() {
+    let Some(redis) = RedisServer::start("replicas::mdm_leader") else {
+        return;
+    };
+    let emu = support::mdm::MdmEmulator::start(20, 0);
+    // Every data request takes long: the first sync is still running when its replica dies.
+    emu.with(|s| s.page_delay = std::time::Duration::from_secs(30));
+    let dir = tempfile::tempdir().unwrap();
+    let a = replica(dir.path(), &redis, "a", &mdm_providers(&emu, "3s"));
+    wait_until("A is syncing", || emu.with(|s| s.requests) > 0);
+    let lease = redis.command("GET test:mdm_lease:acme-api\r\n").unwrap();
+    assert!(lease.contains("\r\na\r\n"), "A holds the lease: {lease:?}");
+    let b = replica(dir.path(), &redis, "b", &mdm_providers(&emu, "3s"));
+    a.kill9();
+    emu.with(|s| s.page_delay = std::time::Duration::ZERO);
+    wait_until("B took the lease and synced", || {
+        endpoint_record(&b, "ep-7").is_some()
+    });
+    let lease = redis.command("GET test:mdm_lease:acme-api\r\n").unwrap();
+    assert!(lease.contains("\r\nb\r\n"), "B holds the lease: {lease:?}");
+}

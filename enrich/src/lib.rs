@@ -7,6 +7,7 @@ mod enricher;
 mod error;
 mod fleet;
 mod index;
+mod lease;
 mod loader;
 mod record;
 mod snapshot;
@@ -18,7 +19,10 @@ pub use enricher::Enricher;
 pub use error::MdmError;
 pub use fleet::{assign_fleet, glob_match};
 pub use index::{EndpointIndex, IndexedEndpoint, MatchedOn, ProviderIndex, ProviderSummary};
-pub use loader::{load_provider, LoaderCommand, MdmLoader, MdmStatus, ProviderStatus};
+pub use lease::with_lease;
+pub use loader::{
+    file_version, load_provider, LoaderCommand, MdmLoader, MdmStatus, ProviderStatus,
+};
 pub use record::{EndpointRecord, ProviderSnapshot};
 pub use snapshot::{parse_snapshot, read_snapshot};
 pub use sync::{

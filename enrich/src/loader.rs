@@ -52,9 +52,12 @@ pub struct MdmLoader {
     reloads: IntCounterVec,
     endpoints: IntGaugeVec,
     after_install: Option<fn()>,
+    /// With shared state, one replica at a time syncs each API provider (a lease).
+    shared: thoth_state::SharedState,
 }
 
-fn file_version(p: &MdmProvider) -> Option<(SystemTime, u64)> {
+/// The (modification time, length) of a provider's snapshot file: how a change is noticed.
+pub fn file_version(p: &MdmProvider) -> Option<(SystemTime, u64)> {
     let m = std::fs::metadata(&p.file).ok()?;
     Some((m.modified().ok()?, m.len()))
 }
@@ -94,12 +97,19 @@ impl MdmLoader {
             reloads,
             endpoints,
             after_install: None,
+            shared: thoth_state::SharedState::local(),
         })
     }
 
     /// A function run on the loading thread after each new index is installed. The binary
     /// uses it to hand the parse's freed memory back to the system at once: its allocator
     /// would otherwise keep it until that thread allocates again (measured in BENCHMARKS.md).
+    /// Syncs API providers only while holding their lease in `shared` (when it answers).
+    pub fn share(mut self, shared: thoth_state::SharedState) -> Self {
+        self.shared = shared;
+        self
+    }
+
     pub fn after_install(mut self, hook: fn()) -> Self {
         self.after_install = Some(hook);
         self
@@ -210,18 +220,20 @@ impl MdmLoader {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut sync = sync_interval(refresh_interval);
+        let mut refresh_interval = refresh_interval;
         loop {
             tokio::select! {
                 _ = &mut stop => return,
                 _ = tick.tick() => {}
-                _ = sync.tick() => self.sync_all(&status).await,
+                _ = sync.tick() => self.sync_all(&status, refresh_interval).await,
                 Some(command) = commands.recv() => {
                     let (ack, reconfigured) = match command {
                         LoaderCommand::Refresh(ack) => (ack, false),
-                        LoaderCommand::Reconfigure { providers, rules, refresh_interval, ack } => {
+                        LoaderCommand::Reconfigure { providers, rules, refresh_interval: every, ack } => {
                             self.reconfigure(&providers, &rules);
                             // The first sync of the new providers happens at once.
-                            sync = sync_interval(refresh_interval);
+                            sync = sync_interval(every);
+                            refresh_interval = every;
                             (ack, true)
                         }
                     };
@@ -238,8 +250,10 @@ impl MdmLoader {
         }
     }
 
-    /// Syncs every API provider; failures keep the last good snapshot and are recorded.
-    async fn sync_all(&mut self, status: &MdmStatus) {
+    /// Syncs every API provider; failures keep the last good snapshot and are recorded. With
+    /// shared state, a provider whose lease another replica holds is skipped: that replica
+    /// syncs it and its snapshot reaches this one through the shared state.
+    async fn sync_all(&mut self, status: &MdmStatus, refresh_interval: Duration) {
         for p in &self.providers {
             if !matches!(p.config.source, MdmSource::Jamf(_) | MdmSource::Intune(_)) {
                 continue;
@@ -251,7 +265,18 @@ impl MdmLoader {
                     move |n, total| tracing::debug!(provider = %name, fetched = n, total, "MDM sync"),
                 )
             };
-            match crate::sync::sync_provider(&p.config, progress).await {
+            let synced = crate::lease::with_lease(
+                &self.shared,
+                &name,
+                refresh_interval,
+                crate::sync::sync_provider(&p.config, progress),
+            )
+            .await;
+            let Some(synced) = synced else {
+                tracing::debug!(provider = %name, "MDM sync: another replica holds the lease");
+                continue;
+            };
+            match synced {
                 Ok(counts) => {
                     tracing::info!(provider = %name, ?counts, "MDM sync done");
                     status.success(&name, counts);

@@ -1,9 +1,11 @@
 //! `thoth-gateway mdm sync --config PATH [--provider NAME] [--json]`: one sync of the MDM API
 //! providers now. The snapshots are stored where a running gateway loads them (it picks them up
-//! within a second).
+//! within a second). With `[state] backend = "redis"` it takes each provider's sync lease
+//! like a replica does: a provider whose lease a replica holds is reported, not synced twice.
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::json;
 use thoth_config::MdmSource;
@@ -39,6 +41,21 @@ pub fn sync(config_path: &Path, only: Option<&str>, json_out: bool) -> i32 {
         Ok(r) => r,
         Err(code) => return code,
     };
+    let shared = runtime.block_on(async {
+        let shared = thoth_state::SharedState::start(
+            &config.state,
+            thoth_state::StateMetrics::unregistered(),
+        )
+        .ok()?;
+        if shared.backend() == "redis" && !shared.wait_ready(Duration::from_secs(2)).await {
+            eprintln!(
+                "shared state unreachable ({}): syncing without the lease",
+                shared.status().last_error.unwrap_or_default()
+            );
+        }
+        Some(shared)
+    });
+    let shared = shared.unwrap_or_else(thoth_state::SharedState::local);
     let mut reports = Vec::new();
     let mut ok = true;
     for p in providers {
@@ -50,7 +67,17 @@ pub fn sync(config_path: &Path, only: Option<&str>, json_out: bool) -> i32 {
             Some(t) => eprintln!("{name}: {n}/{t} endpoints"),
             None => eprintln!("{name}: {n} endpoints"),
         });
-        let result = runtime.block_on(thoth_enrich::sync_provider(p, progress));
+        let result = runtime.block_on(thoth_enrich::with_lease(
+            &shared,
+            &p.name,
+            config.mdm.refresh_interval,
+            thoth_enrich::sync_provider(p, progress),
+        ));
+        let result = result.unwrap_or_else(|| {
+            Err(thoth_enrich::MdmError::Storage(
+                "another replica holds this provider's sync lease and syncs it; its snapshot reaches every replica through the shared state".into(),
+            ))
+        });
         let report = match result {
             Ok(c) => json!({"provider": p.name, "kind": p.kind.as_str(), "imported": c.imported,
                             "upserted": c.upserted, "unchanged": c.unchanged, "removed": c.removed, "errors": []}),

@@ -6,6 +6,7 @@
 
 pub mod fleet_checkins;
 pub mod ingest_replay;
+pub mod mdm_share;
 pub mod reload;
 pub mod sinks;
 pub mod stale;
@@ -111,6 +112,19 @@ pub async fn run(config: Config, programs: Programs, path: Option<PathBuf>) -> a
         if !shared.wait_ready(std::time::Duration::from_secs(2)).await {
             tracing::warn!(error = ?shared.status().last_error, "shared state not reachable yet: starting on local state; it is used once it answers");
         }
+    }
+    let loader = loader.share(shared.clone());
+    if shared.backend() == "redis" {
+        let task = (
+            config.mdm.providers.clone(),
+            shared.clone(),
+            mdm_tx.clone(),
+            stop_rx.clone(),
+        );
+        supervisor.spawn("mdm_share", move || {
+            let (providers, shared, loader, stop) = task.clone();
+            mdm_share::share(providers, shared, loader, stop)
+        });
     }
     let sink_metrics = SinkMetrics::new(&registry)?;
     let tap = Tap::default();

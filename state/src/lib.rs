@@ -156,6 +156,30 @@ impl SharedState {
             .await
     }
 
+    /// Extends a claim of this replica (`SET NX` by [`SharedState::claim`]) by `ttl`:
+    /// `Some(false)` when another replica holds it now.
+    pub async fn renew(&self, op: &'static str, key: &str, ttl: Duration) -> Option<bool> {
+        self.redis.as_ref()?.renew(op, key, ttl).await
+    }
+
+    /// Stores an MDM provider's snapshot under its next version; the version.
+    pub async fn publish_snapshot(&self, provider: &str, snapshot: Vec<u8>) -> Option<u64> {
+        self.redis
+            .as_ref()?
+            .publish_snapshot(provider, snapshot)
+            .await
+    }
+
+    /// The version of a provider's shared snapshot (0: none yet).
+    pub async fn snapshot_version(&self, provider: &str) -> Option<u64> {
+        self.redis.as_ref()?.snapshot_version(provider).await
+    }
+
+    /// A provider's shared snapshot and its version.
+    pub async fn fetch_snapshot(&self, provider: &str) -> Option<(u64, Vec<u8>)> {
+        self.redis.as_ref()?.fetch_snapshot(provider).await
+    }
+
     /// The metrics handle (to count local fallbacks where callers decide them).
     pub fn metrics(&self) -> &StateMetrics {
         &self.metrics

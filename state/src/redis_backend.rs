@@ -235,6 +235,97 @@ impl RedisBackend {
 /// further, `checkins.max_unknown_endpoints`).
 pub const MAX_SHARED_CHECKINS: i64 = 2_000_000;
 
+/// Extends a claim only while this replica holds it.
+const RENEW: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"#;
+
+/// Stores a snapshot under the next version: `KEYS[1]` the provider's hash, `ARGV[1]` the
+/// snapshot, `ARGV[2]` who wrote it.
+const PUBLISH: &str = r#"
+local v = redis.call('HINCRBY', KEYS[1], 'version', 1)
+redis.call('HSET', KEYS[1], 'data', ARGV[1], 'by', ARGV[2])
+return v
+"#;
+
+/// The budget of moving a whole MDM snapshot (tens of MB for 100 000 endpoints).
+const SNAPSHOT_BUDGET: Duration = Duration::from_secs(30);
+
+impl RedisBackend {
+    pub(crate) async fn renew(&self, op: &'static str, key: &str, ttl: Duration) -> Option<bool> {
+        let key = self.key(op, key);
+        let who = self.replica_id.clone();
+        let ttl_ms = ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
+        let script = redis::Script::new(RENEW);
+        let renewed: u64 = self
+            .run(op, move |mut c| {
+                Box::pin(async move {
+                    script
+                        .key(&key)
+                        .arg(&who)
+                        .arg(ttl_ms)
+                        .invoke_async(&mut c)
+                        .await
+                })
+            })
+            .await?;
+        Some(renewed == 1)
+    }
+
+    pub(crate) async fn publish_snapshot(&self, provider: &str, snapshot: Vec<u8>) -> Option<u64> {
+        let key = self.key("mdm", provider);
+        let who = self.replica_id.clone();
+        let script = redis::Script::new(PUBLISH);
+        self.run_within("mdm_publish", SNAPSHOT_BUDGET, move |mut c| {
+            Box::pin(async move {
+                script
+                    .key(&key)
+                    .arg(snapshot)
+                    .arg(&who)
+                    .invoke_async(&mut c)
+                    .await
+            })
+        })
+        .await
+    }
+
+    pub(crate) async fn snapshot_version(&self, provider: &str) -> Option<u64> {
+        let key = self.key("mdm", provider);
+        let v: Option<u64> = self
+            .run_within("mdm_version", BACKGROUND_BUDGET, move |mut c| {
+                Box::pin(async move {
+                    redis::cmd("HGET")
+                        .arg(&key)
+                        .arg("version")
+                        .query_async(&mut c)
+                        .await
+                })
+            })
+            .await?;
+        Some(v.unwrap_or(0))
+    }
+
+    pub(crate) async fn fetch_snapshot(&self, provider: &str) -> Option<(u64, Vec<u8>)> {
+        let key = self.key("mdm", provider);
+        let (v, data): (Option<u64>, Option<Vec<u8>>) = self
+            .run_within("mdm_fetch", SNAPSHOT_BUDGET, move |mut c| {
+                Box::pin(async move {
+                    redis::cmd("HMGET")
+                        .arg(&key)
+                        .arg("version")
+                        .arg("data")
+                        .query_async(&mut c)
+                        .await
+                })
+            })
+            .await?;
+        Some((v.unwrap_or(0), data.unwrap_or_default()))
+    }
+}
+
 /// Check-ins per `ZADD` of a push.
 const PUSH_CHUNK: usize = 1000;
 
