@@ -1,4 +1,4 @@
-//! The gateway's configuration (SPEC §6): the TOML schema, defaults, durations and sizes,
+//! The gateway's configuration (docs/configuration.md): the TOML schema, defaults, durations and sizes,
 //! secrets, and validation that reports every error with its key path.
 //!
 //! Relative paths in a config file are resolved against the directory of that file.
@@ -9,12 +9,19 @@ mod secret;
 pub mod units;
 mod walker;
 
+#[cfg(test)]
+mod drift_tests;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use secret::Secret;
+
+/// The JSON Schema (2020-12) of the config file, as `thoth-gateway config schema` prints it.
+/// Kept equal to what the parser reads by this crate's drift tests.
+pub const JSON_SCHEMA: &str = include_str!("../../docs/schema/config.schema.json");
 
 /// One configuration mistake: where (`sinks.archive.batch.max_events`) and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -305,7 +312,7 @@ impl EntraApp {
     }
 }
 
-/// The normalized endpoint fields a fleet rule may compare (SPEC §4).
+/// The normalized endpoint fields a fleet rule may compare (docs/events.md).
 pub const ENDPOINT_FIELDS: [&str; 13] = [
     "mdm_device_id",
     "serial",

@@ -95,17 +95,24 @@ impl<'a> Obj<'a> {
         self.table.get(key).map(toml::Value::is_integer)
     }
 
+    /// Whether `key` is present; asking counts as reading it for the drift tests (the parser
+    /// asks only for keys it takes, e.g. one of a secret's two forms).
     pub fn has(&self, key: &str) -> bool {
+        self.record_requested(key);
         self.table.contains_key(key)
     }
 
-    pub fn get(&mut self, key: &str) -> Option<&'a Value> {
+    fn record_requested(&self, _key: &str) {
         #[cfg(test)]
         REQUESTED.with(|r| {
             if let Some(keys) = r.borrow_mut().as_mut() {
-                keys.insert(self.key_path(key));
+                keys.insert(self.key_path(_key));
             }
         });
+    }
+
+    pub fn get(&mut self, key: &str) -> Option<&'a Value> {
+        self.record_requested(key);
         let (k, v) = self.table.get_key_value(key)?;
         self.seen.push(k.as_str());
         Some(v)

@@ -3,8 +3,10 @@
 //! [`command_runtime`].
 
 pub mod canary;
+pub mod config_schema;
 pub mod dlq;
 pub mod health;
+pub mod manual;
 pub mod mdm;
 pub mod run;
 pub mod tap;
@@ -19,10 +21,18 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand};
 use thoth_config::Config;
 
+/// The version and the git commit it was built from (see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("THOTH_GIT_COMMIT"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "thoth-gateway",
-    version,
+    version = VERSION,
     about = "Thoth SIEM forwarding gateway"
 )]
 pub struct Cli {
@@ -87,6 +97,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Config tooling: `config schema` prints the JSON Schema of the config file.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Print a shell completion script (bash, zsh or fish) on stdout.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff) on stdout: `thoth-gateway man > thoth-gateway.1`.
+    Man,
+}
+
+#[derive(Subcommand)]
+pub enum ConfigAction {
+    /// Print the JSON Schema (2020-12) of the config file, for editors and CI linters.
+    Schema,
 }
 
 /// The arguments of the commands that check a config file.
@@ -137,6 +162,11 @@ pub fn run(cli: Cli) -> i32 {
         } => mdm::sync(&config, provider.as_deref(), json),
         Command::Verify(a) => verify::run(&a.config, a.json),
         Command::Tap(args) => tap::run(args),
+        Command::Config {
+            action: ConfigAction::Schema,
+        } => config_schema::run(),
+        Command::Completions { shell } => manual::completions(shell),
+        Command::Man => manual::man_page(),
     };
     code
 }
