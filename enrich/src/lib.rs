@@ -1,5 +1,5 @@
 //! Enrichment: MDM snapshots (Jamf Pro, Intune) normalized into endpoint records, fleet rules,
-//! the lock-free endpoint index, and check-in health. See SPEC §4.
+//! the lock-free endpoint index, and check-in health. See docs/events.md.
 
 mod checkin_outbox;
 mod checkins;

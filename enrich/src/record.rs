@@ -1,4 +1,4 @@
-//! The normalized endpoint record (SPEC §4): what fleet rules and `context.endpoint` see,
+//! The normalized endpoint record (docs/events.md): what fleet rules and `context.endpoint` see,
 //! whichever MDM it came from.
 
 use std::borrow::Cow;
@@ -27,7 +27,7 @@ pub struct EndpointRecord {
 }
 
 impl EndpointRecord {
-    /// A field by its SPEC name, as fleet rules compare it (booleans as `"true"`/`"false"`).
+    /// A field by its documented name, as fleet rules compare it (booleans as `"true"`/`"false"`).
     pub fn field(&self, name: &str) -> Option<Cow<'_, str>> {
         fn s(v: &Option<String>) -> Option<Cow<'_, str>> {
             v.as_deref().map(Cow::Borrowed)

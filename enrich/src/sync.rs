@@ -30,7 +30,7 @@ const MAX_PAGE_BYTES: usize = 64 << 20;
 const BACKOFF_INITIAL: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
-/// What a sync found, compared with the previous snapshot (SPEC §2).
+/// What a sync found, compared with the previous snapshot (`mdm sync`, `PUT /v1/mdm`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SyncCounts {
     /// Endpoints in the new snapshot.

@@ -1,4 +1,4 @@
-//! The Thoth event model: the four event types of the product contract (SPEC §4), their
+//! The Thoth event model: the four event types (docs/events.md), their
 //! validation, and the JSON forms the gateway reads and writes.
 //!
 //! An [`Event`] keeps its input's bytes and where each member is in them, so unknown fields are

@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use crate::layout::Layout;
 use crate::timefmt;
 
-/// The `type` of an event (SPEC §4).
+/// The `type` of an event (docs/events.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventType {
     Decision,

@@ -1,4 +1,4 @@
-//! The bounded HTTP/1.1 listener (SPEC §3): request headers at most 16 KiB (else 431), header
+//! The bounded HTTP/1.1 listener (docs/http-api.md, Limits): request headers at most 16 KiB (else 431), header
 //! read timeout 10 s (counted from the first byte of a request), idle keep-alive timeout 60 s,
 //! a cap on concurrent connections, and graceful draining on shutdown. A slow or idle client
 //! holds only its own connection.

@@ -1,5 +1,5 @@
-//! `sentinel`: Microsoft Sentinel through the Azure Monitor Logs Ingestion API (SPEC §7,
-//! PROTOCOLS.md §2).
+//! `sentinel`: Microsoft Sentinel through the Azure Monitor Logs Ingestion API
+//! (runbooks/sentinel.md; Microsoft's "Logs Ingestion API in Azure Monitor").
 //!
 //! An Entra ID client-credentials token (cached, refreshed ahead of expiry, refreshed on 401)
 //! authorizes `POST {endpoint}/dataCollectionRules/{dcr}/streams/{stream}?api-version=2023-01-01`
@@ -37,7 +37,7 @@ pub struct Sentinel {
     unauthorized: AtomicU32,
 }
 
-/// One record of the stream (SPEC §7); the runbook's DCR declares exactly these columns.
+/// One record of the stream (docs/configuration.md, `type = "sentinel"`); the runbook's DCR declares exactly these columns.
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
 struct Record<'a> {

@@ -1,4 +1,4 @@
-//! `splunk_hec`: Splunk HTTP Event Collector (SPEC §7, PROTOCOLS.md §1).
+//! `splunk_hec`: Splunk HTTP Event Collector (runbooks/splunk.md).
 //!
 //! `POST {endpoint}/services/collector/event`, `Authorization: Splunk <token>`, a batch of
 //! concatenated envelopes `{"time","host","source","sourcetype","index","event","fields"}`.
@@ -211,7 +211,7 @@ impl Destination for SplunkHec {
     }
 }
 
-/// The HEC response table of PROTOCOLS.md §1 as outcomes.
+/// HEC's response codes (Splunk's "Troubleshoot HTTP Event Collector" table) as outcomes.
 fn classify_reply(
     status: StatusCode,
     after: Option<Duration>,

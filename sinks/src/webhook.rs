@@ -1,4 +1,4 @@
-//! `webhook`: signed HTTP POSTs for SOAR, PAM and any HTTP target (SPEC §5, §7).
+//! `webhook`: signed HTTP POSTs for SOAR, PAM and any HTTP target (runbooks/soar.md).
 //!
 //! The body is the event (or `{"events":[...]}` when `batch.max_events > 1`), signed with
 //! Standard Webhooks headers: `webhook-id` (`msg_` and an id unique per tenant and event, the

@@ -42,7 +42,7 @@ use crate::supervisor::Supervisor;
 
 /// How often MDM snapshot files are checked for changes (a `stat` each).
 const SNAPSHOT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
-/// The longest a request body may take to arrive (SPEC §3).
+/// The longest a request body may take to arrive (docs/http-api.md, Limits).
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs the gateway on `config` (read from `path`, `None` for the built-in default, which

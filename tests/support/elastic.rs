@@ -1,4 +1,4 @@
-//! An Elasticsearch / OpenSearch `_bulk` emulator (PROTOCOLS.md §3) that parses NDJSON
+//! An Elasticsearch / OpenSearch `_bulk` emulator (Elasticsearch's bulk API reference) that parses NDJSON
 //! strictly, keeps the documents it indexed, answers per item as Elasticsearch does (201
 //! created, 409 on `create` of an existing `_id`), and fails chosen items or whole requests.
 #![allow(dead_code)]

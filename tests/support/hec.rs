@@ -1,4 +1,5 @@
-//! A Splunk HTTP Event Collector emulator that enforces the wire rules of PROTOCOLS.md §1 and
+//! A Splunk HTTP Event Collector emulator that enforces the wire rules of Splunk's HEC
+//! documentation (REST endpoints, event format, troubleshooting codes) and
 //! injects faults on command.
 //!
 //! Enforced as Splunk does (with its status and code): the path, `Authorization: Splunk
@@ -6,7 +7,7 @@
 //! `Content-Encoding` (gzip or none; 415 otherwise), `max_content_length` (413), concatenated
 //! JSON objects (6 with `invalid-event-number`), `event` present (12) and not blank (13) or
 //! null (6), flat string `fields` (15), the allowed index (7). Recorded as violations (the
-//! gateway's contract, SPEC §7, rather than Splunk's): `time` as epoch seconds with at most 3
+//! gateway's documented envelope, runbooks/splunk.md, rather than Splunk's): `time` as epoch seconds with at most 3
 //! decimals, `source`, `sourcetype = thoth:<type>`, `host`, the `fields` keys, gzip on the wire.
 #![allow(dead_code)]
 
@@ -392,7 +393,7 @@ fn envelope_error(s: &HecState, env: &Value) -> Option<(i64, &'static str)> {
     None
 }
 
-/// SPEC §7's envelope, which Splunk would accept in other shapes too.
+/// The gateway's documented envelope, which Splunk would accept in other shapes too.
 fn check_contract(s: &mut HecState, env: &Value) {
     let event = &env["event"];
     let id = event["event_id"].as_str().unwrap_or("?").to_string();

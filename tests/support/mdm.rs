@@ -1,4 +1,4 @@
-//! Jamf Pro API and Microsoft Graph (Intune) emulators (PROTOCOLS.md §5, §6): OAuth client
+//! Jamf Pro API and Microsoft Graph (Intune) emulators (Jamf Pro API and Microsoft Graph references): OAuth client
 //! credentials, paging (`page` / `page-size`; `@odata.nextLink`), tokens that expire, 429 with
 //! `Retry-After`, and a count of concurrent requests (Jamf asks for at most 5).
 #![allow(dead_code)]

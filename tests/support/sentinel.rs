@@ -1,5 +1,5 @@
 //! An Entra ID token endpoint and Azure Monitor Logs Ingestion endpoint emulator
-//! (PROTOCOLS.md §2) on one server: the gateway's `authority` and `endpoint` both point at it.
+//! (Microsoft's Logs Ingestion API and Entra ID client-credentials docs) on one server: the gateway's `authority` and `endpoint` both point at it.
 //!
 //! Token: `POST /{tenant}/oauth2/v2.0/token` with the client-credentials form; a wrong secret
 //! gets `401 invalid_client` (AADSTS7000215), a wrong scope `400 invalid_scope`; tokens expire
