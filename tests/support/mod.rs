@@ -7,6 +7,7 @@ pub mod hec;
 pub mod mdm;
 pub mod receiver;
 pub mod redis;
+pub mod schemas;
 pub mod sentinel;
 pub mod server;
 
@@ -299,9 +300,15 @@ pub fn post_ndjson(
 }
 
 /// Reads the file sink's output as JSON values (a missing file is empty). A last line without
-/// its newline is a write still in progress, not yet output: it is left out.
+/// its newline is a write still in progress, not yet output: it is left out. Every event is
+/// checked against `docs/schema/enriched.schema.json` (tests whose global transform reshapes
+/// events read the file with [`read_ndjson`]).
 pub fn read_out(dir: &Path) -> Vec<serde_json::Value> {
-    read_ndjson(&out_path(dir))
+    let events = read_ndjson(&out_path(dir));
+    for e in &events {
+        schemas::assert_enriched_event(e);
+    }
+    events
 }
 
 /// Reads complete NDJSON lines of a file that may be being appended to.
