@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use support::elastic::{Elastic, Flavor};
 use support::*;
-use thoth_sinks::destination_id;
+use thoth_sinks::{destination_id, ECS_VERSION};
 
 const API_KEY: &str = "VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw==";
 
@@ -84,6 +84,8 @@ fn a_hundred_thousand_events_land_once_with_ecs_fields() {
         json!({"fleet_id":"eng-macs","endpoint_id":"ep-7f3a"})
     );
     assert_eq!(d["thoth"]["context"]["endpoint"]["serial"], "C02XK1ZJMD6R");
+    assert_eq!(d["ecs"]["version"], ECS_VERSION);
+    assert_eq!(support::ecs::violations(&d), Vec::<String>::new());
     let d = es.doc("e-2").unwrap();
     assert_eq!(
         (
@@ -311,4 +313,120 @@ fn two_tenants_sending_the_same_event_id_both_land() {
     });
     assert_eq!(tenants, ["acme", "globex"].map(String::from).into());
     assert_eq!(dlq(&cfg, "list", "elastic")["count"], 0);
+}
+
+/// Every kind of document the sink writes, checked against Elastic's own ECS field definitions
+/// (the pinned `ecs_flat.yml` in `tests/data/`), not against expectations written here.
+#[test]
+fn every_document_meets_the_ecs_field_definitions() {
+    assert_eq!(
+        ECS_VERSION,
+        support::ecs::PINNED_VERSION,
+        "the documents claim the ECS version whose definitions the tests hold"
+    );
+    let es = Elastic::start(Flavor::Elasticsearch8, Some(API_KEY));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &[es.url()]);
+    let gw = Gateway::start(&cfg);
+    let mut lines = Vec::new();
+    for (i, (risk, decision)) in ["low", "medium", "high", "critical"]
+        .iter()
+        .flat_map(|r| ["allow", "step_up", "block"].map(|d| (*r, d)))
+        .enumerate()
+    {
+        lines.push(json!({"type":"decision","event_id":format!("d-{i}"),"tenant_id":"acme","endpoint_id":"ep-7f3a",
+            "risk":risk,"decision":decision,"surface":"mcp","action":{"kind":"tool_call","tool":"fs.write"}}).to_string());
+    }
+    lines.extend([
+        json!({"type":"decision","event_id":"unmatched","tenant_id":"acme","endpoint_id":"ep-nobody","risk":"low","decision":"allow"}),
+        json!({"type":"decision","event_id":"by-host","tenant_id":"acme","endpoint_id":"ep-x","hostname":"MBA-ASMITH","user":"asmith","risk":"high","decision":"block"}),
+        json!({"type":"checkin","event_id":"c-1","tenant_id":"acme","endpoint_id":"ep-7f3a","agent_version":"0.2.7","status":"healthy"}),
+        json!({"type":"checkin","event_id":"c-2","tenant_id":"acme","endpoint_id":"ep-7f3a","status":"degraded"}),
+        json!({"type":"alert","event_id":"a-1","tenant_id":"acme","endpoint_id":"ep-7f3a","severity":"high","risk":"critical","title":"policy_tampering"}),
+        json!({"type":"alert","event_id":"a-2","tenant_id":"acme","title":"no endpoint"}),
+    ].map(|v| v.to_string()));
+    post_all(&gw, "acme-token", &lines);
+    post_all(&gw, "globex-token", &[decision("g-1", "globex", "ep-2001")]);
+    let out = std::process::Command::new(BIN)
+        .args(["test-webhook", "--json", "--sink", "elastic", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let expected = lines.len() + 2;
+    wait_until("every document is indexed", || es.doc_count() >= expected);
+    let docs: Vec<Value> = es.with(|s| s.docs.values().cloned().collect());
+    assert_eq!(docs.len(), expected);
+    let mut kinds = HashSet::new();
+    for doc in &docs {
+        assert_eq!(
+            support::ecs::violations(doc),
+            Vec::<String>::new(),
+            "document {doc}"
+        );
+        kinds.insert(doc["thoth"]["type"].as_str().unwrap().to_string());
+    }
+    assert_eq!(kinds.len(), 4, "decisions, check-ins, alerts and the test event: {kinds:?}");
+
+    // The runbook's index template maps each ECS field with ECS's own type.
+    let template: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/runbooks/elastic/index-template.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut mapped = Vec::new();
+    mapped_types(&template["template"]["mappings"]["properties"], "", &mut mapped);
+    let defs = support::ecs::fields();
+    for (path, kind) in mapped.iter().filter(|(p, _)| !p.starts_with("thoth.")) {
+        let ecs_kind = defs
+            .get(path.as_str())
+            .map(|f| f.kind.as_str())
+            .or_else(|| path.starts_with("labels.").then_some("keyword"));
+        assert_eq!(ecs_kind, Some(kind.as_str()), "{path} in the index template");
+    }
+}
+
+/// `(path, type)` of every mapped field of an index template's `properties`.
+fn mapped_types(props: &Value, prefix: &str, out: &mut Vec<(String, String)>) {
+    for (name, m) in props.as_object().into_iter().flatten() {
+        let path = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        match m["type"].as_str() {
+            Some(kind) => out.push((path, kind.to_string())),
+            None => mapped_types(&m["properties"], &path, out),
+        }
+    }
+}
+
+/// The check above can fail: the mistakes it exists to catch are each reported.
+#[test]
+fn the_ecs_check_finds_what_breaks_the_definitions() {
+    let good = json!({"@timestamp":"2026-11-28T10:00:00Z","ecs":{"version":"9.4.0"},
+        "event":{"kind":"alert","category":["intrusion_detection"],"type":["info"],"severity":3},
+        "labels":{"fleet_id":"eng"},"thoth":{"anything":{"goes":1}}});
+    assert_eq!(support::ecs::violations(&good), Vec::<String>::new());
+    let cases = [
+        (json!({"@timestamp":"2026-11-28T10:00:00Z","event":{"kind":"event"}}), "ecs.version: required"),
+        (json!({"@timestamp":"2026-11-28T10:00:00Z","ecs":{"version":"9.4.0"},"event":{"category":["intrusion_detection"],"type":["indicator"]}}),
+            "event.type \"indicator\" is not one ECS expects"),
+        (json!({"@timestamp":"2026-11-28T10:00:00Z","ecs":{"version":"9.4.0"},"event":{"kind":"finding"}}), "event.kind: \"finding\" is not one of"),
+        (json!({"@timestamp":"2026-11-28T10:00:00Z","ecs":{"version":"9.4.0"},"event":{"severity":"high"}}), "event.severity: ECS type long"),
+        (json!({"@timestamp":"2026-11-28T10:00:00Z","ecs":{"version":"9.4.0"},"event":{"category":"api"}}), "normalizes it to an array"),
+        (json!({"@timestamp":"yesterday","ecs":{"version":"9.4.0"}}), "@timestamp: ECS type date"),
+        (json!({"@timestamp":"2026-11-28T10:00:00Z","ecs":{"version":"9.4.0"},"host":{"fleet":"x"}}), "host.fleet: not an ECS field"),
+        (json!({"@timestamp":"2026-11-28T10:00:00Z","ecs":{"version":"9.4.0"},"labels":{"n":1}}), "members of labels are keyword"),
+    ];
+    for (doc, expected) in cases {
+        let found = support::ecs::violations(&doc);
+        assert!(
+            found.iter().any(|f| f.contains(expected)),
+            "{doc}: expected {expected:?}, found {found:?}"
+        );
+    }
 }

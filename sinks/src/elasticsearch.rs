@@ -1,4 +1,4 @@
-//! `elasticsearch`: Elasticsearch 8/9 and OpenSearch 2 `_bulk` (SPEC §7, PROTOCOLS.md §3).
+//! `elasticsearch`: Elasticsearch 8/9 and OpenSearch 2 `_bulk` (runbooks/elastic.md).
 //!
 //! Each event is a `create` action with an `_id` unique per tenant and event id
 //! ([`destination_id`]; a resend is idempotent: 409 on
@@ -23,6 +23,11 @@ use crate::destination::{
     ItemOutcome, Outcome, Reply, RequestBody,
 };
 use crate::SinkError;
+
+/// The ECS version the documents follow, written as `ecs.version` on every document (ECS
+/// requires it on every event). Tests check the documents against this version's field
+/// definitions.
+pub const ECS_VERSION: &str = "9.4.0";
 
 /// How long an endpoint that did not answer is skipped.
 const ENDPOINT_QUARANTINE: Duration = Duration::from_secs(30);
@@ -148,7 +153,8 @@ fn write_ecs_fields(view: &EnrichedView<'_>, out: &mut Vec<u8>) {
         ("decision", Some("block")) => ("api", "denied", "failure"),
         ("decision", _) => ("api", "info", "unknown"),
         ("checkin", _) => ("host", "info", "success"),
-        ("alert", _) => ("intrusion_detection", "indicator", "unknown"),
+        // ECS expects `allowed`, `denied` or `info` with `intrusion_detection`.
+        ("alert", _) => ("intrusion_detection", "info", "unknown"),
         _ => ("configuration", "info", "unknown"),
     };
     out.extend_from_slice(b"{\"@timestamp\":");
@@ -156,6 +162,9 @@ fn write_ecs_fields(view: &EnrichedView<'_>, out: &mut Vec<u8>) {
         Some(t) => write_json_string(out, t),
         None => out.extend_from_slice(b"null"),
     }
+    out.extend_from_slice(b",\"ecs\":{\"version\":\"");
+    out.extend_from_slice(ECS_VERSION.as_bytes());
+    out.extend_from_slice(b"\"}");
 
     out.extend_from_slice(b",\"event\":{");
     let mut first = true;
@@ -294,7 +303,7 @@ impl Destination for Elasticsearch {
     }
 }
 
-/// A `_bulk` response as outcomes (PROTOCOLS.md §3).
+/// A `_bulk` response as outcomes (per-item statuses of Elasticsearch's bulk API).
 fn classify_bulk(
     status: StatusCode,
     after: Option<Duration>,
@@ -389,7 +398,7 @@ mod tests {
         write_ecs_document(json, &EnrichedView::parse(json).unwrap(), &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            r#"{"@timestamp":null,"event":{"action":"webhook_test","category":["configuration"],"dataset":"thoth.events","id":"t\"1","kind":"event","module":"thoth","outcome":"unknown","type":["info"]},"organization":{"id":"acme"},"thoth":{"type":"webhook_test","tenant_id":"acme","event_id":"t\"1"}}"#
+            r#"{"@timestamp":null,"ecs":{"version":"9.4.0"},"event":{"action":"webhook_test","category":["configuration"],"dataset":"thoth.events","id":"t\"1","kind":"event","module":"thoth","outcome":"unknown","type":["info"]},"organization":{"id":"acme"},"thoth":{"type":"webhook_test","tenant_id":"acme","event_id":"t\"1"}}"#
         );
     }
 

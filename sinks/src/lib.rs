@@ -46,7 +46,7 @@ pub use dlq::{
     parse_letters, DeadLetter, DeadLetterQueue, Listing, Unreadable, DEAD_LETTER_VERSION,
 };
 pub use driver::{ProbeResult, Sink};
-pub use elasticsearch::{write_ecs_document, Elasticsearch};
+pub use elasticsearch::{write_ecs_document, Elasticsearch, ECS_VERSION};
 pub use error::SinkError;
 pub use health::{HealthSnapshot, SinkHealth, SinkStatus, FAILING_AFTER};
 pub use kafka::{classify as classify_kafka_error, ErrorClass as KafkaErrorClass};

@@ -2,6 +2,7 @@
 //! stderr collected (the listening address is read from it), SIGKILL or SIGTERM on demand.
 #![allow(dead_code)]
 
+pub mod ecs;
 pub mod elastic;
 pub mod hec;
 pub mod mdm;
