@@ -78,6 +78,8 @@ impl Supervisor {
         Fut: Future<Output = ()> + Send + 'static,
     {
         let name = name.into();
+        // The series exists from the start (0), so dashboards and `increase()` see the task.
+        self.restarts.with_label_values(&[&name]);
         let this = self.clone();
         tokio::spawn(async move {
             let mut delay = FIRST_RESTART_DELAY;

@@ -377,3 +377,149 @@ fn terraform_and_pulumi_install_the_chart_with_secrets_from_files() {
     assert!(index.contains("k8s.helm.v3.Release"));
     assert!(index.contains("\"helm\", \"thoth-gateway\""));
 }
+
+/// The Prometheus text of `/metrics` as metric name → the label names its samples carry
+/// (a histogram's `_bucket`/`_sum`/`_count` samples count for the histogram, with `le`).
+fn exported_metrics(text: &str) -> std::collections::BTreeMap<String, BTreeSet<String>> {
+    let mut metrics = std::collections::BTreeMap::<String, BTreeSet<String>>::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let name = rest.split(' ').next().unwrap();
+            metrics.entry(name.to_string()).or_default();
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let (name, labels) = match line.split_once('{') {
+                Some((name, rest)) => (name, rest.split_once('}').unwrap().0),
+                None => (line.split(' ').next().unwrap(), ""),
+            };
+            let base = metric_names_in(name).pop().unwrap_or_else(|| name.to_string());
+            let set = metrics.entry(base).or_default();
+            for pair in labels.split(',').filter(|p| !p.is_empty()) {
+                set.insert(pair.split('=').next().unwrap().to_string());
+            }
+        }
+    }
+    metrics
+}
+
+/// Label names a PromQL expression groups by or matches on (`by (a, b)`, `{a="x"}`).
+fn labels_in(expr: &str) -> Vec<String> {
+    let mut labels = Vec::new();
+    for part in expr.split("by (").skip(1) {
+        let list = part.split(')').next().unwrap();
+        labels.extend(list.split(',').map(|l| l.trim().to_string()));
+    }
+    for part in expr.split('{').skip(1) {
+        let matchers = part.split('}').next().unwrap();
+        for m in matchers.split(',') {
+            let name: String = m.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            if !name.is_empty() {
+                labels.push(name);
+            }
+        }
+    }
+    labels
+}
+
+/// Labels Prometheus adds to every series from the scrape target (the ServiceMonitor's pod).
+const TARGET_LABELS: [&str; 4] = ["namespace", "pod", "instance", "job"];
+
+#[test]
+fn the_grafana_dashboard_queries_only_what_a_running_gateway_exports() {
+    let path = repo("deploy/grafana/thoth-gateway.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        text,
+        std::fs::read_to_string(chart().join("dashboards/thoth-gateway.json")).unwrap(),
+        "the Helm chart ships the same dashboard as deploy/grafana/"
+    );
+    let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap();
+
+    // A gateway that has refused an event, dead-lettered one and taken an MDM push, so every
+    // series a dashboard can ask for exists.
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        r#"
+[sinks.broken]
+type = "file"
+path = "{}"
+remap = 'abort'
+
+[[mdm.providers]]
+name = "pushed"
+tenant_id = "globex"
+kind = "jamf"
+"#,
+        dir.path().join("broken.ndjson").display()
+    );
+    let cfg = dir.path().join("gateway.toml");
+    std::fs::write(&cfg, support::config_text(dir.path(), "", "", &extra)).unwrap();
+    let gw = support::Gateway::start(&cfg);
+    let client = support::client();
+    let post = |body: String| support::post_ndjson(&client, &gw, "acme-token", body).0;
+    assert_eq!(post(support::decision("d-1", "acme", "ep-7f3a")), 200);
+    assert_eq!(post("{\"type\":\"decision\",\"tenant_id\":\"acme\"}".into()), 400);
+    let push = client
+        .put(gw.url("/v1/mdm/pushed"))
+        .bearer_auth("admin-token")
+        .header("content-type", "application/json")
+        .body(std::fs::read(support::example("acme-jamf.json")).unwrap())
+        .send()
+        .unwrap();
+    assert_eq!(push.status(), 200);
+    support::wait_until("the event is dead-lettered by the broken sink", || {
+        support::dlq(&cfg, "list", "broken")["count"] == 1
+    });
+    let exported = exported_metrics(&gw.metrics());
+
+    let mut queried = BTreeSet::new();
+    let mut titles = BTreeSet::new();
+    let panels = dashboard["panels"].as_array().unwrap();
+    for panel in panels {
+        let title = panel["title"].as_str().unwrap();
+        titles.insert(title.to_string());
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap();
+            let names = metric_names_in(expr);
+            assert!(!names.is_empty(), "{title}: {expr} queries no gateway metric");
+            for name in &names {
+                assert!(exported.contains_key(name), "{title}: {name} is not in /metrics");
+                queried.insert(name.clone());
+            }
+            for label in labels_in(expr) {
+                let known = TARGET_LABELS.contains(&label.as_str())
+                    || (label == "le" && expr.contains("_bucket"))
+                    || names.iter().any(|n| exported[n].contains(&label));
+                assert!(known, "{title}: no metric of {expr} has the label {label}");
+            }
+        }
+    }
+    // What operators open the dashboard for.
+    for needed in [
+        "thoth_events_received_total",
+        "thoth_events_rejected_total",
+        "thoth_sink_queue_events",
+        "thoth_sink_oldest_event_age_seconds",
+        "thoth_sink_retries_total",
+        "thoth_sink_dead_letters_total",
+        "thoth_event_delivery_seconds",
+        "thoth_wal_bytes",
+        "thoth_mdm_last_success_timestamp_seconds",
+        "thoth_checkins_endpoints",
+    ] {
+        assert!(queried.contains(needed), "the dashboard shows no {needed}");
+    }
+    for row in ["Ingest", "Sinks", "MDM and check-ins"] {
+        assert!(titles.contains(row), "row {row}");
+    }
+    // The test of the test: a misspelt metric and a label no metric has are caught.
+    assert!(!exported.contains_key("thoth_sink_queue_event"));
+    assert!(!exported["thoth_sink_queue_events"].contains("tenant"));
+
+    // The chart's ConfigMap carries the sidecar's label and the dashboard file.
+    let template = std::fs::read_to_string(chart().join("templates/grafana-dashboard.yaml")).unwrap();
+    let doc = documents(&template_skeleton(&template)).pop().unwrap();
+    assert_eq!(doc["kind"], "ConfigMap");
+    assert!(template.contains(".Files.Get \"dashboards/thoth-gateway.json\""));
+    let values = yaml(&chart().join("values.yaml"));
+    assert_eq!(values["grafanaDashboard"]["label"], "grafana_dashboard");
+}

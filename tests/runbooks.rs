@@ -1,5 +1,6 @@
-//! The runbooks cannot rot: every ```toml block in `runbooks/*.md` and the README is checked
-//! with the real binary — `validate`, and `test` when it has `[[tests]]`. A block is either a
+//! The runbooks cannot rot: every ```toml block in `runbooks/*.md`, `docs/*.md` and the README
+//! is checked with the real binary — `validate`, and `test` when it has `[[tests]]` — and
+//! against the config's JSON Schema (`thoth-gateway config schema`). A block is either a
 //! complete config or a fragment; a fragment gets what it leaves out (data dir, listener,
 //! tokens, tenants, MDM snapshots, a sink) from a base config, and the secret files and paths it
 //! names are made in a temp dir.
@@ -128,6 +129,7 @@ fn check(snippet: &Snippet) -> Result<(), String> {
     let text = complete(&localize(&snippet.text, dir.path()), dir.path());
     let cfg: PathBuf = dir.path().join("gateway.toml");
     std::fs::write(&cfg, &text).unwrap();
+
     let mut commands = vec!["validate"];
     if snippet.text.contains("[[tests]]") {
         commands.push("test");
@@ -150,6 +152,14 @@ fn check(snippet: &Snippet) -> Result<(), String> {
             ));
         }
     }
+    // The binary's verdict first (its errors are the precise ones), then the editor's schema.
+    let schema_errors = support::schemas::config_errors(&text);
+    if !schema_errors.is_empty() {
+        return Err(format!(
+            "{}:{}: does not satisfy the config schema:\n{schema_errors}\n--- the config checked:\n{text}",
+            snippet.file, snippet.line
+        ));
+    }
     Ok(())
 }
 
@@ -159,15 +169,17 @@ fn documents() -> Vec<(String, String)> {
         "README.md".to_string(),
         std::fs::read_to_string(root.join("README.md")).unwrap(),
     )];
-    let mut entries: Vec<_> = std::fs::read_dir(root.join("runbooks"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "md"))
-        .collect();
-    entries.sort();
-    for path in entries {
-        let name = format!("runbooks/{}", path.file_name().unwrap().to_string_lossy());
-        docs.push((name, std::fs::read_to_string(path).unwrap()));
+    for dir in ["docs", "runbooks"] {
+        let mut entries: Vec<_> = std::fs::read_dir(root.join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "md"))
+            .collect();
+        entries.sort();
+        for path in entries {
+            let name = format!("{dir}/{}", path.file_name().unwrap().to_string_lossy());
+            docs.push((name, std::fs::read_to_string(path).unwrap()));
+        }
     }
     docs
 }
@@ -186,8 +198,15 @@ fn every_config_snippet_in_the_runbooks_validates() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     // The runbooks the issue asks for each carry at least one checked snippet.
-    for runbook in ["splunk", "sentinel", "elastic", "soar", "pam", "operations"] {
-        let file = format!("runbooks/{runbook}.md");
+    for file in [
+        "runbooks/splunk.md",
+        "runbooks/sentinel.md",
+        "runbooks/elastic.md",
+        "runbooks/soar.md",
+        "runbooks/pam.md",
+        "runbooks/operations.md",
+        "docs/configuration.md",
+    ] {
         assert!(
             checked.iter().any(|c| c.starts_with(&format!("{file}:"))),
             "{file} has no config snippet; checked: {checked:?}"
@@ -210,4 +229,40 @@ fn a_snippet_that_stops_validating_fails_the_check() {
     let blocks = toml_blocks("runbooks/route.md", wrong_route);
     let err = check(&blocks[0]).unwrap_err();
     assert!(err.contains("`thoth-gateway test` failed"), "{err}");
+}
+
+#[test]
+fn the_printed_config_schema_is_the_documented_one_and_the_examples_satisfy_it() {
+    let out = std::process::Command::new(BIN)
+        .args(["config", "schema"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let documented: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("docs/schema/config.schema.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(printed, documented);
+    let mut examples: Vec<_> = std::fs::read_dir(root.join("examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    examples.sort();
+    assert!(examples.len() >= 2, "{examples:?}");
+    for path in examples {
+        let text = std::fs::read_to_string(&path).unwrap();
+        support::schemas::assert_config(&path.display().to_string(), &text);
+    }
+    // The test of the test: a misspelt key, a wrong type and a value out of its set fail.
+    for (broken, expected) in [
+        ("[api]\nlisten = \"127.0.0.1:0\"\nmax_body_byte = \"1MiB\"\n", "max_body_byte"),
+        ("[wal]\nfsync = 3\n", "fsync"),
+        ("[sinks.x]\ntype = \"splunk\"\n", "type"),
+    ] {
+        let errors = support::schemas::config_errors(broken);
+        assert!(errors.contains(expected), "{broken}: {errors}");
+    }
 }

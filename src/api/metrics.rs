@@ -18,6 +18,7 @@ pub struct WalGauges {
     sink_health: IntGaugeVec,
     sink_oldest_age: GaugeVec,
     mdm_last_success: GaugeVec,
+    checkins: IntGaugeVec,
     bytes: IntGauge,
     max_bytes: IntGauge,
     appended: IntGauge,
@@ -54,6 +55,14 @@ impl WalGauges {
             ),
             &["provider"],
         )?;
+        let checkins = IntGaugeVec::new(
+            Opts::new(
+                "thoth_checkins_endpoints",
+                "Endpoints by check-in health (healthy, stale, never), as /v1/health counts them.",
+            ),
+            &["status"],
+        )?;
+        registry.register(Box::new(checkins.clone()))?;
         registry.register(Box::new(sink_health.clone()))?;
         registry.register(Box::new(sink_oldest_age.clone()))?;
         registry.register(Box::new(mdm_last_success.clone()))?;
@@ -61,6 +70,7 @@ impl WalGauges {
             sink_health,
             sink_oldest_age,
             mdm_last_success,
+            checkins,
             bytes: g("thoth_wal_bytes", "Bytes held by the write-ahead log.")?,
             max_bytes: g(
                 "thoth_wal_max_bytes",
@@ -124,6 +134,10 @@ pub(super) async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
                 .with_label_values(&[name])
                 .set(t.unix_timestamp() as f64);
         }
+    }
+    let c = &report.checkins;
+    for (status, n) in [("healthy", c.healthy), ("stale", c.stale), ("never", c.never)] {
+        g.checkins.with_label_values(&[status]).set(n as i64);
     }
     let committed = s.wal.committed_seq();
     for (name, _) in &s.live.load().sinks {
