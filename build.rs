@@ -6,13 +6,19 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=THOTH_GIT_COMMIT");
-    println!("cargo:rerun-if-changed=.git/HEAD");
+    // Only files that exist: a missing one would make Cargo rerun this on every build.
+    let watch = |path: String| {
+        if std::path::Path::new(&path).exists() {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    };
+    watch(".git/HEAD".into());
+    watch(".git/packed-refs".into());
     if let Ok(head) = std::fs::read_to_string(".git/HEAD") {
         if let Some(reference) = head.strip_prefix("ref: ") {
-            println!("cargo:rerun-if-changed=.git/{}", reference.trim());
+            watch(format!(".git/{}", reference.trim()));
         }
     }
-    println!("cargo:rerun-if-changed=.git/packed-refs");
     let commit = std::env::var("THOTH_GIT_COMMIT")
         .ok()
         .filter(|c| !c.is_empty())

@@ -347,6 +347,22 @@ fn the_dockerfile_builds_in_stages_and_runs_as_non_root() {
     assert_eq!(text.lines().filter(|l| l.starts_with("FROM ")).count(), 2);
     assert!(text.contains("USER 65532:65532"));
     assert!(text.contains("VOLUME [\"/var/lib/thoth\"]"));
+    // The shipped binary comes from the release profile, and names its commit.
+    assert!(text.contains("cargo build --release --locked --bin thoth-gateway"));
+    assert!(text.contains("ARG THOTH_GIT_COMMIT"));
+    let cargo = std::fs::read_to_string(repo("Cargo.toml")).unwrap();
+    let release = cargo
+        .split("[profile.release]")
+        .nth(1)
+        .unwrap()
+        .split("\n[")
+        .next()
+        .unwrap();
+    assert!(
+        release.contains("strip = \"debuginfo\""),
+        "no full debuginfo in the shipped binary"
+    );
+    assert!(!release.contains("debug = "), "{release}");
 }
 
 #[test]
@@ -391,7 +407,9 @@ fn exported_metrics(text: &str) -> std::collections::BTreeMap<String, BTreeSet<S
                 Some((name, rest)) => (name, rest.split_once('}').unwrap().0),
                 None => (line.split(' ').next().unwrap(), ""),
             };
-            let base = metric_names_in(name).pop().unwrap_or_else(|| name.to_string());
+            let base = metric_names_in(name)
+                .pop()
+                .unwrap_or_else(|| name.to_string());
             let set = metrics.entry(base).or_default();
             for pair in labels.split(',').filter(|p| !p.is_empty()) {
                 set.insert(pair.split('=').next().unwrap().to_string());
@@ -411,7 +429,10 @@ fn labels_in(expr: &str) -> Vec<String> {
     for part in expr.split('{').skip(1) {
         let matchers = part.split('}').next().unwrap();
         for m in matchers.split(',') {
-            let name: String = m.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            let name: String = m
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
             if !name.is_empty() {
                 labels.push(name);
             }
@@ -457,7 +478,10 @@ kind = "jamf"
     let client = support::client();
     let post = |body: String| support::post_ndjson(&client, &gw, "acme-token", body).0;
     assert_eq!(post(support::decision("d-1", "acme", "ep-7f3a")), 200);
-    assert_eq!(post("{\"type\":\"decision\",\"tenant_id\":\"acme\"}".into()), 400);
+    assert_eq!(
+        post("{\"type\":\"decision\",\"tenant_id\":\"acme\"}".into()),
+        400
+    );
     let push = client
         .put(gw.url("/v1/mdm/pushed"))
         .bearer_auth("admin-token")
@@ -480,9 +504,15 @@ kind = "jamf"
         for target in panel["targets"].as_array().into_iter().flatten() {
             let expr = target["expr"].as_str().unwrap();
             let names = metric_names_in(expr);
-            assert!(!names.is_empty(), "{title}: {expr} queries no gateway metric");
+            assert!(
+                !names.is_empty(),
+                "{title}: {expr} queries no gateway metric"
+            );
             for name in &names {
-                assert!(exported.contains_key(name), "{title}: {name} is not in /metrics");
+                assert!(
+                    exported.contains_key(name),
+                    "{title}: {name} is not in /metrics"
+                );
                 queried.insert(name.clone());
             }
             for label in labels_in(expr) {
@@ -516,7 +546,8 @@ kind = "jamf"
     assert!(!exported["thoth_sink_queue_events"].contains("tenant"));
 
     // The chart's ConfigMap carries the sidecar's label and the dashboard file.
-    let template = std::fs::read_to_string(chart().join("templates/grafana-dashboard.yaml")).unwrap();
+    let template =
+        std::fs::read_to_string(chart().join("templates/grafana-dashboard.yaml")).unwrap();
     let doc = documents(&template_skeleton(&template)).pop().unwrap();
     assert_eq!(doc["kind"], "ConfigMap");
     assert!(template.contains(".Files.Get \"dashboards/thoth-gateway.json\""));

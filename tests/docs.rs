@@ -65,11 +65,19 @@ fn kind_of(example: &Value) -> Option<Kind> {
 }
 
 fn problems(example: &Value) -> String {
-    let by_ref = |r: String| schemas::errors(&schemas::validator(&serde_json::json!({ "$ref": r })), example);
+    let by_ref = |r: String| {
+        schemas::errors(
+            &schemas::validator(&serde_json::json!({ "$ref": r })),
+            example,
+        )
+    };
     match kind_of(example) {
         Some(Kind::Enriched) => by_ref("urn:thoth-gateway:schema:enriched".into()),
         Some(Kind::Input) => by_ref("urn:thoth-gateway:schema:event".into()),
-        Some(Kind::Error) => by_ref(format!("{}#/components/schemas/Error", schemas::doc_uri("openapi.yaml"))),
+        Some(Kind::Error) => by_ref(format!(
+            "{}#/components/schemas/Error",
+            schemas::doc_uri("openapi.yaml")
+        )),
         None => "an example of nothing the docs' schemas describe".into(),
     }
 }
@@ -85,9 +93,20 @@ fn every_json_example_in_the_docs_matches_its_schema() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
-    let count = |k: fn(&Kind) -> bool| examples.iter().filter(|(_, e)| kind_of(e).as_ref().is_some_and(k)).count();
-    assert!(count(|k| matches!(k, Kind::Input)) >= 3, "decision, check-in and alert examples");
-    assert!(count(|k| matches!(k, Kind::Enriched)) >= 2, "matched and unmatched examples");
+    let count = |k: fn(&Kind) -> bool| {
+        examples
+            .iter()
+            .filter(|(_, e)| kind_of(e).as_ref().is_some_and(k))
+            .count()
+    };
+    assert!(
+        count(|k| matches!(k, Kind::Input)) >= 3,
+        "decision, check-in and alert examples"
+    );
+    assert!(
+        count(|k| matches!(k, Kind::Enriched)) >= 2,
+        "matched and unmatched examples"
+    );
     assert!(count(|k| matches!(k, Kind::Error)) >= 1, "an error body");
 }
 

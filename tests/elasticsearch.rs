@@ -352,7 +352,12 @@ fn every_document_meets_the_ecs_field_definitions() {
         .arg(&cfg)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let expected = lines.len() + 2;
     wait_until("every document is indexed", || es.doc_count() >= expected);
     let docs: Vec<Value> = es.with(|s| s.docs.values().cloned().collect());
@@ -366,7 +371,11 @@ fn every_document_meets_the_ecs_field_definitions() {
         );
         kinds.insert(doc["thoth"]["type"].as_str().unwrap().to_string());
     }
-    assert_eq!(kinds.len(), 4, "decisions, check-ins, alerts and the test event: {kinds:?}");
+    assert_eq!(
+        kinds.len(),
+        4,
+        "decisions, check-ins, alerts and the test event: {kinds:?}"
+    );
 
     // The runbook's index template maps each ECS field with ECS's own type.
     let template: Value = serde_json::from_str(
@@ -378,14 +387,22 @@ fn every_document_meets_the_ecs_field_definitions() {
     )
     .unwrap();
     let mut mapped = Vec::new();
-    mapped_types(&template["template"]["mappings"]["properties"], "", &mut mapped);
+    mapped_types(
+        &template["template"]["mappings"]["properties"],
+        "",
+        &mut mapped,
+    );
     let defs = support::ecs::fields();
     for (path, kind) in mapped.iter().filter(|(p, _)| !p.starts_with("thoth.")) {
         let ecs_kind = defs
             .get(path.as_str())
             .map(|f| f.kind.as_str())
             .or_else(|| path.starts_with("labels.").then_some("keyword"));
-        assert_eq!(ecs_kind, Some(kind.as_str()), "{path} in the index template");
+        assert_eq!(
+            ecs_kind,
+            Some(kind.as_str()),
+            "{path} in the index template"
+        );
     }
 }
 
@@ -412,15 +429,38 @@ fn the_ecs_check_finds_what_breaks_the_definitions() {
         "labels":{"fleet_id":"eng"},"thoth":{"anything":{"goes":1}}});
     assert_eq!(support::ecs::violations(&good), Vec::<String>::new());
     let cases = [
-        (json!({"@timestamp":"2026-11-28T10:00:00Z","event":{"kind":"event"}}), "ecs.version: required"),
-        (json!({"@timestamp":"2026-11-28T10:00:00Z","ecs":{"version":"9.4.0"},"event":{"category":["intrusion_detection"],"type":["indicator"]}}),
-            "event.type \"indicator\" is not one ECS expects"),
-        (json!({"@timestamp":"2026-11-28T10:00:00Z","ecs":{"version":"9.4.0"},"event":{"kind":"finding"}}), "event.kind: \"finding\" is not one of"),
-        (json!({"@timestamp":"2026-11-28T10:00:00Z","ecs":{"version":"9.4.0"},"event":{"severity":"high"}}), "event.severity: ECS type long"),
-        (json!({"@timestamp":"2026-11-28T10:00:00Z","ecs":{"version":"9.4.0"},"event":{"category":"api"}}), "normalizes it to an array"),
-        (json!({"@timestamp":"yesterday","ecs":{"version":"9.4.0"}}), "@timestamp: ECS type date"),
-        (json!({"@timestamp":"2026-11-28T10:00:00Z","ecs":{"version":"9.4.0"},"host":{"fleet":"x"}}), "host.fleet: not an ECS field"),
-        (json!({"@timestamp":"2026-11-28T10:00:00Z","ecs":{"version":"9.4.0"},"labels":{"n":1}}), "members of labels are keyword"),
+        (
+            json!({"@timestamp":"2026-11-28T10:00:00Z","event":{"kind":"event"}}),
+            "ecs.version: required",
+        ),
+        (
+            json!({"@timestamp":"2026-11-28T10:00:00Z","ecs":{"version":"9.4.0"},"event":{"category":["intrusion_detection"],"type":["indicator"]}}),
+            "event.type \"indicator\" is not one ECS expects",
+        ),
+        (
+            json!({"@timestamp":"2026-11-28T10:00:00Z","ecs":{"version":"9.4.0"},"event":{"kind":"finding"}}),
+            "event.kind: \"finding\" is not one of",
+        ),
+        (
+            json!({"@timestamp":"2026-11-28T10:00:00Z","ecs":{"version":"9.4.0"},"event":{"severity":"high"}}),
+            "event.severity: ECS type long",
+        ),
+        (
+            json!({"@timestamp":"2026-11-28T10:00:00Z","ecs":{"version":"9.4.0"},"event":{"category":"api"}}),
+            "normalizes it to an array",
+        ),
+        (
+            json!({"@timestamp":"yesterday","ecs":{"version":"9.4.0"}}),
+            "@timestamp: ECS type date",
+        ),
+        (
+            json!({"@timestamp":"2026-11-28T10:00:00Z","ecs":{"version":"9.4.0"},"host":{"fleet":"x"}}),
+            "host.fleet: not an ECS field",
+        ),
+        (
+            json!({"@timestamp":"2026-11-28T10:00:00Z","ecs":{"version":"9.4.0"},"labels":{"n":1}}),
+            "members of labels are keyword",
+        ),
     ];
     for (doc, expected) in cases {
         let found = support::ecs::violations(&doc);

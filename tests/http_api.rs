@@ -51,7 +51,10 @@ fn operations() -> Vec<Operation<'static>> {
         for (method, op) in item.as_object().unwrap() {
             out.push(Operation {
                 id: op["operationId"].as_str().unwrap().to_string(),
-                pointer: format!("/paths/{}/{method}", path.replace('~', "~0").replace('/', "~1")),
+                pointer: format!(
+                    "/paths/{}/{method}",
+                    path.replace('~', "~0").replace('/', "~1")
+                ),
                 op,
             });
         }
@@ -81,13 +84,24 @@ impl Checker {
     /// schema the document gives for that status and content type.
     fn check(&mut self, id: &str, req: RequestBuilder, status: u16) -> Value {
         let ops = operations();
-        let op = ops.iter().find(|o| o.id == id).unwrap_or_else(|| panic!("no operation {id}"));
+        let op = ops
+            .iter()
+            .find(|o| o.id == id)
+            .unwrap_or_else(|| panic!("no operation {id}"));
         let resp = req.send().expect("request");
         let got = resp.status().as_u16();
         let content_type = resp
             .headers()
             .get("content-type")
-            .map(|v| v.to_str().unwrap().split(';').next().unwrap().trim().to_string())
+            .map(|v| {
+                v.to_str()
+                    .unwrap()
+                    .split(';')
+                    .next()
+                    .unwrap()
+                    .trim()
+                    .to_string()
+            })
             .unwrap_or_default();
         let retry_after = resp.headers().get("retry-after").cloned();
         let text = resp.text().unwrap();
@@ -98,7 +112,10 @@ impl Checker {
         };
         let (response, pointer) = deref(response, format!("{}/responses/{code}", op.pointer));
         if response["headers"].get("Retry-After").is_some() {
-            assert!(retry_after.is_some(), "{id} {got}: documented Retry-After is missing");
+            assert!(
+                retry_after.is_some(),
+                "{id} {got}: documented Retry-After is missing"
+            );
         }
         let content = &response["content"];
         let Some(media) = content.get(&content_type) else {
@@ -115,13 +132,17 @@ impl Checker {
         });
         let validator = schemas::validator(&schema_ref);
         let body = if content_type.contains("json") && content_type != "application/x-ndjson" {
-            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{id} {got}: not JSON ({e}): {text}"))
+            serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{id} {got}: not JSON ({e}): {text}"))
         } else {
             Value::String(text)
         };
         assert!(media.get("schema").is_some());
         let errors = schemas::errors(&validator, &body);
-        assert!(errors.is_empty(), "{id} {got}: the body does not match docs/openapi.yaml:\n{errors}\n{body}");
+        assert!(
+            errors.is_empty(),
+            "{id} {got}: the body does not match docs/openapi.yaml:\n{errors}\n{body}"
+        );
         self.seen.insert((id.to_string(), code));
         body
     }
@@ -153,8 +174,7 @@ tenant_id = "globex"
 kind = "jamf"
 "#
         ),
-    )
-        + "\n[mdm]\nmax_push_bytes = \"64KiB\"\n"
+    ) + "\n[mdm]\nmax_push_bytes = \"64KiB\"\n"
 }
 
 fn signed_hook(c: &Checker, secret: &str, body: &str) -> RequestBuilder {
@@ -168,7 +188,10 @@ fn signed_hook(c: &Checker, secret: &str, body: &str) -> RequestBuilder {
         .header("content-type", "application/json")
         .header("webhook-id", &id)
         .header("webhook-timestamp", ts.to_string())
-        .header("webhook-signature", support::receiver::sign(secret, &id, ts, body.as_bytes()))
+        .header(
+            "webhook-signature",
+            support::receiver::sign(secret, &id, ts, body.as_bytes()),
+        )
         .body(body.to_string())
 }
 
@@ -203,15 +226,31 @@ fn every_documented_operation_answers_as_docs_openapi_yaml_says() {
         decision("api-1", "acme", "ep-7f3a")
     );
     c.check("postEvents", events(&c, "acme-token", ok), 200);
-    c.check("postEvents", events(&c, "acme-token", "{\"type\":\"decision\"}\n".into()), 400);
+    c.check(
+        "postEvents",
+        events(&c, "acme-token", "{\"type\":\"decision\"}\n".into()),
+        400,
+    );
     c.check(
         "postEvents",
         events(&c, "acme-token", "x".into()).header("content-encoding", "gzip"),
         400,
     );
-    c.check("postEvents", events(&c, "nope", decision("a", "acme", "e")), 401);
-    c.check("postEvents", events(&c, "acme-token", decision("a", "globex", "e")), 403);
-    c.check("postEvents", events(&c, "acme-token", "x".repeat(70 * 1024)), 413);
+    c.check(
+        "postEvents",
+        events(&c, "nope", decision("a", "acme", "e")),
+        401,
+    );
+    c.check(
+        "postEvents",
+        events(&c, "acme-token", decision("a", "globex", "e")),
+        403,
+    );
+    c.check(
+        "postEvents",
+        events(&c, "acme-token", "x".repeat(70 * 1024)),
+        413,
+    );
     c.check(
         "postEvents",
         c.client
@@ -221,7 +260,9 @@ fn every_documented_operation_answers_as_docs_openapi_yaml_says() {
             .body(decision("a", "acme", "e")),
         415,
     );
-    let five: String = (0..5).map(|i| decision(&format!("s{i}"), "acme", "e") + "\n").collect();
+    let five: String = (0..5)
+        .map(|i| decision(&format!("s{i}"), "acme", "e") + "\n")
+        .collect();
     // A full bucket lets one large batch through and is then in debt for seconds.
     c.check("postEvents", events(&c, "slow-token", five.clone()), 200);
     c.check("postEvents", events(&c, "slow-token", five), 429);
@@ -229,31 +270,72 @@ fn every_documented_operation_answers_as_docs_openapi_yaml_says() {
     // POST /v1/hooks/{source}
     let alert = r#"{"type":"alert","tenant_id":"acme","severity":"high","title":"t"}"#;
     c.check("postHook", signed_hook(&c, WEBHOOK_SECRET, alert), 200);
-    c.check("postHook", signed_hook(&c, WEBHOOK_SECRET, "{\"type\":\"alert\"}"), 400);
+    c.check(
+        "postHook",
+        signed_hook(&c, WEBHOOK_SECRET, "{\"type\":\"alert\"}"),
+        400,
+    );
     c.check(
         "postHook",
         signed_hook(&c, "whsec_c2Vjb25kLXNlY3JldC0wMTIzNDU2Nzg5YWJjZA==", alert),
         401,
     );
-    let unknown = c.client.post(c.url("/v1/hooks/nobody")).header("content-type", "application/json").body("{}");
+    let unknown = c
+        .client
+        .post(c.url("/v1/hooks/nobody"))
+        .header("content-type", "application/json")
+        .body("{}");
     c.check("postHook", unknown, 404);
 
     // PUT /v1/mdm/{provider}
     let jamf = std::fs::read(example("acme-jamf.json")).unwrap();
     let put = |c: &Checker, provider: &str, token: Option<&str>, body: Vec<u8>| {
-        let mut r = c.client.put(c.url(&format!("/v1/mdm/{provider}"))).header("content-type", "application/json").body(body);
+        let mut r = c
+            .client
+            .put(c.url(&format!("/v1/mdm/{provider}")))
+            .header("content-type", "application/json")
+            .body(body);
         if let Some(t) = token {
             r = r.bearer_auth(t);
         }
         r
     };
-    c.check("putMdmSnapshot", put(&c, "pushed", Some("admin-token"), jamf.clone()), 200);
-    c.check("putMdmSnapshot", put(&c, "pushed", Some("admin-token"), b"{\"results\": 5}".to_vec()), 400);
+    c.check(
+        "putMdmSnapshot",
+        put(&c, "pushed", Some("admin-token"), jamf.clone()),
+        200,
+    );
+    c.check(
+        "putMdmSnapshot",
+        put(
+            &c,
+            "pushed",
+            Some("admin-token"),
+            b"{\"results\": 5}".to_vec(),
+        ),
+        400,
+    );
     c.check("putMdmSnapshot", put(&c, "pushed", None, jamf.clone()), 401);
-    c.check("putMdmSnapshot", put(&c, "pushed", Some("acme-token"), jamf.clone()), 403);
-    c.check("putMdmSnapshot", put(&c, "nobody", Some("admin-token"), jamf.clone()), 404);
-    c.check("putMdmSnapshot", put(&c, "acme-jamf", Some("admin-token"), jamf.clone()), 409);
-    c.check("putMdmSnapshot", put(&c, "pushed", Some("admin-token"), vec![b' '; 100 * 1024]), 413);
+    c.check(
+        "putMdmSnapshot",
+        put(&c, "pushed", Some("acme-token"), jamf.clone()),
+        403,
+    );
+    c.check(
+        "putMdmSnapshot",
+        put(&c, "nobody", Some("admin-token"), jamf.clone()),
+        404,
+    );
+    c.check(
+        "putMdmSnapshot",
+        put(&c, "acme-jamf", Some("admin-token"), jamf.clone()),
+        409,
+    );
+    c.check(
+        "putMdmSnapshot",
+        put(&c, "pushed", Some("admin-token"), vec![b' '; 100 * 1024]),
+        413,
+    );
 
     // GET /v1/endpoints/{tenant_id}/{endpoint_id}
     let get = |c: &Checker, path: &str, token: Option<&str>| {
@@ -264,23 +346,53 @@ fn every_documented_operation_answers_as_docs_openapi_yaml_says() {
         }
     };
     support::wait_for_event(dir.path(), "api-1");
-    c.check("getEndpoint", get(&c, "/v1/endpoints/acme/ep-7f3a", Some("admin-token")), 200);
-    c.check("getEndpoint", get(&c, "/v1/endpoints/acme/ep-unknown", Some("admin-token")), 404);
-    c.check("getEndpoint", get(&c, "/v1/endpoints/acme/ep-7f3a", None), 401);
-    c.check("getEndpoint", get(&c, "/v1/endpoints/acme/ep-7f3a", Some("acme-token")), 403);
+    c.check(
+        "getEndpoint",
+        get(&c, "/v1/endpoints/acme/ep-7f3a", Some("admin-token")),
+        200,
+    );
+    c.check(
+        "getEndpoint",
+        get(&c, "/v1/endpoints/acme/ep-unknown", Some("admin-token")),
+        404,
+    );
+    c.check(
+        "getEndpoint",
+        get(&c, "/v1/endpoints/acme/ep-7f3a", None),
+        401,
+    );
+    c.check(
+        "getEndpoint",
+        get(&c, "/v1/endpoints/acme/ep-7f3a", Some("acme-token")),
+        403,
+    );
 
     // GET /v1/tap: a stream; its first line is checked against the document.
-    c.check("tap", get(&c, "/v1/tap?stage=nowhere", Some("admin-token")), 400);
+    c.check(
+        "tap",
+        get(&c, "/v1/tap?stage=nowhere", Some("admin-token")),
+        400,
+    );
     c.check("tap", get(&c, "/v1/tap", None), 401);
     c.check("tap", get(&c, "/v1/tap", Some("acme-token")), 403);
-    let stream = get(&c, "/v1/tap?stage=enriched", Some("admin-token")).send().unwrap();
+    let stream = get(&c, "/v1/tap?stage=enriched", Some("admin-token"))
+        .send()
+        .unwrap();
     assert_eq!(stream.status().as_u16(), 200);
     assert_eq!(stream.headers()["content-type"], "application/x-ndjson");
-    c.client.post(c.url("/v1/events")).bearer_auth("acme-token").header("content-type", "application/x-ndjson").body(decision("tap-1", "acme", "ep-7f3a")).send().unwrap();
+    c.client
+        .post(c.url("/v1/events"))
+        .bearer_auth("acme-token")
+        .header("content-type", "application/x-ndjson")
+        .body(decision("tap-1", "acme", "ep-7f3a"))
+        .send()
+        .unwrap();
     let mut line = String::new();
     BufReader::new(stream).read_line(&mut line).unwrap();
     let tap_line: Value = serde_json::from_str(&line).unwrap();
-    let tap_schema = schemas::validator(&serde_json::json!({"$ref": format!("{}#/components/schemas/TapLine", schemas::doc_uri("openapi.yaml"))}));
+    let tap_schema = schemas::validator(
+        &serde_json::json!({"$ref": format!("{}#/components/schemas/TapLine", schemas::doc_uri("openapi.yaml"))}),
+    );
     assert_eq!(schemas::errors(&tap_schema, &tap_line), "", "{line}");
     schemas::assert_enriched_event(&tap_line["event"]);
     c.seen.insert(("tap".into(), "200".into()));
@@ -311,21 +423,30 @@ fn every_documented_operation_answers_as_docs_openapi_yaml_says() {
     for op in operations() {
         for code in op.op["responses"].as_object().unwrap().keys() {
             let key = (op.id.clone(), code.clone());
-            let elsewhere = EXERCISED_ELSEWHERE.iter().any(|(i, s, _)| *i == op.id && s == code);
+            let elsewhere = EXERCISED_ELSEWHERE
+                .iter()
+                .any(|(i, s, _)| *i == op.id && s == code);
             if !c.seen.contains(&key) && !elsewhere {
                 missing.push(format!("{} {code}", op.id));
             }
         }
     }
-    assert!(missing.is_empty(), "documented but never checked: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "documented but never checked: {missing:?}"
+    );
 }
 
 #[test]
 fn the_openapi_check_catches_an_undocumented_shape() {
     // The test of the test: a health body missing `wal` and an error without `message` fail.
-    let health = schemas::validator(&serde_json::json!({"$ref": format!("{}#/components/schemas/Health", schemas::doc_uri("openapi.yaml"))}));
+    let health = schemas::validator(
+        &serde_json::json!({"$ref": format!("{}#/components/schemas/Health", schemas::doc_uri("openapi.yaml"))}),
+    );
     let bad = serde_json::json!({"status":"ok","sinks":{},"mdm":{"loaded":true,"endpoints":0},"checkins":{"healthy":0,"stale":0,"never":0},"state":{"backend":"local","ok":true,"last_error":null},"tasks":{}});
     assert!(schemas::errors(&health, &bad).contains("wal"));
-    let error = schemas::validator(&serde_json::json!({"$ref": format!("{}#/components/schemas/Error", schemas::doc_uri("openapi.yaml"))}));
+    let error = schemas::validator(
+        &serde_json::json!({"$ref": format!("{}#/components/schemas/Error", schemas::doc_uri("openapi.yaml"))}),
+    );
     assert!(!schemas::errors(&error, &serde_json::json!({"error":"x","details":[]})).is_empty());
 }

@@ -159,11 +159,19 @@ max_backoff = "50ms"
 fn completions_man_page_and_version_come_from_the_command_line() {
     let run = |args: &[&str]| {
         let out = Command::new(BIN).args(args).output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
     // Each shell's script knows the subcommands, including the newest.
-    for (shell, marker) in [("bash", "complete -F"), ("zsh", "#compdef thoth-gateway"), ("fish", "complete -c thoth-gateway")] {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef thoth-gateway"),
+        ("fish", "complete -c thoth-gateway"),
+    ] {
         let script = run(&["completions", shell]);
         assert!(script.contains(marker), "{shell}: {script}");
         for command in ["validate", "dlq", "verify", "completions"] {
@@ -171,12 +179,32 @@ fn completions_man_page_and_version_come_from_the_command_line() {
         }
     }
     let man = run(&["man"]);
-    assert!(man.starts_with(".ie") || man.contains(".TH thoth-gateway"), "{man}");
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH thoth-gateway"),
+        "{man}"
+    );
     for section in ["validate", "verify", "dlq"] {
-        assert!(man.contains(&format!("thoth\\-gateway\\-{section}")) || man.contains(&format!("thoth-gateway-{section}")), "man page has no {section}");
+        assert!(
+            man.contains(&format!("thoth\\-gateway\\-{section}"))
+                || man.contains(&format!("thoth-gateway-{section}")),
+            "man page has no {section}"
+        );
     }
     let version = run(&["--version"]);
-    assert!(version.starts_with(&format!("thoth-gateway {} (commit ", env!("CARGO_PKG_VERSION"))), "{version}");
-    let bad = Command::new(BIN).args(["completions", "powershell-9"]).output().unwrap();
-    assert_eq!(bad.status.code(), Some(2), "an unknown shell is a usage error");
+    assert!(
+        version.starts_with(&format!(
+            "thoth-gateway {} (commit ",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{version}"
+    );
+    let bad = Command::new(BIN)
+        .args(["completions", "powershell-9"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "an unknown shell is a usage error"
+    );
 }

@@ -258,7 +258,10 @@ fn the_printed_config_schema_is_the_documented_one_and_the_examples_satisfy_it()
     }
     // The test of the test: a misspelt key, a wrong type and a value out of its set fail.
     for (broken, expected) in [
-        ("[api]\nlisten = \"127.0.0.1:0\"\nmax_body_byte = \"1MiB\"\n", "max_body_byte"),
+        (
+            "[api]\nlisten = \"127.0.0.1:0\"\nmax_body_byte = \"1MiB\"\n",
+            "max_body_byte",
+        ),
         ("[wal]\nfsync = 3\n", "fsync"),
         ("[sinks.x]\ntype = \"splunk\"\n", "type"),
     ] {

@@ -136,7 +136,11 @@ pub(super) async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
         }
     }
     let c = &report.checkins;
-    for (status, n) in [("healthy", c.healthy), ("stale", c.stale), ("never", c.never)] {
+    for (status, n) in [
+        ("healthy", c.healthy),
+        ("stale", c.stale),
+        ("never", c.never),
+    ] {
         g.checkins.with_label_values(&[status]).set(n as i64);
     }
     let committed = s.wal.committed_seq();

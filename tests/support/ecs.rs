@@ -56,12 +56,18 @@ pub fn violations(doc: &Value) -> Vec<String> {
         match defs.get(path.as_str()) {
             Some(field) => check_value(path, field, value, &mut found),
             None => match object_parent(path, defs) {
-                Some((parent, field)) => check_object_member(path, parent, field, value, &mut found),
+                Some((parent, field)) => {
+                    check_object_member(path, parent, field, value, &mut found)
+                }
                 None => found.push(format!("{path}: not an ECS field")),
             },
         }
     }
-    for name in defs.iter().filter(|(_, f)| f.required).map(|(name, _)| name) {
+    for name in defs
+        .iter()
+        .filter(|(_, f)| f.required)
+        .map(|(name, _)| name)
+    {
         if !leaves.iter().any(|(p, _)| p == name) {
             found.push(format!("{name}: required by ECS on every event, missing"));
         }
@@ -79,7 +85,7 @@ fn collect_leaves<'a>(
     out: &mut Vec<(String, &'a Value)>,
 ) {
     match v.as_object() {
-        Some(map) if !defs.get(&prefix).is_some_and(|f| f.kind != "object") => {
+        Some(map) if defs.get(&prefix).is_none_or(|f| f.kind == "object") => {
             for (k, child) in map {
                 if prefix.is_empty() && k == CUSTOM_NAMESPACE {
                     continue;
@@ -97,7 +103,10 @@ fn collect_leaves<'a>(
 }
 
 /// The nearest ECS `object` field `path` is a member of (`labels.fleet_id` → `labels`).
-fn object_parent<'d>(path: &str, defs: &'d BTreeMap<String, Field>) -> Option<(&'d str, &'d Field)> {
+fn object_parent<'d>(
+    path: &str,
+    defs: &'d BTreeMap<String, Field>,
+) -> Option<(&'d str, &'d Field)> {
     let mut end = path.len();
     while let Some(dot) = path[..end].rfind('.') {
         if let Some((name, field)) = defs.get_key_value(&path[..dot]) {
@@ -108,7 +117,13 @@ fn object_parent<'d>(path: &str, defs: &'d BTreeMap<String, Field>) -> Option<(&
     None
 }
 
-fn check_object_member(path: &str, parent: &str, field: &Field, value: &Value, found: &mut Vec<String>) {
+fn check_object_member(
+    path: &str,
+    parent: &str,
+    field: &Field,
+    value: &Value,
+    found: &mut Vec<String>,
+) {
     let member_type = field.object_type.as_deref().unwrap_or("keyword");
     if !value_has_type(value, member_type) {
         found.push(format!(
@@ -122,7 +137,9 @@ fn check_value(path: &str, field: &Field, value: &Value, found: &mut Vec<String>
     let items: Vec<&Value> = match (value, is_array) {
         (Value::Array(items), true) => items.iter().collect(),
         (_, true) => {
-            found.push(format!("{path}: ECS normalizes it to an array, got {value}"));
+            found.push(format!(
+                "{path}: ECS normalizes it to an array, got {value}"
+            ));
             vec![value]
         }
         (Value::Array(_), false) => {
@@ -136,7 +153,10 @@ fn check_value(path: &str, field: &Field, value: &Value, found: &mut Vec<String>
             found.push(format!("{path}: ECS type {}, got {item}", field.kind));
         }
         if !field.allowed_values.is_empty() {
-            let allowed = field.allowed_values.iter().any(|a| Some(a.name.as_str()) == item.as_str());
+            let allowed = field
+                .allowed_values
+                .iter()
+                .any(|a| Some(a.name.as_str()) == item.as_str());
             if !allowed {
                 found.push(format!("{path}: {item} is not one of ECS's allowed values"));
             }
@@ -147,8 +167,12 @@ fn check_value(path: &str, field: &Field, value: &Value, found: &mut Vec<String>
 /// Whether a JSON value can be indexed as the ECS type `kind`.
 fn value_has_type(v: &Value, kind: &str) -> bool {
     match kind {
-        "keyword" | "constant_keyword" | "wildcard" | "match_only_text" | "text" | "ip" => v.is_string(),
-        "date" => v.as_str().is_some_and(|s| thoth_event::parse_rfc3339(s).is_ok()),
+        "keyword" | "constant_keyword" | "wildcard" | "match_only_text" | "text" | "ip" => {
+            v.is_string()
+        }
+        "date" => v
+            .as_str()
+            .is_some_and(|s| thoth_event::parse_rfc3339(s).is_ok()),
         "long" | "integer" | "short" | "byte" => v.is_i64() || v.is_u64(),
         "float" | "double" | "scaled_float" | "half_float" => v.is_number(),
         "boolean" => v.is_boolean(),
@@ -161,7 +185,11 @@ fn value_has_type(v: &Value, kind: &str) -> bool {
 fn check_category_types(doc: &Value, defs: &BTreeMap<String, Field>, found: &mut Vec<String>) {
     let strings = |v: &Value| -> BTreeSet<String> {
         v.as_array()
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let categories = strings(&doc["event"]["category"]);
@@ -170,13 +198,20 @@ fn check_category_types(doc: &Value, defs: &BTreeMap<String, Field>, found: &mut
         return;
     };
     for category in &categories {
-        let Some(def) = category_field.allowed_values.iter().find(|a| &a.name == category) else {
+        let Some(def) = category_field
+            .allowed_values
+            .iter()
+            .find(|a| &a.name == category)
+        else {
             continue;
         };
         if def.expected_event_types.is_empty() {
             continue;
         }
-        for t in types.iter().filter(|t| !def.expected_event_types.contains(t)) {
+        for t in types
+            .iter()
+            .filter(|t| !def.expected_event_types.contains(t))
+        {
             found.push(format!(
                 "event.type {t:?} is not one ECS expects with event.category {category:?} ({:?})",
                 def.expected_event_types

@@ -8,7 +8,9 @@ use jsonschema::{Draft, Resource, Validator};
 use serde_json::Value;
 
 fn docs(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("docs").join(path)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("docs")
+        .join(path)
 }
 
 fn json_file(path: &str) -> Value {
@@ -38,13 +40,19 @@ pub fn validator(schema: &Value) -> Validator {
     let mut options = jsonschema::options()
         .with_draft(Draft::Draft202012)
         .should_validate_formats(true)
-        .with_resource(doc_uri("openapi.yaml"), Resource::from_contents(openapi().clone()));
+        .with_resource(
+            doc_uri("openapi.yaml"),
+            Resource::from_contents(openapi().clone()),
+        );
     for name in ["event", "enriched", "config"] {
         let file = format!("schema/{name}.schema.json");
         let schema = json_file(&file);
         options = options
             .with_resource(doc_uri(&file), Resource::from_contents(schema.clone()))
-            .with_resource(format!("urn:thoth-gateway:schema:{name}"), Resource::from_contents(schema));
+            .with_resource(
+                format!("urn:thoth-gateway:schema:{name}"),
+                Resource::from_contents(schema),
+            );
     }
     options
         .build(schema)
@@ -68,7 +76,10 @@ pub fn errors(v: &Validator, value: &Value) -> String {
 pub fn assert_input_event(event: &Value) {
     static V: OnceLock<Validator> = OnceLock::new();
     let e = errors(V.get_or_init(|| by_id("event")), event);
-    assert!(e.is_empty(), "not an input event per docs/schema/event.schema.json:\n{e}\n{event}");
+    assert!(
+        e.is_empty(),
+        "not an input event per docs/schema/event.schema.json:\n{e}\n{event}"
+    );
 }
 
 /// Panics with every error unless `event` is an enriched event as
@@ -76,7 +87,10 @@ pub fn assert_input_event(event: &Value) {
 pub fn assert_enriched_event(event: &Value) {
     static V: OnceLock<Validator> = OnceLock::new();
     let e = errors(V.get_or_init(|| by_id("enriched")), event);
-    assert!(e.is_empty(), "not an enriched event per docs/schema/enriched.schema.json:\n{e}\n{event}");
+    assert!(
+        e.is_empty(),
+        "not an enriched event per docs/schema/enriched.schema.json:\n{e}\n{event}"
+    );
 }
 
 /// Every error of `config` (a TOML text) against `docs/schema/config.schema.json`, one per
@@ -94,5 +108,8 @@ pub fn config_errors(config: &str) -> String {
 /// Panics unless `config` (a TOML text) satisfies `docs/schema/config.schema.json`.
 pub fn assert_config(name: &str, config: &str) {
     let e = config_errors(config);
-    assert!(e.is_empty(), "{name} does not satisfy docs/schema/config.schema.json:\n{e}");
+    assert!(
+        e.is_empty(),
+        "{name} does not satisfy docs/schema/config.schema.json:\n{e}"
+    );
 }

@@ -315,3 +315,89 @@ fn readers_added_at_run_time_start_at_the_end_and_removed_ones_free_their_segmen
     drop(wal);
     let (_, _) = Wal::open(dir.path(), opts(1 << 20, 256), &names(&["new"])).unwrap();
 }
+
+/// A WAL directory written by 0.1.0 (segment frames holding v2 and v1 records, a v2 cursor),
+/// committed as it was written and read the same forever. `THOTH_WRITE_WAL_FIXTURE=1` writes
+/// it anew — only for a new format version, into a new directory.
+#[test]
+fn reads_a_wal_directory_of_the_released_format() {
+    use thoth_wal::record::{decode, RecordWriter};
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/wal-0.1.0");
+    let events: [(&str, &str); 3] = [
+        (
+            "acme",
+            r#"{"type":"checkin","tenant_id":"acme","endpoint_id":"ep-1"}"#,
+        ),
+        (
+            "acme",
+            r#"{"type":"decision","tenant_id":"acme","endpoint_id":"ep-1","risk":"high","decision":"block"}"#,
+        ),
+        (
+            "globex",
+            r#"{"type":"alert","tenant_id":"globex","title":"t"}"#,
+        ),
+    ];
+    let v1_record =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/record-v1/plain.bin"))
+            .unwrap();
+    if std::env::var_os("THOTH_WRITE_WAL_FIXTURE").is_some() {
+        let _ = std::fs::remove_dir_all(&fixture);
+        let rt = rt();
+        let (wal, _) = Wal::open(&fixture, opts(1 << 20, 1 << 16), &names(&["out"])).unwrap();
+        let mut writer = RecordWriter::default();
+        let mut first = FrameBuilder::new();
+        for (tenant, json) in &events[..2] {
+            first.push_with(|buf| {
+                writer.write_copy(buf, tenant, json.as_bytes(), &Default::default())
+            });
+        }
+        rt.block_on(wal.append(first)).unwrap();
+        let mut second = FrameBuilder::new();
+        second.push_with(|buf| {
+            writer.write_copy(
+                buf,
+                events[2].0,
+                events[2].1.as_bytes(),
+                &Default::default(),
+            )
+        });
+        second.push(&v1_record);
+        rt.block_on(wal.append(second)).unwrap();
+        wal.reader("out").unwrap().commit(1).unwrap();
+        wal.close();
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["", "cursors"] {
+        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        for entry in std::fs::read_dir(fixture.join(sub)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                std::fs::copy(&path, dir.path().join(sub).join(path.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+    let segments = segment_files(dir.path());
+    assert_eq!(segments.len(), 1, "{segments:?}");
+    assert!(
+        std::fs::read(&segments[0]).unwrap().starts_with(b"TOTH"),
+        "frame magic"
+    );
+    let (wal, recovery) = Wal::open(dir.path(), opts(1 << 20, 1 << 16), &names(&["out"])).unwrap();
+    assert_eq!((recovery.next_seq, recovery.truncated_bytes), (4, 0));
+    assert!(recovery.corrupt_regions.is_empty());
+    let mut reader = wal.reader("out").unwrap();
+    let entries = reader.read(100, 1 << 20).unwrap();
+    // The cursor was committed at 1: the first event was delivered before the upgrade.
+    assert_eq!(entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    assert!(
+        entries.iter().all(|e| e.appended_ms > 1_700_000_000_000),
+        "append times are kept"
+    );
+    for (entry, (tenant, json)) in entries.iter().zip(&events[1..]) {
+        let record = decode(&entry.data).expect("a v2 record");
+        assert_eq!((record.tenant_id, record.json), (*tenant, json.as_bytes()));
+    }
+    let v1 = decode(&entries[2].data).expect("a v1 record inside a frame");
+    assert_eq!(v1.tenant_id, "globex");
+}
