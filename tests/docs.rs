@@ -139,3 +139,89 @@ fn an_example_that_breaks_its_schema_is_caught() {
         assert!(!problems(&example).is_empty(), "{example}");
     }
 }
+
+/// GitHub's anchor of a heading: lower case, punctuation dropped, spaces as hyphens.
+fn anchor_of(heading: &str) -> String {
+    heading
+        .trim_start_matches('#')
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ' '))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// Every relative link target (`](path#anchor)`) that does not resolve in the repository.
+fn broken_links(root: &Path, file: &str, text: &str) -> Vec<String> {
+    let mut broken = Vec::new();
+    for part in text.split("](").skip(1) {
+        let Some(target) = part.split(')').next() else {
+            continue;
+        };
+        if target.contains("://") || target.starts_with("mailto:") || target.contains(' ') {
+            continue;
+        }
+        let (path, anchor) = target.split_once('#').unwrap_or((target, ""));
+        let resolved = if path.is_empty() {
+            root.join(file)
+        } else {
+            root.join(file).parent().unwrap().join(path)
+        };
+        if !resolved.exists() {
+            broken.push(format!("{file}: {target} (no such file)"));
+            continue;
+        }
+        if !anchor.is_empty() && resolved.extension().is_some_and(|e| e == "md") {
+            let doc = std::fs::read_to_string(&resolved).unwrap();
+            if !doc
+                .lines()
+                .filter(|l| l.starts_with('#'))
+                .any(|h| anchor_of(h) == anchor)
+            {
+                broken.push(format!("{file}: {target} (no such heading)"));
+            }
+        }
+    }
+    broken
+}
+
+#[test]
+fn every_relative_link_in_the_docs_resolves() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<String> = [
+        "README.md",
+        "CONTRIBUTING.md",
+        "SECURITY.md",
+        "CHANGELOG.md",
+        "BENCHMARKS.md",
+        "RELIABILITY.md",
+    ]
+    .map(String::from)
+    .into();
+    for dir in ["docs", "runbooks"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().to_string();
+            if name.ends_with(".md") {
+                files.push(format!("{dir}/{name}"));
+            }
+        }
+    }
+    let mut broken = Vec::new();
+    for file in &files {
+        broken.extend(broken_links(
+            root,
+            file,
+            &std::fs::read_to_string(root.join(file)).unwrap(),
+        ));
+    }
+    assert!(broken.is_empty(), "{broken:#?}");
+    // The test of the test: a moved file and a renamed heading are caught.
+    let stale =
+        "[x](runbooks/configuration.md) [y](docs/http-api.md#limitz) [z](docs/http-api.md#limits)";
+    assert_eq!(broken_links(root, "README.md", stale).len(), 2);
+    assert_eq!(
+        anchor_of("## `[state]` (optional: several replicas)"),
+        "state-optional-several-replicas"
+    );
+}

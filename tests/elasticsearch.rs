@@ -96,14 +96,7 @@ fn a_hundred_thousand_events_land_once_with_ecs_fields() {
     );
     assert!(es.requests().iter().all(|r| r.gzip));
     // The runbook's index template maps every ECS field the sink writes.
-    let template: Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/runbooks/elastic/index-template.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
+    let template = index_template();
     let mapped = &template["template"]["mappings"]["properties"];
     for path in leaf_paths(&es.doc("e-7").unwrap(), "") {
         if path.starts_with("thoth.") {
@@ -268,6 +261,15 @@ fn delivery_continues_through_the_other_endpoint_when_one_is_down() {
     );
 }
 
+/// The runbook's index template.
+fn index_template() -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/runbooks/elastic/index-template.json"
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 fn leaf_paths(v: &Value, prefix: &str) -> Vec<String> {
     match v.as_object() {
         Some(map) => map
@@ -347,17 +349,8 @@ fn every_document_meets_the_ecs_field_definitions() {
     ].map(|v| v.to_string()));
     post_all(&gw, "acme-token", &lines);
     post_all(&gw, "globex-token", &[decision("g-1", "globex", "ep-2001")]);
-    let out = std::process::Command::new(BIN)
-        .args(["test-webhook", "--json", "--sink", "elastic", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let report = cli_json(&cfg, &["test-webhook", "--sink", "elastic"]);
+    assert_eq!(report["ok"], true, "{report}");
     let expected = lines.len() + 2;
     wait_until("every document is indexed", || es.doc_count() >= expected);
     let docs: Vec<Value> = es.with(|s| s.docs.values().cloned().collect());
@@ -378,14 +371,7 @@ fn every_document_meets_the_ecs_field_definitions() {
     );
 
     // The runbook's index template maps each ECS field with ECS's own type.
-    let template: Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/runbooks/elastic/index-template.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
+    let template = index_template();
     let mut mapped = Vec::new();
     mapped_types(
         &template["template"]["mappings"]["properties"],

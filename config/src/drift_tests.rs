@@ -408,6 +408,24 @@ fn difference(a: &BTreeSet<String>, b: &BTreeSet<String>) -> Vec<String> {
     a.difference(b).cloned().collect()
 }
 
+/// Fails naming the keys of each set that the other lacks.
+fn assert_same(a: (&BTreeSet<String>, &str), b: (&BTreeSet<String>, &str)) {
+    assert_eq!(
+        difference(a.0, b.0),
+        Vec::<String>::new(),
+        "{}, missing from: {}",
+        a.1,
+        b.1
+    );
+    assert_eq!(
+        difference(b.0, a.0),
+        Vec::<String>::new(),
+        "{}, missing from: {}",
+        b.1,
+        a.1
+    );
+}
+
 #[test]
 fn the_schema_describes_exactly_the_keys_the_parser_reads() {
     let parser = parser_keys();
@@ -416,15 +434,9 @@ fn the_schema_describes_exactly_the_keys_the_parser_reads() {
         parser.len() > 120,
         "the parser's keys were recorded: {parser:?}"
     );
-    assert_eq!(
-        difference(&parser, &schema),
-        Vec::<String>::new(),
-        "read by the parser, missing from docs/schema/config.schema.json"
-    );
-    assert_eq!(
-        difference(&schema, &parser),
-        Vec::<String>::new(),
-        "in docs/schema/config.schema.json, never read by the parser"
+    assert_same(
+        (&parser, "read by the parser"),
+        (&schema, "in docs/schema/config.schema.json"),
     );
 }
 
@@ -432,15 +444,9 @@ fn the_schema_describes_exactly_the_keys_the_parser_reads() {
 fn the_docs_document_exactly_the_keys_of_the_schema() {
     let documented = documented_keys(&docs());
     let schema = schema_keys(&schema());
-    assert_eq!(
-        difference(&schema, &documented),
-        Vec::<String>::new(),
-        "accepted, not documented in docs/configuration.md"
-    );
-    assert_eq!(
-        difference(&documented, &schema),
-        Vec::<String>::new(),
-        "documented in docs/configuration.md, not accepted"
+    assert_same(
+        (&schema, "accepted (the schema)"),
+        (&documented, "documented in docs/configuration.md"),
     );
 }
 

@@ -365,18 +365,25 @@ pub fn post_all(gw: &Gateway, token: &str, lines: &[String]) {
     }
 }
 
-/// `thoth-gateway dlq ACTION --sink SINK --json`, which must succeed.
-pub fn dlq(cfg: &Path, action: &str, sink: &str) -> serde_json::Value {
+/// `thoth-gateway ARGS… --json --config CFG`, which must succeed: its JSON report.
+pub fn cli_json(cfg: &Path, args: &[&str]) -> serde_json::Value {
     let out = Command::new(BIN)
-        .args(["dlq", action, "--sink", sink, "--json", "--config"])
+        .args(args)
+        .args(["--json", "--config"])
         .arg(cfg)
         .output()
         .unwrap();
     assert_eq!(
         out.status.code(),
         Some(0),
-        "{}",
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `thoth-gateway dlq ACTION --sink SINK --json`, which must succeed.
+pub fn dlq(cfg: &Path, action: &str, sink: &str) -> serde_json::Value {
+    cli_json(cfg, &["dlq", action, "--sink", sink])
 }
