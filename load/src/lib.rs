@@ -11,3 +11,4 @@ pub mod receive;
 pub mod send;
 pub mod snapshot;
 pub mod summary;
+pub mod two_sends;

@@ -41,6 +41,10 @@ enum Command {
         /// Print the counters every second.
         #[arg(long)]
         progress: bool,
+        /// Write every response in two sends with Nagle on (round trips of ~1 ms and ~41 ms
+        /// as the client's delayed ACK meets them), to test a sender's adaptive concurrency.
+        #[arg(long)]
+        two_sends: bool,
     },
 }
 
@@ -198,8 +202,8 @@ fn main() -> anyhow::Result<()> {
                 eprintln!("thoth-load: wrote {endpoints} endpoints of {tenant} to {out}");
             }
         }
-        Command::Receive { listen, hec_token, progress } => runtime.block_on(async {
-            let options = ReceiverOptions { hec_token, ..ReceiverOptions::default() };
+        Command::Receive { listen, hec_token, progress, two_sends } => runtime.block_on(async {
+            let options = ReceiverOptions { hec_token, two_sends, ..ReceiverOptions::default() };
             let (addr, stats) = receive::start(listen, options).await?;
             eprintln!("thoth-load: receiving on http://{addr} (HEC /services/collector/event, /_bulk, GET /stats)");
             let mut tick = tokio::time::interval(Duration::from_secs(1));

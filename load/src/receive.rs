@@ -9,6 +9,9 @@
 //!
 //! `knee` models a destination with a best concurrency: up to `best` requests at once are
 //! answered after `base`; each request beyond queues and adds another `base` for everyone.
+//! `two_sends` makes it a server that writes each response in two sends without
+//! `TCP_NODELAY` ([`crate::two_sends`]): the kernel's Nagle and the client's delayed ACK then
+//! give round trips of ~1 ms and ~41 ms by turns, however many requests are in flight.
 
 use std::convert::Infallible;
 use std::io::Read;
@@ -63,6 +66,8 @@ pub struct ReceiverOptions {
     pub hec_token: Option<String>,
     /// `(best, base)`: see the module documentation; `None` answers at once.
     pub knee: Option<(u64, Duration)>,
+    /// Responses in two sends, Nagle on: see the module documentation.
+    pub two_sends: bool,
 }
 
 /// Binds `addr` and serves until the runtime stops; returns the bound address and counters.
@@ -80,7 +85,8 @@ pub async fn start(
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            let _ = stream.set_nodelay(true);
+            let _ = stream.set_nodelay(!options.two_sends);
+            let stream = crate::two_sends::TwoSends::new(stream, options.two_sends);
             let (stats, options) = (served.clone(), options.clone());
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| {

@@ -1,13 +1,21 @@
 //! How many requests an HTTP sink keeps in flight: a fixed number, or adaptive (AIMD).
 //!
 //! Adaptive: the limit starts at 1 and grows by one after every window of answers in which
-//! the sink used its whole limit and the round trip stayed near the lowest seen recently; it
-//! shrinks by a fifth after a window with a back-pressure answer (429, 503, HEC code 9, a
-//! timeout, any retryable failure) or with round trips well above that baseline — the sign
-//! that the destination queues requests instead of serving them. When no window has come near
-//! the baseline for long, the limit is halved once to measure again at low concurrency. So a
-//! sink settles near the concurrency its destination serves best instead of flooding it or
-//! crawling.
+//! the sink used its whole limit and the round trip did not rise; it shrinks by a fifth after a
+//! window with a back-pressure answer (429, 503, HEC code 9, a timeout, any retryable failure)
+//! or with a round trip that rose — the sign that the destination queues requests instead of
+//! serving them. A rise is read two ways, both on round trips smoothed over windows (an
+//! exponentially weighted mean and deviation, as Vector's adaptive concurrency does), so that
+//! jitter — a destination whose answers take 1 ms or 41 ms by turns — is not read as queueing:
+//! * suddenly: a window's mean above the smoothed round trip by more than its usual deviation;
+//! * slowly: the smoothed round trip well above the lowest it has been recently (a queue that
+//!   grows a little with every added request). When the smoothed round trip has not come near
+//!   that baseline for long, the limit is halved and held for a few windows to measure again at
+//!   low concurrency; if it still does not come down, the destination is slower now and the
+//!   baseline is taken afresh.
+//!
+//! So a sink settles near the concurrency its destination serves best instead of flooding it
+//! or crawling.
 //!
 //! [`AimdLimit`] is the pure rule; [`Slots`] applies a limit to requests in flight.
 
@@ -18,18 +26,29 @@ use tokio::sync::Notify;
 
 /// Multiplicative decrease on back-pressure or queueing.
 const DECREASE: f64 = 0.8;
-/// A window's mean round trip above `baseline × RTT_TOLERANCE + RTT_SLACK` means the
-/// destination queues. The slack keeps our own scheduling delays (a gateway busy on both
-/// cores) from reading as queueing, which would throttle delivery exactly when it must keep
-/// up; back-pressure answers still act at once.
+/// A smoothed round trip above `baseline × RTT_TOLERANCE + RTT_SLACK` means the destination
+/// queues. The slack keeps our own scheduling delays (a gateway busy on both cores) from
+/// reading as queueing, which would throttle delivery exactly when it must keep up;
+/// back-pressure answers still act at once.
 const RTT_TOLERANCE: f64 = 1.5;
 const RTT_SLACK: f64 = 0.025;
-/// The baseline is the lowest window mean of recent windows: after this many windows none of
-/// which came within `BASELINE_CONFIRM` of it, it is taken afresh, so a destination that became slower for good is not
-/// throttled forever. (A baseline that drifts up every window would follow a slowly growing
-/// queue and let the limit creep to its maximum.)
+/// The weight of the newest window in the smoothed round trip and its variance.
+const RTT_SMOOTHING: f64 = 0.3;
+/// A window's mean more than this many standard deviations (and `RTT_SLACK`) above the
+/// smoothed round trip is a sudden queue.
+const RTT_DEVIATIONS: f64 = 2.5;
+/// The baseline is the lowest smoothed round trip: after this many windows none of which came
+/// within `BASELINE_CONFIRM` of it, the limit is halved and held for `PROBE_WINDOWS` windows;
+/// if the round trip does not come down, the baseline is taken afresh, so a destination that
+/// became slower for good is not throttled forever. (A baseline that drifts up every window
+/// would follow a slowly growing queue and let the limit creep to its maximum.)
 const BASELINE_WINDOWS: u32 = 200;
 const BASELINE_CONFIRM: f64 = 1.1;
+const PROBE_WINDOWS: u32 = 10;
+/// Windows of one request measured before the limit moves: the first answers on a new
+/// connection can be far faster than the rest (TCP quick ACKs), and a baseline taken from one
+/// of them would read every later answer as queueing.
+const WARMUP_WINDOWS: u32 = 8;
 
 /// How an answer bears on the limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,12 +66,17 @@ pub enum Answer {
 pub struct AimdLimit {
     max: f64,
     limit: f64,
+    /// The round trip smoothed over windows, and its variance.
+    smoothed_rtt: Option<f64>,
+    rtt_variance: f64,
     baseline_rtt: Option<f64>,
     baseline_age: u32,
-    /// The lowest window mean since the baseline was last confirmed.
+    /// The lowest smoothed round trip since the baseline was last confirmed.
     lowest_since: f64,
-    /// The limit was halved to check the baseline at a low concurrency.
-    probing: bool,
+    /// Windows the halved limit has been held for to check the baseline (0: not probing).
+    probe_windows: u32,
+    /// Windows measured so far, up to `WARMUP_WINDOWS`.
+    warmup_windows: u32,
     window_rtt_sum: f64,
     window_answers: u32,
     window_back_pressure: bool,
@@ -64,10 +88,13 @@ impl AimdLimit {
         AimdLimit {
             max: max.max(1) as f64,
             limit: 1.0,
+            smoothed_rtt: None,
+            rtt_variance: 0.0,
             baseline_rtt: None,
             baseline_age: 0,
             lowest_since: f64::INFINITY,
-            probing: false,
+            probe_windows: 0,
+            warmup_windows: 0,
             window_rtt_sum: 0.0,
             window_answers: 0,
             window_back_pressure: false,
@@ -103,47 +130,87 @@ impl AimdLimit {
         if self.window_back_pressure {
             self.limit = (self.limit * DECREASE).max(1.0);
         } else if let Some(mean) = mean {
-            self.lowest_since = self.lowest_since.min(mean);
-            let baseline = match self.baseline_rtt {
-                // A window near the baseline confirms it.
-                Some(b) if mean <= b * BASELINE_CONFIRM => {
-                    self.baseline_age = 0;
-                    self.lowest_since = f64::INFINITY;
-                    self.probing = false;
-                    mean.min(b)
-                }
-                Some(b) if self.baseline_age < BASELINE_WINDOWS => {
-                    self.baseline_age += 1;
-                    b
-                }
-                // Unconfirmed for long: halve the limit once to measure at low concurrency
-                // (adopting the higher round trips seen meanwhile would let the limit creep
-                // up a queue that grows slowly).
-                Some(b) if !self.probing => {
-                    self.probing = true;
-                    self.baseline_age = 0;
-                    self.limit = (self.limit / 2.0).max(1.0);
-                    b
-                }
-                // Still unconfirmed after the probe, or none yet: the destination is slower
-                // now; take the lowest recent window as the baseline.
-                _ => {
-                    self.baseline_age = 0;
-                    self.probing = false;
-                    std::mem::replace(&mut self.lowest_since, f64::INFINITY)
-                }
-            };
-            self.baseline_rtt = Some(baseline);
-            if mean > baseline * RTT_TOLERANCE + RTT_SLACK {
+            let sudden = self.is_sudden_rise(mean);
+            let smoothed = self.smooth(mean);
+            if self.warmup_windows < WARMUP_WINDOWS {
+                self.warmup_windows += 1;
+                self.end_window();
+                return;
+            }
+            let baseline = self.update_baseline(smoothed);
+            if sudden || smoothed > baseline * RTT_TOLERANCE + RTT_SLACK {
                 self.limit = (self.limit * DECREASE).max(1.0);
-            } else if self.window_saturated {
+            } else if self.window_saturated && self.probe_windows == 0 {
                 self.limit = (self.limit + 1.0).min(self.max);
             }
         }
+        self.end_window();
+    }
+
+    fn end_window(&mut self) {
         self.window_rtt_sum = 0.0;
         self.window_answers = 0;
         self.window_back_pressure = false;
         self.window_saturated = false;
+    }
+
+    /// Whether a window's mean is above the smoothed round trip by more than its jitter.
+    fn is_sudden_rise(&self, mean: f64) -> bool {
+        self.smoothed_rtt.is_some_and(|smoothed| {
+            mean > smoothed + (RTT_DEVIATIONS * self.rtt_variance.sqrt()).max(RTT_SLACK)
+        })
+    }
+
+    /// Folds a window's mean into the smoothed round trip and its variance; returns the
+    /// smoothed round trip.
+    fn smooth(&mut self, mean: f64) -> f64 {
+        let smoothed = self.smoothed_rtt.unwrap_or(mean);
+        let delta = mean - smoothed;
+        let smoothed = smoothed + RTT_SMOOTHING * delta;
+        self.rtt_variance =
+            (1.0 - RTT_SMOOTHING) * (self.rtt_variance + RTT_SMOOTHING * delta * delta);
+        self.smoothed_rtt = Some(smoothed);
+        smoothed
+    }
+
+    /// Confirms, keeps, probes or renews the baseline given the newest smoothed round trip;
+    /// returns the baseline.
+    fn update_baseline(&mut self, smoothed: f64) -> f64 {
+        self.lowest_since = self.lowest_since.min(smoothed);
+        let baseline = match self.baseline_rtt {
+            // Near the baseline: confirmed.
+            Some(b) if smoothed <= b * BASELINE_CONFIRM => {
+                self.baseline_age = 0;
+                self.lowest_since = f64::INFINITY;
+                self.probe_windows = 0;
+                smoothed.min(b)
+            }
+            Some(b) if self.probe_windows == 0 && self.baseline_age < BASELINE_WINDOWS => {
+                self.baseline_age += 1;
+                b
+            }
+            // Unconfirmed for long: halve the limit and hold it a few windows, to measure at
+            // low concurrency (adopting the higher round trips seen meanwhile would let the
+            // limit creep up a queue that grows slowly).
+            Some(b) if self.probe_windows == 0 => {
+                self.probe_windows = 1;
+                self.limit = (self.limit / 2.0).max(1.0);
+                b
+            }
+            Some(b) if self.probe_windows < PROBE_WINDOWS => {
+                self.probe_windows += 1;
+                b
+            }
+            // Still unconfirmed after the probe, or none yet: the destination is slower now;
+            // take the lowest recent smoothed round trip as the baseline.
+            _ => {
+                self.baseline_age = 0;
+                self.probe_windows = 0;
+                std::mem::replace(&mut self.lowest_since, f64::INFINITY)
+            }
+        };
+        self.baseline_rtt = Some(baseline);
+        baseline
     }
 }
 
@@ -263,7 +330,7 @@ mod tests {
     fn settle(
         limit: &mut AimdLimit,
         rounds: usize,
-        rtt: impl Fn(usize) -> (Duration, Answer),
+        mut rtt: impl FnMut(usize) -> (Duration, Answer),
     ) -> Vec<usize> {
         let mut seen = Vec::new();
         for _ in 0..rounds {
@@ -291,6 +358,81 @@ mod tests {
             assert!(near.contains(&median), "best {best}: median limit {median}");
             assert!(highest <= best + 2, "best {best}: flooded up to {highest}");
         }
+    }
+
+    /// A small deterministic generator (xorshift), so the tests need no seed crate.
+    fn coin(state: &mut u64) -> f64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        (*state % 1000) as f64 / 1000.0
+    }
+
+    fn late_median(seen: &[usize]) -> usize {
+        let mut late = seen[seen.len() / 2..].to_vec();
+        late.sort_unstable();
+        late[late.len() / 2]
+    }
+
+    #[test]
+    fn jitter_is_not_read_as_queueing() {
+        // A destination that serves many requests at once in 41 ms, but answers 1 ms and
+        // 41 ms by turns to a single connection (a response written in two sends meeting the
+        // client's delayed ACK), with an odd 1 ms answer under load too: the limit must grow
+        // as it does for a steady 41 ms, not stay pinned near 1 by the fast answers.
+        for max in [16, 64] {
+            let mut state = 0x2545_f491_4f6c_dd1d_u64;
+            let mut turn = false;
+            let mut limit = AimdLimit::new(max);
+            let seen = settle(&mut limit, 600, |n| {
+                turn = !turn;
+                let fast = if n == 1 { turn } else { coin(&mut state) < 0.1 };
+                let ms = if fast { 1 } else { 41 };
+                (Duration::from_millis(ms), Answer::Served)
+            });
+            let median = late_median(&seen);
+            assert!(median * 10 >= max * 8, "max {max}: median limit {median}");
+        }
+        // Round trips of 1 or 41 ms at random, whatever the concurrency.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut limit = AimdLimit::new(16);
+        let seen = settle(&mut limit, 600, |_| {
+            let ms = if coin(&mut state) < 0.5 { 1 } else { 41 };
+            (Duration::from_millis(ms), Answer::Served)
+        });
+        assert!(late_median(&seen) >= 13, "{seen:?}");
+    }
+
+    #[test]
+    fn a_fast_first_answer_does_not_become_the_baseline() {
+        // The first answer on a new connection in 1 ms, then 41 ms with an odd fast one.
+        let mut state = 0x1234_5678_9abc_def1_u64;
+        let mut first = true;
+        let mut limit = AimdLimit::new(16);
+        let seen = settle(&mut limit, 600, |_| {
+            let fast = std::mem::take(&mut first) || coin(&mut state) < 0.05;
+            (
+                Duration::from_millis(if fast { 1 } else { 41 }),
+                Answer::Served,
+            )
+        });
+        assert!(late_median(&seen) >= 13, "{seen:?}");
+    }
+
+    #[test]
+    fn a_slowly_growing_queue_does_not_let_the_limit_creep() {
+        // Each request beyond 6 adds a quarter of the 20 ms round trip: no single step is a
+        // jump, but the smoothed round trip leaves its baseline.
+        let mut limit = AimdLimit::new(64);
+        let seen = settle(&mut limit, 2000, |n| {
+            let extra = n.saturating_sub(6) as f64 * 0.25;
+            (
+                Duration::from_secs_f64(0.020 * (1.0 + extra)),
+                Answer::Served,
+            )
+        });
+        let median = late_median(&seen);
+        assert!((6..=16).contains(&median), "median limit {median}");
     }
 
     #[test]
