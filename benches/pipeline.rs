@@ -8,10 +8,13 @@
 //! cargo bench --bench pipeline -- --sinks all         # HEC + _bulk + file
 //! cargo bench --bench pipeline -- --endpoints 1000000 --seconds 30 --connections 8
 //! cargo bench --bench pipeline -- --sink-down 600     # HEC down 10 min at --down-rate (5000/s): RSS
+//! cargo bench --bench pipeline -- --two-sends         # a HEC receiver with delayed-ACK stalls
 //! ```
 //!
 //! Prints sustained events/s and MB/s in and out, ingest→delivered latency p50/p99 (from
-//! `thoth_event_delivery_seconds`), peak RSS, CPU seconds per million events, then the same at
+//! `thoth_event_delivery_seconds`), peak RSS, CPU seconds per million events, the share of the
+//! accepted events delivered while the load ran, the HEC sink's concurrency limit once a
+//! second, then the same at
 //! 25 %, 50 % and 75 % of the measured maximum rate; and one JSON line with everything.
 
 use std::io::{BufRead, BufReader};
@@ -39,6 +42,8 @@ struct Args {
     sink_down: Option<u64>,
     down_rate: f64,
     fixed_rates: bool,
+    /// The receiver writes responses in two sends with Nagle on (delayed-ACK stalls).
+    two_sends: bool,
 }
 
 impl Args {
@@ -53,6 +58,7 @@ impl Args {
             sink_down: None,
             down_rate: 5_000.0,
             fixed_rates: true,
+            two_sends: false,
         };
         let argv: Vec<String> = std::env::args().skip(1).collect();
         let mut i = 0;
@@ -68,6 +74,11 @@ impl Args {
                 "--sink-down" => a.sink_down = Some(value().parse().expect("--sink-down SECONDS")),
                 "--no-fixed-rates" => {
                     a.fixed_rates = false;
+                    i += 1;
+                    continue;
+                }
+                "--two-sends" => {
+                    a.two_sends = true;
                     i += 1;
                     continue;
                 }
@@ -280,6 +291,10 @@ struct Run {
     peak_rss_mib: f64,
     /// The HEC sink's concurrency limit when the phase ended.
     hec_limit: Option<f64>,
+    /// The HEC sink's limit once a second while the load ran.
+    hec_limits: Vec<f64>,
+    /// Events the HEC receiver counted while the load ran, over the events accepted.
+    delivered_during_load: f64,
 }
 
 impl Run {
@@ -291,7 +306,8 @@ impl Run {
         let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0}"));
         println!(
             "{:<14} {:>9.0} ev/s  in {:>6.1} MB/s  out {:>5.1} MB/s  delivery p50 {:>5} ms  p99 {:>5} ms  \
-             request p99 {:>5} ms  CPU {:>5.1} s/M events (load {:.1})  RSS {:.0} MiB (peak {:.0})  HEC limit {}  retried {}  rejected {}",
+             request p99 {:>5} ms  CPU {:>5.1} s/M events (load {:.1})  RSS {:.0} MiB (peak {:.0})  \
+             delivered during load {:>3.0} %  HEC limit {} (per second: {:?})  retried {}  rejected {}",
             self.label,
             self.rate(),
             self.in_mb / self.seconds,
@@ -303,7 +319,9 @@ impl Run {
             self.load_cpu_per_million,
             self.rss_mib,
             self.peak_rss_mib,
+            self.delivered_during_load * 100.0,
             self.hec_limit.map_or("-".into(), |l| l.to_string()),
+            self.hec_limits,
             self.retried,
             self.rejected,
         );
@@ -318,6 +336,8 @@ impl Run {
             "gateway_cpu_seconds_per_million": self.gateway_cpu_per_million,
             "load_cpu_seconds_per_million": self.load_cpu_per_million,
             "rss_mib": self.rss_mib, "peak_rss_mib": self.peak_rss_mib, "hec_concurrency_limit": self.hec_limit,
+            "hec_concurrency_limit_per_second": self.hec_limits,
+            "delivered_during_load": self.delivered_during_load,
             "retried_requests": self.retried, "rejected": self.rejected,
         })
     }
@@ -358,7 +378,16 @@ fn phase(
 ) -> Run {
     let options = load(gw, args, rate, Duration::from_secs(args.seconds), true);
     let before = snapshot(gw, stats);
-    let report = rt.block_on(send::run(options)).expect("the load ran");
+    let load = rt.spawn(send::run(options));
+    let mut hec_limits = Vec::new();
+    while !load.is_finished() {
+        std::thread::sleep(Duration::from_millis(200));
+        if hec_limits.len() < (before.at.elapsed().as_secs() as usize) {
+            hec_limits.extend(hec_limit_of(gw));
+        }
+    }
+    let delivered_by_load_end = stats.hec_events.load(Ordering::Relaxed) - before.hec_events;
+    let report = rt.block_on(load).unwrap().expect("the load ran");
     let want_hec = before.hec_events + report.accepted;
     let want_bulk = before.bulk_events + if args.all_sinks { report.accepted } else { 0 };
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -373,11 +402,7 @@ fn phase(
     }
     let after = snapshot(gw, stats);
     let (rss, peak) = gw.rss_mib();
-    let hec_limit = gw
-        .metrics()
-        .lines()
-        .find(|l| l.starts_with("thoth_sink_concurrency_limit{sink=\"splunk\"}"))
-        .and_then(|l| l.split_whitespace().last()?.parse().ok());
+    let hec_limit = hec_limit_of(gw);
     let per_million = |cpu: f64| cpu / report.accepted.max(1) as f64 * 1e6;
     Run {
         label: label.into(),
@@ -395,7 +420,17 @@ fn phase(
         rss_mib: rss,
         peak_rss_mib: peak,
         hec_limit,
+        hec_limits,
+        delivered_during_load: delivered_by_load_end as f64 / report.accepted.max(1) as f64,
     }
+}
+
+/// The HEC sink's concurrency limit now.
+fn hec_limit_of(gw: &Gateway) -> Option<f64> {
+    gw.metrics()
+        .lines()
+        .find(|l| l.starts_with("thoth_sink_concurrency_limit{sink=\"splunk\"}"))
+        .and_then(|l| l.split_whitespace().last()?.parse().ok())
 }
 
 fn main() {
@@ -420,6 +455,7 @@ fn main() {
         .unwrap();
     let receiver_options = ReceiverOptions {
         hec_token: Some(HEC_TOKEN.into()),
+        two_sends: args.two_sends,
         ..Default::default()
     };
     let (receiver, stats) = rt
