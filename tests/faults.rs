@@ -124,11 +124,10 @@ fn a_full_wal_disk_answers_503_corrupts_nothing_and_recovers_when_space_returns(
     }
     let (first_refused, code) = refused.expect("a full disk must refuse appends");
     assert_eq!(code, "wal_unavailable");
-    assert!(
-        gw.logs().contains("No space left on device"),
-        "{}",
-        gw.logs()
-    );
+    // The log line is written by the WAL's writer and read by another thread here: wait for it.
+    wait_until("the disk error is logged", || {
+        gw.logs().contains("No space left on device")
+    });
     let health = client().get(gw.url("/health")).send().unwrap();
     assert_eq!(health.status().as_u16(), 200, "still serving");
 
