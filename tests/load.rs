@@ -134,3 +134,77 @@ fn the_receiver_refuses_a_wrong_token_and_bodies_it_cannot_count() {
     assert_eq!(stats.hec_events.load(Ordering::Relaxed), 2);
     assert_eq!(stats.refused.load(Ordering::Relaxed), 3);
 }
+
+/// What the outside-in benchmark posts (`thoth-load bodies` files, as wrk sends them) against a
+/// mixed fleet (`thoth-load snapshot` for Jamf and for Intune): every batch is accepted and
+/// every event enriched, the Intune tenant's decisions by serial and its check-ins (which
+/// carry none) by hostname.
+#[test]
+fn the_written_bodies_against_a_jamf_and_an_intune_fleet_are_accepted_and_all_enriched() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, f: fn(&str, u32, &mut dyn std::io::Write) -> std::io::Result<()>| {
+        let tenant = name.split('-').next().unwrap();
+        let mut out =
+            std::io::BufWriter::new(std::fs::File::create(dir.path().join(name)).unwrap());
+        f(tenant, 40, &mut out).unwrap();
+    };
+    write("acme-jamf.json", thoth_load::snapshot::write_jamf);
+    write("globex-intune.json", thoth_load::snapshot::write_intune);
+    let tenants = [("acme", "acme-token"), ("globex", "globex-token")].map(|(tenant, token)| {
+        thoth_load::send::TenantToken {
+            tenant: tenant.into(),
+            token: token.into(),
+        }
+    });
+    let workload = Workload {
+        endpoints: 40,
+        batch: 50,
+        checkin_percent: 20,
+        ..Workload::default()
+    };
+    let bodies = dir.path().join("bodies");
+    thoth_load::bodies::write_bodies(&bodies, 6, &tenants, &workload, &thoth_event::now_rfc3339())
+        .unwrap();
+    let cfg = dir.path().join("gateway.toml");
+    std::fs::write(&cfg, config_text(dir.path(), "", "", "")).unwrap();
+    let gw = Gateway::start(&cfg);
+    let client = client();
+    let manifest = std::fs::read_to_string(bodies.join("manifest.txt")).unwrap();
+    for line in manifest.lines() {
+        let (token, file) = line.split_once(' ').unwrap();
+        let body = std::fs::read_to_string(bodies.join(file)).unwrap();
+        let (status, resp, _) = post_ndjson(&client, &gw, token, body);
+        assert_eq!(status, 200, "{file}: {resp}");
+        assert_eq!(resp["accepted"], 50, "{file}: {resp}");
+    }
+    let out = out_path(dir.path());
+    wait_until("all 300 events are delivered", || {
+        read_ndjson(&out).len() >= 300
+    });
+    let events = read_ndjson(&out);
+    assert_eq!(events.len(), 300);
+    let mut matched_on = std::collections::BTreeMap::new();
+    for e in &events {
+        assert_eq!(e["enrichment"]["status"], "matched", "{e}");
+        let key = (
+            e["tenant_id"].as_str().unwrap().to_string(),
+            e["type"].as_str().unwrap().to_string(),
+            e["enrichment"]["matched_on"].as_str().unwrap().to_string(),
+        );
+        *matched_on.entry(key).or_insert(0) += 1;
+    }
+    for (tenant, kind, on) in matched_on.keys() {
+        let expected = match (tenant.as_str(), kind.as_str()) {
+            ("acme", _) => "endpoint_id",
+            ("globex", "decision") => "serial",
+            _ => "hostname",
+        };
+        assert_eq!(on, expected, "{tenant} {kind}: {matched_on:?}");
+    }
+    assert!(
+        matched_on
+            .keys()
+            .any(|(t, k, _)| t == "globex" && k == "checkin"),
+        "{matched_on:?}"
+    );
+}

@@ -5,6 +5,7 @@
 //! Pure parts (event generation, MDM snapshots, counting events in a sink's body, the
 //! latency summary) are plain functions with unit tests; `send` and `receive` are the I/O.
 
+pub mod bodies;
 pub mod counting;
 pub mod generate;
 pub mod receive;

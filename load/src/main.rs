@@ -21,15 +21,41 @@ struct Cli {
 enum Command {
     /// Post NDJSON batches of decisions and check-ins; prints sent / accepted / rejected / rate.
     Send(SendArgs),
-    /// Write a Jamf Pro computers-inventory snapshot of the endpoints `send` uses.
+    /// Write a Jamf Pro computers-inventory (or Intune managedDevices) snapshot of the
+    /// endpoints `send` uses.
     Snapshot {
         #[arg(long, default_value = "acme")]
         tenant: String,
+        /// `jamf` or `intune`.
+        #[arg(long, default_value = "jamf", value_parser = ["jamf", "intune"])]
+        format: String,
         #[arg(long, default_value_t = 100_000)]
         endpoints: u32,
         /// Output file (`-` for stdout).
         #[arg(long, default_value = "-")]
         out: String,
+    },
+    /// Write NDJSON batches to files, and a `TOKEN FILE` manifest, for an outside load
+    /// generator (`wrk -s benches/wrk/post_batches.lua`).
+    Bodies {
+        /// Directory to write into (created).
+        #[arg(long)]
+        out_dir: std::path::PathBuf,
+        /// How many batch files.
+        #[arg(long, default_value_t = 64)]
+        files: usize,
+        /// TENANT=TOKEN, repeatable; files rotate over them (default: the demo tenants).
+        #[arg(long = "tenant", value_name = "TENANT=TOKEN")]
+        tenants: Vec<String>,
+        /// Events per file.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// Endpoints per tenant (match `snapshot --endpoints`).
+        #[arg(long, default_value_t = 3)]
+        endpoints: u32,
+        /// Percent of events that are check-ins.
+        #[arg(long, default_value_t = 5)]
+        checkin_percent: u32,
     },
     /// Serve fast Splunk HEC and Elasticsearch `_bulk` receivers on one port.
     Receive {
@@ -97,8 +123,9 @@ fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     thoth_config::units::parse_duration(s).map_err(|e| anyhow::anyhow!("--duration: {e}"))
 }
 
-fn send_options(a: SendArgs) -> anyhow::Result<(SendOptions, bool)> {
-    let tenants = if a.tenants.is_empty() {
+/// `TENANT=TOKEN` arguments; the built-in config's demo tenants when there are none.
+fn tenant_tokens(args: &[String]) -> anyhow::Result<Vec<TenantToken>> {
+    Ok(if args.is_empty() {
         vec![
             TenantToken {
                 tenant: "acme".into(),
@@ -110,8 +137,7 @@ fn send_options(a: SendArgs) -> anyhow::Result<(SendOptions, bool)> {
             },
         ]
     } else {
-        a.tenants
-            .iter()
+        args.iter()
             .map(|t| {
                 let (tenant, token) = t
                     .split_once('=')
@@ -122,7 +148,11 @@ fn send_options(a: SendArgs) -> anyhow::Result<(SendOptions, bool)> {
                 })
             })
             .collect::<anyhow::Result<_>>()?
-    };
+    })
+}
+
+fn send_options(a: SendArgs) -> anyhow::Result<(SendOptions, bool)> {
+    let tenants = tenant_tokens(&a.tenants)?;
     let rate = match a.rate.as_str() {
         "max" => None,
         r => Some(
@@ -190,17 +220,29 @@ fn main() -> anyhow::Result<()> {
                 anyhow::bail!("nothing was accepted");
             }
         }
-        Command::Snapshot { tenant, endpoints, out } => {
+        Command::Snapshot { tenant, format, endpoints, out } => {
+            let write = if format == "intune" {
+                thoth_load::snapshot::write_intune
+            } else {
+                thoth_load::snapshot::write_jamf
+            };
             if out == "-" {
                 let stdout = std::io::stdout();
-                thoth_load::snapshot::write_jamf(&tenant, endpoints, &mut std::io::BufWriter::new(stdout.lock()))?;
+                write(&tenant, endpoints, &mut std::io::BufWriter::new(stdout.lock()))?;
             } else {
                 let file = std::fs::File::create(&out).with_context(|| format!("cannot create {out}"))?;
                 let mut w = std::io::BufWriter::new(file);
-                thoth_load::snapshot::write_jamf(&tenant, endpoints, &mut w)?;
+                write(&tenant, endpoints, &mut w)?;
                 std::io::Write::flush(&mut w)?;
                 eprintln!("thoth-load: wrote {endpoints} endpoints of {tenant} to {out}");
             }
+        }
+        Command::Bodies { out_dir, files, tenants, batch, endpoints, checkin_percent } => {
+            let tenants = tenant_tokens(&tenants)?;
+            let workload = Workload { endpoints, checkin_percent, batch, ..Workload::default() };
+            let bytes = thoth_load::bodies::write_bodies(&out_dir, files, &tenants, &workload, &thoth_event::now_rfc3339())
+                .with_context(|| format!("cannot write the bodies into {}", out_dir.display()))?;
+            eprintln!("thoth-load: wrote {files} batches of {batch} events ({bytes} bytes) and manifest.txt to {}", out_dir.display());
         }
         Command::Receive { listen, hec_token, progress, two_sends } => runtime.block_on(async {
             let options = ReceiverOptions { hec_token, two_sends, ..ReceiverOptions::default() };

@@ -10,7 +10,7 @@ const DEPARTMENTS: [&str; 4] = ["Engineering", "Sales", "Finance", "Support"];
 /// Writes `endpoints` computers of `tenant` as Jamf's list response, streaming (a million
 /// endpoints is ~600 MB; nothing is held in memory). The Thoth endpoint id is the extension
 /// attribute `Thoth Endpoint ID`, as the gateway's example configs expect.
-pub fn write_jamf(tenant: &str, endpoints: u32, out: &mut impl Write) -> io::Result<()> {
+pub fn write_jamf(tenant: &str, endpoints: u32, out: &mut dyn Write) -> io::Result<()> {
     write!(out, "{{\"totalCount\":{endpoints},\"departments\":[")?;
     for (i, name) in DEPARTMENTS.iter().enumerate() {
         let sep = if i == 0 { "" } else { "," };
@@ -36,9 +36,57 @@ pub fn write_jamf(tenant: &str, endpoints: u32, out: &mut impl Write) -> io::Res
     out.write_all(b"\n]}\n")
 }
 
+/// Writes `endpoints` devices of `tenant` as Microsoft Graph's `managedDevices` list response,
+/// streaming. Intune carries no Thoth endpoint id, so the gateway matches the generator's
+/// decisions on their serial and its check-ins (which carry none) on their hostname: the
+/// slower lookups a mixed Jamf / Intune fleet costs.
+pub fn write_intune(tenant: &str, endpoints: u32, out: &mut dyn Write) -> io::Result<()> {
+    out.write_all(
+        b"{\"@odata.context\":\"https://graph.microsoft.com/v1.0/$metadata#deviceManagement/managedDevices\",\"value\":[",
+    )?;
+    for n in 1..=endpoints {
+        let ep = endpoint_identity(tenant, n);
+        let sep = if n == 1 { "" } else { "," };
+        let compliance = if n % 10 == 0 {
+            "noncompliant"
+        } else {
+            "compliant"
+        };
+        write!(
+            out,
+            "{sep}\n{{\"@odata.type\":\"#microsoft.graph.managedDevice\",\"id\":\"{n:08x}-0000-4000-8000-{n:012x}\",\
+             \"deviceName\":\"{}\",\"managedDeviceOwnerType\":\"company\",\
+             \"lastSyncDateTime\":\"2026-12-01T09:00:00Z\",\"operatingSystem\":\"Windows\",\
+             \"osVersion\":\"10.0.26100.2314\",\"complianceState\":\"{compliance}\",\
+             \"managementAgent\":\"mdm\",\"emailAddress\":\"{}\",\"userPrincipalName\":\"{}\",\
+             \"deviceCategoryDisplayName\":\"{}\",\"model\":\"ThinkPad X1 Carbon Gen 12\",\
+             \"manufacturer\":\"LENOVO\",\"serialNumber\":\"{}\"}}",
+            ep.hostname,
+            ep.user,
+            ep.user,
+            DEPARTMENTS[n as usize % DEPARTMENTS.len()],
+            ep.serial,
+        )?;
+    }
+    out.write_all(b"\n]}\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_intune_snapshot_is_graph_json_naming_the_generated_endpoints_by_serial_and_name() {
+        let mut out = Vec::new();
+        write_intune("globex", 3, &mut out).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let devices = v["value"].as_array().unwrap();
+        assert_eq!(devices.len(), 3);
+        let ep = endpoint_identity("globex", 3);
+        assert_eq!(devices[2]["serialNumber"], ep.serial.as_str());
+        assert_eq!(devices[2]["deviceName"], ep.hostname.as_str());
+        assert_eq!(devices[2]["userPrincipalName"], ep.user.as_str());
+    }
 
     #[test]
     fn the_snapshot_is_jamf_json_naming_the_generated_endpoints() {
