@@ -130,7 +130,9 @@ fn sighup_adds_a_sink_and_a_broken_config_is_refused_without_losing_events() {
     gw.signal("HUP");
     wait_until("the reload is refused", || reloads(&gw, "refused") == 1);
     // The metric moves before the log line reaches this process: wait for the line.
-    wait_until("the refusal is logged", || gw.logs().contains("reload refused"));
+    wait_until("the refusal is logged", || {
+        gw.logs().contains("reload refused")
+    });
     let (status, body) = post_reload(&gw, "admin-token");
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"], "invalid_config");
