@@ -36,6 +36,8 @@ pub struct IngestState {
     pub metrics: IngestMetrics,
     /// State shared with the other replicas (replay ids, rate limits).
     pub shared: thoth_state::SharedState,
+    /// How many bodies are decoded and written at once ([`crate::BatchSlots`]).
+    pub batch_slots: crate::BatchSlots,
 }
 
 /// Seconds a client is asked to wait when the gateway cannot take a batch now.
@@ -106,6 +108,8 @@ async fn handle(
             .retry_after(retry_after)
         })?;
     }
+    // Held until the batch is durable: its events and frame exist only while it has a slot.
+    let _slot = state.batch_slots.take().await;
     let events = decode(state, bytes, format).await?;
     authorize_tenants(state, &scope, &events)?;
     submit(state, events, "http")

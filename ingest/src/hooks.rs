@@ -151,6 +151,7 @@ async fn handle(
         Ok(w) if !bytes_has_type(&bytes) => bytes.slice_ref(w.events.get().as_bytes()),
         _ => bytes.clone(),
     };
+    let _slot = state.batch_slots.take().await;
     let events = crate::events::decode(state, payload, BodyFormat::Json).await?;
     if let Some(own) = &hook.tenant_id {
         if let Some((i, e)) = events.iter().enumerate().find(|(_, e)| e.tenant_id != *own) {

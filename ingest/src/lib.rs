@@ -9,6 +9,7 @@
 //! it knows nothing of the WAL or sinks.
 
 mod auth;
+mod batch_slots;
 mod body;
 mod error;
 mod events;
@@ -28,6 +29,7 @@ use axum::routing::post;
 use axum::Router;
 
 pub use auth::{Access, AuthError, Grant, Scope, SharedAccess, TokenTable};
+pub use batch_slots::BatchSlots;
 pub use body::{body_format, gunzip, read_body, read_body_to_file};
 pub use error::{ApiError, Detail};
 pub use events::IngestState;

@@ -285,6 +285,7 @@ pub async fn run(config: Config, programs: Programs, path: Option<PathBuf>) -> a
         shutting_down: shutting_down.clone(),
         metrics: IngestMetrics::new(&registry)?,
         shared: shared.clone(),
+        batch_slots: thoth_ingest::BatchSlots::for_this_machine(),
     });
     let live = Arc::new(ArcSwap::from_pointee(Live {
         sinks: sinks.health(),
