@@ -1,10 +1,10 @@
 //! The endpoint index: immutable, built after each snapshot load and swapped in atomically.
 //! Lookups within one tenant by endpoint id, then serial, then hostname (case-insensitive).
 
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use hashbrown::HashTable;
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use serde::Serialize;
 use thoth_config::FleetRule;
@@ -58,7 +58,7 @@ impl KeyTable {
     /// Adds `key` at `position` unless an earlier endpoint has it (the first one wins).
     fn insert_first<'e>(
         &mut self,
-        hasher: &RandomState,
+        hasher: &DefaultHashBuilder,
         key: &str,
         position: u32,
         key_of: impl Fn(u32) -> Option<&'e str>,
@@ -73,7 +73,7 @@ impl KeyTable {
 
     fn get<'e>(
         &self,
-        hasher: &RandomState,
+        hasher: &DefaultHashBuilder,
         key: &str,
         key_of: impl Fn(u32) -> Option<&'e str>,
     ) -> Option<usize> {
@@ -88,7 +88,7 @@ impl KeyTable {
 pub struct ProviderIndex {
     tenant_id: String,
     endpoints: Vec<IndexedEndpoint>,
-    hasher: RandomState,
+    hasher: DefaultHashBuilder,
     by_id: KeyTable,
     by_serial: KeyTable,
     by_host: KeyTable,
