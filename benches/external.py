@@ -70,9 +70,10 @@ def metric(text, name, labels=""):
     return total
 
 
-def cpu_seconds(pid):
+def cpu_times(pid):
+    """(user, system) CPU seconds of the process so far."""
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
+    return int(fields[11]) / TICK, int(fields[12]) / TICK
 
 
 def peak_rss_mib(pid):
@@ -127,7 +128,7 @@ def main():
         sys.exit("the gateway did not start: see " + log.name)
     delivered = lambda: json.loads(get(f"http://{receiver_addr}/stats"))["hec_events"]
     accepted = lambda m: metric(m, "thoth_events_received_total")
-    cpu0, t0 = cpu_seconds(gw.pid), time.time()
+    (user0, sys0), t0 = cpu_times(gw.pid), time.time()
     env = dict(os.environ, BODIES=f"{d}/bodies")
     load = subprocess.Popen([wrk, f"-t{a.threads}", f"-c{a.connections}", f"-d{a.seconds}s",
                              "-s", os.path.join(ROOT, "benches/wrk/post_batches.lua"), f"http://{addr}"],
@@ -148,7 +149,8 @@ def main():
         if time.time() - t0 > a.seconds * 20:
             sys.exit("the gateway did not deliver everything it accepted")
         time.sleep(0.05)
-    t_all, cpu = time.time() - t0, cpu_seconds(gw.pid) - cpu0
+    user, system = (now - before for now, before in zip(cpu_times(gw.pid), (user0, sys0)))
+    t_all, cpu = time.time() - t0, user + system
     acc = accepted(get(f"http://{addr}/metrics"))
     refused = re.search(r"refused (\d+)", wrk_out)
     result = {
@@ -157,13 +159,15 @@ def main():
         "accepted_per_s": round(acc_load / t_load), "delivered_during_load_per_s": round(dl_load / t_load),
         "delivered_share_during_load": round(dl_load / max(acc_load, 1), 3),
         "end_to_end_per_s": round(acc / t_all), "cpu_s_per_million": round(cpu / acc * 1e6, 2),
+        "user_s_per_million": round(user / acc * 1e6, 2), "system_s_per_million": round(system / acc * 1e6, 2),
         "peak_rss_mib": round(peak_rss_mib(gw.pid)), "refused_requests": int(refused.group(1)) if refused else None,
         "hec_limits": limits,
     }
     print(wrk_out.strip())
     print(f"accepted {result['accepted_per_s']:,}/s during the load; delivered {result['delivered_during_load_per_s']:,}/s "
           f"({100 * result['delivered_share_during_load']:.0f} %); end to end {result['end_to_end_per_s']:,}/s; "
-          f"{result['cpu_s_per_million']} CPU-s per M events; peak RSS {result['peak_rss_mib']} MiB")
+          f"{result['cpu_s_per_million']} CPU-s per M events ({result['user_s_per_million']} user, "
+          f"{result['system_s_per_million']} system); peak RSS {result['peak_rss_mib']} MiB")
     print(json.dumps(result))
     gw.terminate(); receiver.terminate()
     gw.wait(); receiver.wait()
