@@ -4,6 +4,7 @@
 //! flight finish, close the WAL (drains queued appends), then stop sinks after the batch in
 //! hand (cursors persisted).
 
+pub mod delivery_pressure;
 pub mod fleet_checkins;
 pub mod ingest_replay;
 pub mod mdm_share;
@@ -275,6 +276,7 @@ pub async fn run(config: Config, programs: Programs, path: Option<PathBuf>) -> a
             )
         })
     };
+    let batch_slots = thoth_ingest::BatchSlots::for_this_machine();
     let ingest = Arc::new(IngestState {
         hooks,
         submit,
@@ -285,12 +287,20 @@ pub async fn run(config: Config, programs: Programs, path: Option<PathBuf>) -> a
         shutting_down: shutting_down.clone(),
         metrics: IngestMetrics::new(&registry)?,
         shared: shared.clone(),
-        batch_slots: thoth_ingest::BatchSlots::for_this_machine(),
+        batch_slots: batch_slots.clone(),
     });
     let live = Arc::new(ArcSwap::from_pointee(Live {
         sinks: sinks.health(),
         providers: config.mdm.providers.clone(),
     }));
+    {
+        let yielding = delivery_pressure::gauge(&registry)?;
+        let task = (wal.clone(), live.clone(), batch_slots, stop_rx.clone());
+        supervisor.spawn("delivery_pressure", move || {
+            let (wal, live, slots, stop) = task.clone();
+            delivery_pressure::watch_lags(wal, live, slots, yielding.clone(), stop)
+        });
+    }
     let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
     let reloader = Reloader {
         path,
