@@ -515,3 +515,62 @@ fn wall_clock_jumps_neither_dead_letter_early_nor_stop_delivery() {
     });
     assert_eq!(metric(&gw, "thoth_sink_dead_letters_total"), 0.0);
 }
+
+fn splunk_queue(gw: &Gateway) -> f64 {
+    metric(gw, "thoth_sink_queue_events{sink=\"splunk\"}")
+}
+
+/// Posts `n` events in batches of 100 (the test config's 64 KiB bodies).
+fn post_many(gw: &Gateway, prefix: &str, n: usize) {
+    for b in 0..n / 100 {
+        post_all(gw, "acme-token", &batch(&format!("{prefix}-{b}"), 100));
+    }
+}
+
+#[test]
+fn a_delivering_sink_that_falls_behind_slows_ingest_and_a_failing_one_does_not() {
+    let hec = Hec::start(HEC_TOKEN);
+    // Healthy but slow: every request waits 300 ms, one at a time (about 330 events/s).
+    hec.push_faults((0..2_000).map(|_| Fault::Delay(Duration::from_millis(300))));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "max_bytes = \"1GiB\"",
+        &hec_sink(&hec.url(), "concurrency = 1"),
+    );
+    let gw = Gateway::start(&cfg);
+    assert_eq!(metric(&gw, "thoth_ingest_yielding"), 0.0);
+    post_many(&gw, "slow", 60_000);
+    wait_until("ingest yields to the sink that is behind", || {
+        metric(&gw, "thoth_ingest_yielding") == 1.0
+    });
+    assert!(splunk_queue(&gw) > 25_000.0);
+    assert_eq!(gw.health()["sinks"]["splunk"]["status"], "healthy");
+    // The destination speeds up: the sink catches up and ingest takes its full speed back.
+    hec.with(|s| s.faults.clear());
+    wait_until("ingest takes its full speed back", || {
+        metric(&gw, "thoth_ingest_yielding") == 0.0
+    });
+    wait_until("the sink has caught up", || splunk_queue(&gw) == 0.0);
+
+    // A failing destination: its backlog grows past the mark, and ingest does not yield.
+    hec.push_faults((0..100_000).map(|_| Fault::busy(None)));
+    post_many(&gw, "failing", 60_000);
+    wait_until("the backlog is past the mark", || {
+        splunk_queue(&gw) > 50_000.0
+    });
+    assert_ne!(gw.health()["sinks"]["splunk"]["status"], "healthy");
+    for _ in 0..5 {
+        assert_eq!(
+            metric(&gw, "thoth_ingest_yielding"),
+            0.0,
+            "a failing sink never slows ingest"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    hec.with(|s| s.faults.clear());
+    wait_until(
+        "everything is delivered once the destination is back",
+        || splunk_queue(&gw) == 0.0,
+    );
+}
