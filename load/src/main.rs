@@ -47,15 +47,8 @@ enum Command {
         /// TENANT=TOKEN, repeatable; files rotate over them (default: the demo tenants).
         #[arg(long = "tenant", value_name = "TENANT=TOKEN")]
         tenants: Vec<String>,
-        /// Events per file.
-        #[arg(long, default_value_t = 500)]
-        batch: usize,
-        /// Endpoints per tenant (match `snapshot --endpoints`).
-        #[arg(long, default_value_t = 3)]
-        endpoints: u32,
-        /// Percent of events that are check-ins.
-        #[arg(long, default_value_t = 5)]
-        checkin_percent: u32,
+        #[command(flatten)]
+        workload: WorkloadArgs,
     },
     /// Serve fast Splunk HEC and Elasticsearch `_bulk` receivers on one port.
     Receive {
@@ -72,6 +65,34 @@ enum Command {
         #[arg(long)]
         two_sends: bool,
     },
+}
+
+/// What the generated events look like (`send` and `bodies`).
+#[derive(clap::Args)]
+struct WorkloadArgs {
+    /// Events per request (per file for `bodies`).
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+    /// Endpoints per tenant (match `snapshot --endpoints`).
+    #[arg(long, default_value_t = 3)]
+    endpoints: u32,
+    /// Percent of events that are check-ins.
+    #[arg(long, default_value_t = 5)]
+    checkin_percent: u32,
+    /// Risk weights, e.g. low=70,medium=20,high=8,critical=2.
+    #[arg(long, default_value = "low=70,medium=20,high=8,critical=2")]
+    risk_mix: RiskMix,
+}
+
+impl WorkloadArgs {
+    fn workload(self) -> Workload {
+        Workload {
+            endpoints: self.endpoints,
+            checkin_percent: self.checkin_percent,
+            risk_mix: self.risk_mix,
+            batch: self.batch,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -95,18 +116,8 @@ struct SendArgs {
     /// Stop after this many accepted events instead (rounded up to whole batches).
     #[arg(long)]
     events: Option<u64>,
-    /// Events per request.
-    #[arg(long, default_value_t = 500)]
-    batch: usize,
-    /// Endpoints per tenant (match `snapshot --endpoints`).
-    #[arg(long, default_value_t = 3)]
-    endpoints: u32,
-    /// Percent of events that are check-ins.
-    #[arg(long, default_value_t = 5)]
-    checkin_percent: u32,
-    /// Risk weights, e.g. low=70,medium=20,high=8,critical=2.
-    #[arg(long, default_value = "low=70,medium=20,high=8,critical=2")]
-    risk_mix: RiskMix,
+    #[command(flatten)]
+    workload: WorkloadArgs,
     /// Send `Content-Encoding: gzip` bodies.
     #[arg(long)]
     gzip: bool,
@@ -175,12 +186,7 @@ fn send_options(a: SendArgs) -> anyhow::Result<(SendOptions, bool)> {
         },
         max_events: a.events,
         gzip: a.gzip,
-        workload: Workload {
-            endpoints: a.endpoints,
-            checkin_percent: a.checkin_percent,
-            risk_mix: a.risk_mix,
-            batch: a.batch,
-        },
+        workload: a.workload.workload(),
         progress: !a.quiet,
     };
     Ok((options, a.json))
@@ -237,9 +243,10 @@ fn main() -> anyhow::Result<()> {
                 eprintln!("thoth-load: wrote {endpoints} endpoints of {tenant} to {out}");
             }
         }
-        Command::Bodies { out_dir, files, tenants, batch, endpoints, checkin_percent } => {
+        Command::Bodies { out_dir, files, tenants, workload } => {
             let tenants = tenant_tokens(&tenants)?;
-            let workload = Workload { endpoints, checkin_percent, batch, ..Workload::default() };
+            let workload = workload.workload();
+            let batch = workload.batch;
             let bytes = thoth_load::bodies::write_bodies(&out_dir, files, &tenants, &workload, &thoth_event::now_rfc3339())
                 .with_context(|| format!("cannot write the bodies into {}", out_dir.display()))?;
             eprintln!("thoth-load: wrote {files} batches of {batch} events ({bytes} bytes) and manifest.txt to {}", out_dir.display());
