@@ -104,7 +104,11 @@ async fn stream_body(
     timeout: Duration,
     sink: &mut impl BodySink,
 ) -> Result<usize, ApiError> {
-    if let Some(len) = declared_length(headers) {
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
         // Far over the limit: answer at once (the connection closes).
         if len > max.saturating_add(OVERFLOW_DRAIN_BYTES) as u64 {
             return Err(too_large(max, limit_key, "body"));
@@ -154,30 +158,6 @@ async fn stream_body(
 
 /// Reads the whole body: at most `max` bytes, within `timeout`, gunzipped when
 /// `Content-Encoding: gzip` (the decompressed size is limited to `max` as well).
-/// The `Content-Length` a client declared, if it is a number.
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-}
-
-/// Most of a declared length reserved before any byte arrives: a client that declares 10 MiB
-/// and sends nothing costs no more than this.
-const PRESIZE_MAX_BYTES: usize = 1024 * 1024;
-
-/// Bytes to reserve for a body: what the client declared (a batch arrives without the
-/// buffer doubling and copying itself up to its size), within the limit and
-/// [`PRESIZE_MAX_BYTES`].
-fn presize(headers: &HeaderMap, max: usize) -> usize {
-    declared_length(headers).map_or(0, |len| {
-        usize::try_from(len)
-            .unwrap_or(usize::MAX)
-            .min(max)
-            .min(PRESIZE_MAX_BYTES)
-    })
-}
-
 pub async fn read_body(
     headers: &HeaderMap,
     body: Body,
@@ -185,7 +165,7 @@ pub async fn read_body(
     timeout: Duration,
 ) -> Result<Bytes, ApiError> {
     let gzip = gzip_encoded(headers)?;
-    let mut raw = Vec::with_capacity(presize(headers, max));
+    let mut raw = Vec::new();
     stream_body(headers, body, max, "api.max_body_bytes", timeout, &mut raw).await?;
     if !gzip {
         return Ok(Bytes::from(raw));
@@ -275,24 +255,6 @@ mod tests {
         let mut truncated = gz(b"hello world");
         truncated.truncate(truncated.len() - 6);
         assert_eq!(gunzip(&truncated, 100).unwrap_err().code, "invalid_gzip");
-    }
-
-    #[test]
-    fn a_body_is_presized_to_its_declared_length_within_the_limits() {
-        let with_length = |len: &str| {
-            let mut h = HeaderMap::new();
-            h.insert(header::CONTENT_LENGTH, len.parse().unwrap());
-            h
-        };
-        assert_eq!(presize(&HeaderMap::new(), 10_000), 0);
-        assert_eq!(presize(&with_length("350000"), 10 << 20), 350_000);
-        assert_eq!(presize(&with_length("350000"), 64 << 10), 64 << 10);
-        assert_eq!(
-            presize(&with_length("10485760"), 10 << 20),
-            PRESIZE_MAX_BYTES
-        );
-        assert_eq!(presize(&with_length("99999999999999999999"), 10 << 20), 0);
-        assert_eq!(presize(&with_length("-1"), 10 << 20), 0);
     }
 
     #[test]
