@@ -76,11 +76,15 @@ def cpu_times(pid):
     return int(fields[11]) / TICK, int(fields[12]) / TICK
 
 
-def peak_rss_mib(pid):
+def status_mib(pid, field):
     for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def peak_rss_mib(pid):
+    return status_mib(pid, "VmHWM")
 
 
 def main():
@@ -128,6 +132,8 @@ def main():
         sys.exit("the gateway did not start: see " + log.name)
     delivered = lambda: json.loads(get(f"http://{receiver_addr}/stats"))["hec_events"]
     accepted = lambda m: metric(m, "thoth_events_received_total")
+    time.sleep(1)  # the snapshot is loaded when the gateway listens; let the allocator settle
+    idle_rss = status_mib(gw.pid, "VmRSS")
     (user0, sys0), t0 = cpu_times(gw.pid), time.time()
     env = dict(os.environ, BODIES=f"{d}/bodies")
     load = subprocess.Popen([wrk, f"-t{a.threads}", f"-c{a.connections}", f"-d{a.seconds}s",
@@ -160,14 +166,15 @@ def main():
         "delivered_share_during_load": round(dl_load / max(acc_load, 1), 3),
         "end_to_end_per_s": round(acc / t_all), "cpu_s_per_million": round(cpu / acc * 1e6, 2),
         "user_s_per_million": round(user / acc * 1e6, 2), "system_s_per_million": round(system / acc * 1e6, 2),
-        "peak_rss_mib": round(peak_rss_mib(gw.pid)), "refused_requests": int(refused.group(1)) if refused else None,
+        "peak_rss_mib": round(peak_rss_mib(gw.pid)), "idle_rss_mib": round(idle_rss), "refused_requests": int(refused.group(1)) if refused else None,
         "hec_limits": limits,
     }
     print(wrk_out.strip())
     print(f"accepted {result['accepted_per_s']:,}/s during the load; delivered {result['delivered_during_load_per_s']:,}/s "
           f"({100 * result['delivered_share_during_load']:.0f} %); end to end {result['end_to_end_per_s']:,}/s; "
           f"{result['cpu_s_per_million']} CPU-s per M events ({result['user_s_per_million']} user, "
-          f"{result['system_s_per_million']} system); peak RSS {result['peak_rss_mib']} MiB")
+          f"{result['system_s_per_million']} system); peak RSS {result['peak_rss_mib']} MiB "
+          f"({result['idle_rss_mib']} MiB before the load)")
     print(json.dumps(result))
     gw.terminate(); receiver.terminate()
     gw.wait(); receiver.wait()
