@@ -71,30 +71,82 @@ impl<'a> Iterator for Members<'a> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let b = self.json;
-        let mut i = skip_whitespace(b, self.pos);
-        if b.get(i) == Some(&b',') {
-            i = skip_whitespace(b, i + 1);
-        }
+        let found = member_at(b, self.pos);
         self.pos = b.len(); // stays at the end unless a whole member is found
-        if b.get(i) != Some(&b'"') {
-            return None;
-        }
-        let (key_end, escaped) = string_end(b, i)?;
-        let key = RawKey {
-            text: &b[i + 1..key_end - 1],
-            escaped,
-        };
-        i = skip_whitespace(b, key_end);
-        if b.get(i) != Some(&b':') {
-            return None;
-        }
-        i = skip_whitespace(b, i + 1);
+        let (key, i) = found?;
         let end = value_end(b, i);
         if end <= i {
             return None;
         }
         self.pos = end;
         Some((key, &b[i..end]))
+    }
+}
+
+/// The key of the member at `pos` (after a `,` or the `{`) and where its value starts.
+fn member_at(b: &[u8], pos: usize) -> Option<(RawKey<'_>, usize)> {
+    let mut i = skip_whitespace(b, pos);
+    if b.get(i) == Some(&b',') {
+        i = skip_whitespace(b, i + 1);
+    }
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let (key_end, escaped) = string_end(b, i)?;
+    let key = RawKey {
+        text: &b[i + 1..key_end - 1],
+        escaped,
+    };
+    i = skip_whitespace(b, key_end);
+    if b.get(i) != Some(&b':') {
+        return None;
+    }
+    Some((key, skip_whitespace(b, i + 1)))
+}
+
+/// Iterates over the members of a JSON object with each value left open: `(key, the input from
+/// the value's first byte to its end)`. A value's end is found only when the next member is
+/// asked for, so a reader that stops at a container member never scans it twice.
+#[derive(Debug, Clone)]
+pub struct OpenMembers<'a> {
+    json: &'a [u8],
+    pos: usize,
+    /// Where the value last handed out starts, until its end is found.
+    open: Option<usize>,
+}
+
+/// The members of the JSON object `json`, values left open; `None` when it does not start
+/// with `{`.
+pub fn open_members(json: &[u8]) -> Option<OpenMembers<'_>> {
+    let members = object_members(json)?;
+    Some(OpenMembers {
+        json,
+        pos: members.pos,
+        open: None,
+    })
+}
+
+impl<'a> Iterator for OpenMembers<'a> {
+    type Item = (RawKey<'a>, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let b = self.json;
+        if let Some(start) = self.open.take() {
+            let end = value_end(b, start);
+            if end <= start {
+                self.pos = b.len();
+                return None;
+            }
+            self.pos = end;
+        }
+        let found = member_at(b, self.pos);
+        self.pos = b.len();
+        let (key, i) = found?;
+        if matches!(b.get(i), None | Some(b',' | b'}' | b']')) {
+            return None; // no value: the same members `Members` yields
+        }
+        self.open = Some(i);
+        Some((key, &b[i..]))
     }
 }
 
@@ -275,6 +327,50 @@ mod tests {
         assert_eq!(string_value(b"\""), None);
     }
 
+    /// Open members are the closed ones, each value running on to the end of the input.
+    fn same_members_open_or_closed(json: &[u8]) {
+        let (Some(closed), Some(open)) = (object_members(json), open_members(json)) else {
+            assert!(object_members(json).is_none() && open_members(json).is_none());
+            return;
+        };
+        let closed: Vec<_> = closed.collect();
+        let open: Vec<_> = open.collect();
+        assert_eq!(
+            open.len(),
+            closed.len(),
+            "{:?}",
+            String::from_utf8_lossy(json)
+        );
+        for ((ck, cv), (ok, ov)) in closed.iter().zip(&open) {
+            assert_eq!(ck, ok);
+            assert_eq!(ov.as_ptr(), cv.as_ptr());
+            assert_eq!(
+                ov.as_ptr() as usize + ov.len(),
+                json.as_ptr() as usize + json.len()
+            );
+        }
+    }
+
+    #[test]
+    fn open_members_leave_each_value_running_to_the_end() {
+        let json = br#"{"a":1,"b":{"c":[1,"}"]},"d":"x"}"#;
+        let open: Vec<(String, &[u8])> = open_members(json)
+            .unwrap()
+            .map(|(k, v)| (k.decoded().into_owned(), v))
+            .collect();
+        assert_eq!(
+            open,
+            [
+                ("a".to_string(), &br#"1,"b":{"c":[1,"}"]},"d":"x"}"#[..]),
+                ("b".to_string(), &br#"{"c":[1,"}"]},"d":"x"}"#[..]),
+                ("d".to_string(), &br#""x"}"#[..]),
+            ]
+        );
+        same_members_open_or_closed(json);
+        same_members_open_or_closed(br#" { "a" : 1.5e3 , "g":null,"h":true}"#);
+        assert!(open_members(b"[1]").is_none());
+    }
+
     #[test]
     fn garbage_never_panics() {
         let inputs: [&[u8]; 10] = [
@@ -291,11 +387,13 @@ mod tests {
         ];
         for input in inputs {
             let _ = object_members(input).map(|m| m.count());
+            same_members_open_or_closed(input);
         }
         // Every prefix of a real event.
         let json = br#"{"a":"x\\y","b":{"c":[1,"]",{"d":null}]},"e":1}"#;
         for n in 0..json.len() {
             let _ = object_members(&json[..n]).map(|m| m.count());
+            same_members_open_or_closed(&json[..n]);
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 
 use crate::layout::FieldIndex;
-use crate::scan::{object_members, string_value};
+use crate::scan::{object_members, open_members, string_value};
 
 /// Commonly mapped fields of an enriched event. Strings borrow from the event where they
 /// need no unescaping.
@@ -51,7 +51,9 @@ fn optional_object<'a, T>(
     name: &str,
     parse: impl FnOnce(&'a [u8]) -> Result<T, ViewError>,
 ) -> Result<Option<T>, ViewError> {
-    if raw == b"null" {
+    // `raw` may run on past the value (an open member, a value found through the index):
+    // an object's reader stops at its closing brace, and `null` is read by its prefix.
+    if raw.starts_with(b"null") {
         return Ok(None);
     }
     if !raw.starts_with(b"{") {
@@ -86,9 +88,10 @@ impl<'a> ContextView<'a> {
     fn parse(json: &'a [u8]) -> Result<Self, ViewError> {
         let mut view = ContextView::default();
         // Keys are unique in what the gateway writes: stop once all three are read, without
-        // scanning the members after them (`endpoint.mdm`, `health`).
+        // scanning the members after them (`health`), nor to the end of the last one
+        // (`endpoint`, with its `mdm`): the values are left open.
         let mut seen = 0;
-        for (key, raw) in object_members(json).ok_or(ViewError::NotAnObject)? {
+        for (key, raw) in open_members(json).ok_or(ViewError::NotAnObject)? {
             match key.bytes().as_ref() {
                 b"fleet" => view.fleet = optional_object(raw, "context.fleet", IdName::parse)?,
                 b"tenant" => view.tenant = optional_object(raw, "context.tenant", IdName::parse)?,
@@ -245,16 +248,30 @@ impl<'a> EnrichedView<'a> {
         })
     }
 
-    /// `time` as Unix seconds with milliseconds (`1795860000.120`), when it parses.
-    pub fn epoch_seconds_ms(&self) -> Option<String> {
-        let t = crate::parse_rfc3339(self.time.as_deref()?).ok()?;
-        let ms = t.unix_timestamp_nanos().div_euclid(1_000_000);
-        Some(format!(
-            "{}.{:03}",
-            ms.div_euclid(1000),
-            ms.rem_euclid(1000)
-        ))
+    /// Appends `time` as Unix seconds with milliseconds (`1795860000.120`) to `out`; `false`
+    /// (nothing written) when it does not parse. Written in place: no `String` per event.
+    pub fn write_epoch_seconds_ms(&self, out: &mut Vec<u8>) -> bool {
+        let Some(t) = self
+            .time
+            .as_deref()
+            .and_then(|t| crate::parse_rfc3339(t).ok())
+        else {
+            return false;
+        };
+        write_epoch_ms(out, t.unix_timestamp_nanos().div_euclid(1_000_000));
+        true
     }
+}
+
+/// Unix milliseconds `ms` as seconds with three decimals (`1795860000.120`).
+pub fn write_epoch_ms(out: &mut Vec<u8>, ms: i128) {
+    use std::io::Write;
+    // The sign apart, so that a millisecond before 1970 is -0.001, not -1.999; u64 formats
+    // faster than i128, and every time the `time` crate represents fits.
+    let sign = if ms < 0 { "-" } else { "" };
+    let abs = ms.unsigned_abs() as u64;
+    let (secs, millis) = (abs / 1000, abs % 1000);
+    write!(out, "{sign}{secs}.{millis:03}").expect("writing to a Vec cannot fail");
 }
 
 #[cfg(test)]
@@ -271,7 +288,16 @@ mod tests {
         assert_eq!(v.host(), Some("mbp\"q"));
         assert_eq!(v.fleet_id(), Some("eng"));
         assert_eq!(v.endpoint(), Some("ep-1"));
-        assert_eq!(v.epoch_seconds_ms().as_deref(), Some("1795860000.120"));
+        let mut out = b"t=".to_vec();
+        assert!(v.write_epoch_seconds_ms(&mut out));
+        assert_eq!(out, b"t=1795860000.120");
+        let before_1970 = EnrichedView::parse(br#"{"time":"1969-12-31T23:59:59.999Z"}"#).unwrap();
+        out.clear();
+        assert!(before_1970.write_epoch_seconds_ms(&mut out));
+        assert_eq!(out, b"-0.001");
+        let unparsable = EnrichedView::parse(br#"{"time":"yesterday"}"#).unwrap();
+        out.clear();
+        assert!(!unparsable.write_epoch_seconds_ms(&mut out) && out.is_empty());
     }
 
     #[test]
@@ -280,6 +306,14 @@ mod tests {
             EnrichedView::parse(br#"{"hostn\u0061me":"h","risk":null,"context":null}"#).unwrap();
         assert_eq!(v.host(), Some("h"));
         assert_eq!(v.risk, None);
+        // Null members of `context`, before and after others.
+        let v = EnrichedView::parse(
+            br#"{"context":{"endpoint":null,"fleet":{"id":"f"},"tenant":null},"risk":"low"}"#,
+        )
+        .unwrap();
+        let context = v.context.as_ref().unwrap();
+        assert!(context.endpoint.is_none() && context.tenant.is_none());
+        assert_eq!((v.fleet_id(), v.risk.as_deref()), (Some("f"), Some("low")));
         assert_eq!(
             EnrichedView::parse(br#"{"risk":4}"#).unwrap_err(),
             ViewError::NotAString("risk".into())
@@ -296,12 +330,16 @@ mod tests {
 
     #[test]
     fn the_field_index_reads_what_a_scan_reads() {
-        let events: [&[u8]; 4] = [
+        let events: [&[u8]; 7] = [
             br#"{"type":"decision","x":{"risk":"no"},"time":"2026-11-28T10:00:00Z","hostn\u0061me":"h\"q","user":null,
                 "context":{"fleet":{"id":"eng"},"endpoint":{"id":"ep","owner":"o"}},"risk":"low","decision":"allow"}"#,
             br#"{"tenant_id":"acme","endpoint_id":"ep-1","event_id":"e"}"#,
             br#"{"risk":4}"#,
             br#"{"context":{"tenant":"flat"}}"#,
+            // Through the index `context` runs on to the end of the event: null is still null.
+            br#"{"context":null,"risk":"high"}"#,
+            br#"{"context":{"tenant":{"id":"t"},"endpoint":{"hostname":"h","mdm":{"x":"}"}},"fleet":null},"risk":"low"}"#,
+            br#"{"context":{"endpoint":null,"fleet":{"id":"f","name":"}"},"tenant":{"id":"t"}},"risk":"low"}"#,
         ];
         for json in events {
             let index = crate::layout::layout_by_scan(json)

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use thoth_event::scan::object_members;
+use thoth_event::scan::{object_members, open_members};
 use thoth_event::{EnrichedView, FieldIndex};
 use thoth_wal::record;
 
@@ -23,6 +23,16 @@ fn walk(json: &[u8], depth: usize) {
 
 fuzz_target!(|data: &[u8]| {
     walk(data, 0);
+    // Values left open start where the closed ones do, member for member.
+    if let (Some(closed), Some(open)) = (object_members(data), open_members(data)) {
+        let closed: Vec<_> = closed.collect();
+        let open: Vec<_> = open.take(closed.len() + 1).collect();
+        assert_eq!(open.len(), closed.len());
+        for ((ck, cv), (ok, ov)) in closed.iter().zip(&open) {
+            assert_eq!(ck, ok);
+            assert!(ov.starts_with(cv) && ov.as_ptr() == cv.as_ptr());
+        }
+    }
     let _ = EnrichedView::parse(data);
     if let Some(rec) = record::decode(data) {
         let _ = EnrichedView::read(rec.json, rec.fields.as_ref());

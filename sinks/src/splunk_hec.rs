@@ -96,12 +96,9 @@ impl Destination for SplunkHec {
     fn encode_event(&self, event: &EnrichedRecord, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let (json, view) = (&event.json[..], event.view()?);
         out.extend_from_slice(b"{\"time\":");
-        match view.epoch_seconds_ms() {
-            Some(t) => out.extend_from_slice(t.as_bytes()),
-            None => {
-                let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-                out.extend_from_slice(format!("{}.{:03}", now / 1000, now % 1000).as_bytes());
-            }
+        if !view.write_epoch_seconds_ms(out) {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+            thoth_event::write_epoch_ms(out, now);
         }
         if let Some(host) = view.host() {
             out.extend_from_slice(b",\"host\":");
@@ -109,11 +106,12 @@ impl Destination for SplunkHec {
         }
         out.extend_from_slice(b",\"source\":\"");
         out.extend_from_slice(SOURCE.as_bytes());
-        out.extend_from_slice(b"\",\"sourcetype\":");
-        write_json_string(
-            out,
-            &format!("thoth:{}", view.event_type.as_deref().unwrap_or("event")),
-        );
+        out.extend_from_slice(b"\",\"sourcetype\":\"thoth:");
+        // The type escaped as a JSON string, without its opening quote: `"thoth:` began it
+        // (no `format!` per event).
+        let at = out.len();
+        write_json_string(out, view.event_type.as_deref().unwrap_or("event"));
+        out.remove(at);
         if let Some(index) = &self.index {
             out.extend_from_slice(b",\"index\":");
             write_json_string(out, index);
@@ -338,6 +336,26 @@ mod tests {
         assert!(String::from_utf8(out)
             .unwrap()
             .starts_with("{\"time\":1795860000.120,"));
+    }
+
+    #[test]
+    fn the_sourcetype_escapes_the_type_and_defaults_to_event() {
+        let sourcetype = |json: &[u8]| {
+            let mut out = Vec::new();
+            hec(false)
+                .encode_event(
+                    &EnrichedRecord::new("acme", Bytes::copy_from_slice(json)),
+                    &mut out,
+                )
+                .unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            v["sourcetype"].as_str().unwrap().to_string()
+        };
+        assert_eq!(
+            sourcetype(br#"{"type":"we\"ird\\ty\u00e9"}"#),
+            "thoth:we\"ird\\ty\u{e9}"
+        );
+        assert_eq!(sourcetype(br#"{"risk":"low"}"#), "thoth:event");
     }
 
     #[test]
