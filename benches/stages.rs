@@ -230,6 +230,15 @@ fn stages(c: &mut Criterion) {
     let hec = SplunkHec::new(hec).unwrap();
     let es = Elasticsearch::new(es).unwrap();
     let mut body_out = Vec::with_capacity(1 << 20);
+    g.bench_function("hec_encode", |b| {
+        b.iter(|| {
+            body_out.clear();
+            for event in black_box(&enriched) {
+                hec.encode_event(event, &mut body_out).unwrap();
+            }
+            body_out.len()
+        })
+    });
     g.bench_function("hec_encode_gzip", |b| {
         b.iter(|| encode_and_gzip(&hec, black_box(&enriched), &mut body_out))
     });
