@@ -6,6 +6,7 @@
 mod body;
 mod request;
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -107,13 +108,28 @@ impl HttpDelivery {
 
 /// Encodes each event; those the destination cannot encode are returned with the reason.
 fn encode(destination: &dyn Destination, events: Vec<Event>) -> (Vec<Item>, Vec<(Event, String)>) {
-    // What an envelope adds to an event (HEC's is 150–300 bytes): rarely a second growth.
-    const ENVELOPE: usize = 384;
-    let size: usize = events.iter().map(|e| e.sent().json.len() + ENVELOPE).sum();
-    let mut buf = Vec::with_capacity(size);
-    let mut encoded = Vec::with_capacity(events.len());
+    // Before the first event is encoded: what an envelope may add to it.
+    const FIRST_GUESS: usize = 384;
+    let count = events.len();
+    let mut json_left: usize = events.iter().map(|e| e.sent().json.len()).sum();
+    let mut buf = Vec::new();
+    let mut encoded: Vec<(Event, Range<usize>)> = Vec::with_capacity(count);
     let mut failed = Vec::new();
-    for event in events {
+    for (n, event) in events.into_iter().enumerate() {
+        let json = event.sent().json.len();
+        match n {
+            0 => buf.reserve(json + FIRST_GUESS),
+            1 => {
+                // The first event's envelope, with a margin for longer ids, sizes the buffer
+                // for the rest: little slack, and rarely a growth that copies the batch.
+                let envelope = encoded.first().map_or(FIRST_GUESS, |(e, range)| {
+                    range.len().saturating_sub(e.sent().json.len()) + 64
+                });
+                buf.reserve(json_left + envelope * (count - 1));
+            }
+            _ => {}
+        }
+        json_left -= json;
         let start = buf.len();
         match destination.encode_event(event.sent(), &mut buf) {
             Ok(()) => encoded.push((event, start..buf.len())),
