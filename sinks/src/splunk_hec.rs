@@ -313,9 +313,8 @@ mod tests {
         assert_eq!(err.to_string(), "the event is not a JSON object");
     }
 
-    #[test]
-    fn encodes_the_spec_envelope() {
-        let json = br#"{"type":"decision","time":"2026-11-28T10:00:00.120Z","tenant_id":"acme","endpoint_id":"ep-1","risk":"high","decision":"block","context":{"fleet":{"id":"eng"},"endpoint":{"hostname":"mbp"}}}"#;
+    /// The envelope of the event `json`, as written.
+    fn envelope(json: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         hec(false)
             .encode_event(
@@ -323,6 +322,13 @@ mod tests {
                 &mut out,
             )
             .unwrap();
+        out
+    }
+
+    #[test]
+    fn encodes_the_spec_envelope() {
+        let json = br#"{"type":"decision","time":"2026-11-28T10:00:00.120Z","tenant_id":"acme","endpoint_id":"ep-1","risk":"high","decision":"block","context":{"fleet":{"id":"eng"},"endpoint":{"hostname":"mbp"}}}"#;
+        let out = envelope(json);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(
             v,
@@ -339,16 +345,19 @@ mod tests {
     }
 
     #[test]
+    fn a_time_before_1970_is_negative_seconds() {
+        let out = envelope(br#"{"time":"1969-12-31T23:59:59.999Z"}"#);
+        assert!(
+            out.starts_with(b"{\"time\":-0.001,"),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+
+    #[test]
     fn the_sourcetype_escapes_the_type_and_defaults_to_event() {
         let sourcetype = |json: &[u8]| {
-            let mut out = Vec::new();
-            hec(false)
-                .encode_event(
-                    &EnrichedRecord::new("acme", Bytes::copy_from_slice(json)),
-                    &mut out,
-                )
-                .unwrap();
-            let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&envelope(json)).unwrap();
             v["sourcetype"].as_str().unwrap().to_string()
         };
         assert_eq!(
