@@ -24,6 +24,7 @@ pub use signature::{
     WebhookSecret,
 };
 pub use timefmt::{
-    format_rfc3339_millis, format_system_time, now_rfc3339, now_unix_ms, parse_rfc3339, TimeError,
+    format_rfc3339_millis, format_system_time, now_rfc3339, now_unix_ms, parse_rfc3339,
+    write_epoch_ms, TimeError,
 };
-pub use view::{write_epoch_ms, ContextView, EndpointView, EnrichedView, IdName, ViewError};
+pub use view::{ContextView, EndpointView, EnrichedView, IdName, ViewError};

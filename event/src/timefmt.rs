@@ -40,6 +40,17 @@ pub fn now_unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Unix milliseconds `ms` as seconds with three decimals (`1795860000.120`).
+pub fn write_epoch_ms(out: &mut Vec<u8>, ms: i128) {
+    use std::io::Write;
+    // The sign apart, so that a millisecond before 1970 is -0.001, not -1.999; u64 formats
+    // faster than i128, and every time of the years 0000–9999 fits.
+    let sign = if ms < 0 { "-" } else { "" };
+    let abs = ms.unsigned_abs() as u64;
+    let (secs, millis) = (abs / 1000, abs % 1000);
+    write!(out, "{sign}{secs}.{millis:03}").expect("writing to a Vec cannot fail");
+}
+
 /// Formats a time as UTC RFC 3339 with milliseconds. A time outside the years 0000–9999 in UTC
 /// (which [`parse_rfc3339`] never returns) is written as the nearest end of that range.
 pub fn format_rfc3339_millis(t: OffsetDateTime) -> String {

@@ -258,20 +258,9 @@ impl<'a> EnrichedView<'a> {
         else {
             return false;
         };
-        write_epoch_ms(out, t.unix_timestamp_nanos().div_euclid(1_000_000));
+        crate::write_epoch_ms(out, t.unix_timestamp_nanos().div_euclid(1_000_000));
         true
     }
-}
-
-/// Unix milliseconds `ms` as seconds with three decimals (`1795860000.120`).
-pub fn write_epoch_ms(out: &mut Vec<u8>, ms: i128) {
-    use std::io::Write;
-    // The sign apart, so that a millisecond before 1970 is -0.001, not -1.999; u64 formats
-    // faster than i128, and every time the `time` crate represents fits.
-    let sign = if ms < 0 { "-" } else { "" };
-    let abs = ms.unsigned_abs() as u64;
-    let (secs, millis) = (abs / 1000, abs % 1000);
-    write!(out, "{sign}{secs}.{millis:03}").expect("writing to a Vec cannot fail");
 }
 
 #[cfg(test)]

@@ -97,8 +97,7 @@ impl Destination for SplunkHec {
         let (json, view) = (&event.json[..], event.view()?);
         out.extend_from_slice(b"{\"time\":");
         if !view.write_epoch_seconds_ms(out) {
-            let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-            thoth_event::write_epoch_ms(out, now);
+            thoth_event::write_epoch_ms(out, thoth_event::now_unix_ms().into());
         }
         if let Some(host) = view.host() {
             out.extend_from_slice(b",\"host\":");

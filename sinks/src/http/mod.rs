@@ -32,7 +32,8 @@ pub struct HttpDelivery {
 }
 
 /// An event and its encoding for the destination: a slice of the one buffer its batch was
-/// encoded into (one allocation per batch, not one per event).
+/// encoded into (one allocation per batch, not one per event; a part of the batch sent again
+/// keeps the whole buffer until it is settled, at most one batch).
 pub(crate) struct Item {
     event: Event,
     encoded: Bytes,
