@@ -149,7 +149,7 @@ impl Enricher {
             event.hostname.as_deref(),
         );
         if let (EventType::Checkin, Some(endpoint)) = (event.event_type, &event.endpoint_id) {
-            let device = found.map(|(e, _)| &*e.mdm_device_id);
+            let device = found.map(|(e, _)| e.mdm_device_id);
             self.checkins
                 .record_checkin(&event.tenant_id, endpoint, now, device);
         }
@@ -161,7 +161,7 @@ impl Enricher {
     fn write_context(
         &self,
         event: &Event,
-        found: Option<(&IndexedEndpoint, MatchedOn)>,
+        found: Option<(IndexedEndpoint<'_>, MatchedOn)>,
         now: OffsetDateTime,
         out: &mut Vec<u8>,
         layout: &mut Layout,
@@ -186,7 +186,7 @@ impl Enricher {
         let endpoint_id = event
             .endpoint_id
             .as_deref()
-            .or_else(|| found.and_then(|(e, _)| e.endpoint_id.as_deref()));
+            .or_else(|| found.and_then(|(e, _)| e.endpoint_id));
         if let Some((endpoint, _)) = found {
             if let Some(fleet) = &endpoint.fleet_json {
                 out.extend_from_slice(b",\"fleet\":");
@@ -224,7 +224,7 @@ impl Enricher {
                 out.extend_from_slice(b"{\"status\":\"matched\",\"matched_on\":\"");
                 out.extend_from_slice(on.as_str().as_bytes());
                 out.extend_from_slice(b"\",\"snapshot\":");
-                serde_json::to_writer(&mut *out, &*endpoint.snapshot).expect("Vec write");
+                serde_json::to_writer(&mut *out, endpoint.snapshot).expect("Vec write");
                 out.push(b'}');
             }
             None => out.extend_from_slice(b"{\"status\":\"unmatched\"}"),

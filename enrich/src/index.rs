@@ -9,6 +9,8 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 use serde::Serialize;
 use thoth_config::FleetRule;
 
+pub use crate::endpoint_store::IndexedEndpoint;
+use crate::endpoint_store::{EndpointStore, EndpointText};
 use crate::fleet::assign_fleet;
 use crate::record::{EndpointRecord, ProviderSnapshot};
 
@@ -28,25 +30,6 @@ impl MatchedOn {
             MatchedOn::Hostname => "hostname",
         }
     }
-}
-
-/// A record with its enrichment JSON prepared once, at index build time. Sized for 10^5–10^6
-/// of them: boxed strings, the fleet JSON shared by the endpoints of a rule.
-#[derive(Debug)]
-pub struct IndexedEndpoint {
-    /// The MDM's id of the device.
-    pub mdm_device_id: Box<str>,
-    /// The Thoth endpoint id the MDM carries, if any (the key of the id lookup).
-    pub endpoint_id: Option<Box<str>>,
-    /// The `context.fleet` object of the matching rule, if any.
-    pub fleet_json: Option<Arc<str>>,
-    /// The members of `context.endpoint` after `id` (hostname, serial, …, mdm), no braces.
-    pub endpoint_members: Box<str>,
-    pub snapshot: Arc<str>,
-    /// The key of the serial lookup.
-    serial: Option<Box<str>>,
-    /// The key of the hostname lookup: the hostname in lower case.
-    host_key: Option<Box<str>>,
 }
 
 /// Positions of endpoints by a key each endpoint holds itself, so the table stores 4 bytes
@@ -87,7 +70,7 @@ impl KeyTable {
 #[derive(Debug, Default)]
 pub struct ProviderIndex {
     tenant_id: String,
-    endpoints: Vec<IndexedEndpoint>,
+    endpoints: EndpointStore,
     hasher: DefaultHashBuilder,
     by_id: KeyTable,
     by_serial: KeyTable,
@@ -148,28 +131,33 @@ struct EndpointJson<'a> {
     mdm: MdmJson<'a>,
 }
 
-fn endpoint_members(r: &EndpointRecord, kind: &str) -> Box<str> {
-    let json = serde_json::to_string(&EndpointJson {
-        hostname: r.hostname.as_deref(),
-        serial: r.serial.as_deref(),
-        os: r.os.as_deref(),
-        os_version: r.os_version.as_deref(),
-        owner: r.owner.as_deref(),
-        department: r.department.as_deref(),
-        site: r.site.as_deref(),
-        category: r.category.as_deref(),
-        model: r.model.as_deref(),
-        mdm: MdmJson {
-            provider: kind,
-            device_id: &r.mdm_device_id,
-            managed: r.managed,
-            compliant: r.compliant,
-            last_sync: r.last_sync.as_deref(),
+/// The members of `context.endpoint` after `id`, no braces, written to `scratch`.
+fn endpoint_members<'s>(r: &EndpointRecord, kind: &str, scratch: &'s mut Vec<u8>) -> &'s str {
+    scratch.clear();
+    serde_json::to_writer(
+        &mut *scratch,
+        &EndpointJson {
+            hostname: r.hostname.as_deref(),
+            serial: r.serial.as_deref(),
+            os: r.os.as_deref(),
+            os_version: r.os_version.as_deref(),
+            owner: r.owner.as_deref(),
+            department: r.department.as_deref(),
+            site: r.site.as_deref(),
+            category: r.category.as_deref(),
+            model: r.model.as_deref(),
+            mdm: MdmJson {
+                provider: kind,
+                device_id: &r.mdm_device_id,
+                managed: r.managed,
+                compliant: r.compliant,
+                last_sync: r.last_sync.as_deref(),
+            },
         },
-    })
+    )
     .expect("serializing strings cannot fail");
     // Strip the braces: `id` is written first at enrichment time.
-    json[1..json.len() - 1].into()
+    std::str::from_utf8(&scratch[1..scratch.len() - 1]).expect("serde_json writes UTF-8")
 }
 
 impl ProviderIndex {
@@ -185,29 +173,31 @@ impl ProviderIndex {
                     .into()
             })
             .collect();
-        let mut part = ProviderIndex {
-            tenant_id: snap.tenant_id.clone(),
-            endpoints: Vec::with_capacity(snap.records.len()),
-            ..ProviderIndex::default()
-        };
+        let mut endpoints = EndpointStore::new(snap.records.len(), fleets, snap.taken_at.clone());
+        let mut scratch = Vec::new();
         for record in &snap.records {
-            let fleet_json = assign_fleet(rules, &snap.tenant_id, record).map(|rule| {
-                let i = rules
+            let fleet = assign_fleet(rules, &snap.tenant_id, record).map(|rule| {
+                rules
                     .iter()
                     .position(|r| std::ptr::eq(r, rule))
-                    .expect("the rule is one of `rules`");
-                fleets[i].clone()
+                    .expect("the rule is one of `rules`")
             });
-            part.endpoints.push(IndexedEndpoint {
-                endpoint_members: endpoint_members(record, snap.kind.as_str()),
-                fleet_json,
-                mdm_device_id: record.mdm_device_id.as_str().into(),
-                endpoint_id: record.endpoint_id.as_deref().map(Into::into),
-                snapshot: snap.taken_at.clone(),
-                serial: record.serial.as_deref().map(Into::into),
-                host_key: record.hostname.as_deref().map(|h| h.to_lowercase().into()),
-            });
+            let host_key = record.hostname.as_deref().map(str::to_lowercase);
+            let text = EndpointText {
+                endpoint_members: endpoint_members(record, snap.kind.as_str(), &mut scratch),
+                mdm_device_id: &record.mdm_device_id,
+                endpoint_id: record.endpoint_id.as_deref(),
+                serial: record.serial.as_deref(),
+                host_key: host_key.as_deref(),
+            };
+            endpoints.push(text, fleet);
         }
+        endpoints.shrink_to_fit();
+        let mut part = ProviderIndex {
+            tenant_id: snap.tenant_id.clone(),
+            endpoints,
+            ..ProviderIndex::default()
+        };
         part.index_keys();
         part.summary = Some(ProviderSummary {
             provider: snap.provider.clone(),
@@ -232,40 +222,40 @@ impl ProviderIndex {
     /// with a key wins.
     fn index_keys(&mut self) {
         let endpoints = &self.endpoints;
-        for (i, e) in endpoints.iter().enumerate() {
-            let i = u32::try_from(i).expect("fewer than 2^32 endpoints per provider");
-            if let Some(id) = &e.endpoint_id {
-                self.by_id.insert_first(&self.hasher, id, i, |p| {
-                    endpoints[p as usize].endpoint_id.as_deref()
+        for i in 0..endpoints.len() {
+            let position = u32::try_from(i).expect("fewer than 2^32 endpoints per provider");
+            if let Some(id) = endpoints.endpoint_id(i) {
+                self.by_id.insert_first(&self.hasher, id, position, |p| {
+                    endpoints.endpoint_id(p as usize)
                 });
             }
-            if let Some(serial) = &e.serial {
-                self.by_serial.insert_first(&self.hasher, serial, i, |p| {
-                    endpoints[p as usize].serial.as_deref()
-                });
+            if let Some(serial) = endpoints.serial(i) {
+                self.by_serial
+                    .insert_first(&self.hasher, serial, position, |p| {
+                        endpoints.serial(p as usize)
+                    });
             }
-            if let Some(host) = &e.host_key {
-                self.by_host.insert_first(&self.hasher, host, i, |p| {
-                    endpoints[p as usize].host_key.as_deref()
-                });
+            if let Some(host) = endpoints.host_key(i) {
+                self.by_host
+                    .insert_first(&self.hasher, host, position, |p| {
+                        endpoints.host_key(p as usize)
+                    });
             }
         }
     }
 
     fn by_id(&self, id: &str) -> Option<usize> {
-        self.by_id.get(&self.hasher, id, |p| {
-            self.endpoints[p as usize].endpoint_id.as_deref()
-        })
+        self.by_id
+            .get(&self.hasher, id, |p| self.endpoints.endpoint_id(p as usize))
     }
 
     fn by_serial(&self, serial: &str) -> Option<usize> {
-        self.by_serial.get(&self.hasher, serial, |p| {
-            self.endpoints[p as usize].serial.as_deref()
-        })
+        self.by_serial
+            .get(&self.hasher, serial, |p| self.endpoints.serial(p as usize))
     }
 
     fn by_host(&self, h: &str) -> Option<usize> {
-        let key_of = |p: u32| self.endpoints[p as usize].host_key.as_deref();
+        let key_of = |p: u32| self.endpoints.host_key(p as usize);
         if h.bytes().any(|b| b.is_ascii_uppercase()) || !h.is_ascii() {
             self.by_host.get(&self.hasher, &h.to_lowercase(), key_of)
         } else {
@@ -303,12 +293,12 @@ impl EndpointIndex {
         endpoint_id: Option<&str>,
         serial: Option<&str>,
         hostname: Option<&str>,
-    ) -> Option<(&IndexedEndpoint, MatchedOn)> {
+    ) -> Option<(IndexedEndpoint<'_>, MatchedOn)> {
         let first = |find: &dyn Fn(&ProviderIndex) -> Option<usize>| {
             self.parts
                 .iter()
                 .filter(|p| p.tenant_id == tenant_id)
-                .find_map(|p| find(p).map(|i| &p.endpoints[i]))
+                .find_map(|p| find(p).map(|i| p.endpoints.get(i)))
         };
         endpoint_id
             .and_then(|id| first(&|p| p.by_id(id)))
@@ -464,7 +454,7 @@ mod tests {
         );
         let (ie, _) = index.lookup("acme", None, Some("S1"), None).unwrap();
         assert_eq!(
-            &*ie.endpoint_members,
+            ie.endpoint_members,
             r#""hostname":"h","serial":"S1","mdm":{"provider":"jamf","device_id":"1","managed":true}"#
         );
     }

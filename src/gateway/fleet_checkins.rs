@@ -93,7 +93,7 @@ async fn sync_once(enricher: &Enricher, shared: &SharedState, newest_read_ms: i6
                 continue;
             };
             let found = index.lookup(tenant, Some(endpoint), None, None);
-            tracker.merge_fleet(tenant, endpoint, at, found.map(|(e, _)| &*e.mdm_device_id));
+            tracker.merge_fleet(tenant, endpoint, at, found.map(|(e, _)| e.mdm_device_id));
         }
         if rows.len() < PAGE {
             return Some(newest);
