@@ -102,12 +102,17 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
         .and_then(|v| v.parse::<u64>().ok())
 }
 
-/// The buffer for a body of the declared length, at most `max`: sized once, so a body is not
-/// copied again at each doubling and a freed buffer of the same size serves the next request.
-/// Reserving is not touching: pages of a declared length that never arrives are not resident.
+/// The most a declared length reserves before its bytes arrive. A webhook's body is read
+/// before its signature can be checked, so an unauthenticated client must not make the
+/// gateway reserve `max` per connection by declaring it; larger bodies grow from here.
+const RESERVED_UP_FRONT: usize = 1024 * 1024;
+
+/// The buffer for a body of the declared length (at most `max` and [`RESERVED_UP_FRONT`]):
+/// sized once, so a typical batch is not copied again at each doubling.
 fn body_buffer(headers: &HeaderMap, max: usize) -> Vec<u8> {
     let declared = declared_length(headers).unwrap_or(0);
-    Vec::with_capacity(usize::try_from(declared).unwrap_or(max).min(max))
+    let limit = max.min(RESERVED_UP_FRONT);
+    Vec::with_capacity(usize::try_from(declared).unwrap_or(limit).min(limit))
 }
 
 /// Streams a body into `sink` as it arrives: at most `max` bytes (`limit_key` names the
@@ -283,6 +288,16 @@ mod tests {
         assert_eq!(
             body_buffer(&with_length("18446744073709551615"), 4096).capacity(),
             4096
+        );
+        // Never more than a megabyte before the bytes arrive, whatever the limit.
+        let ten_mib = 10 * 1024 * 1024;
+        assert_eq!(
+            body_buffer(&with_length("10485760"), ten_mib).capacity(),
+            RESERVED_UP_FRONT
+        );
+        assert_eq!(
+            body_buffer(&with_length("65536"), ten_mib).capacity(),
+            65536
         );
         // Absent or not a number: grown as the body arrives.
         assert_eq!(body_buffer(&HeaderMap::new(), 4096).capacity(), 0);
