@@ -9,7 +9,7 @@ and this script only watches (/proc, /metrics, the receiver's /stats) once a sec
 
 Prints, from the gateway's own counters and the receiver's: accepted/s and delivered/s while
 wrk ran, the delivered share, end to end (everything accepted delivered) events/s, gateway
-CPU-seconds per million events, peak RSS (VmHWM), refused requests, the HEC limit once a
+CPU-seconds per million events, page faults per event, peak RSS (VmHWM), refused requests, the HEC limit once a
 second; and one JSON line with all of it.
 """
 import argparse, json, os, re, shutil, subprocess, sys, tempfile, time, urllib.request
@@ -76,6 +76,12 @@ def cpu_times(pid):
     return int(fields[11]) / TICK, int(fields[12]) / TICK
 
 
+def minor_faults(pid):
+    """Pages the process touched for the first time (or again after the allocator returned
+    them): how much fresh memory it churns through, steadier between runs than CPU time."""
+    return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[7])
+
+
 def status_mib(pid, field):
     for line in open(f"/proc/{pid}/status"):
         if line.startswith(field + ":"):
@@ -134,7 +140,7 @@ def main():
     accepted = lambda m: metric(m, "thoth_events_received_total")
     time.sleep(1)  # the snapshot is loaded when the gateway listens; let the allocator settle
     idle_rss = status_mib(gw.pid, "VmRSS")
-    (user0, sys0), t0 = cpu_times(gw.pid), time.time()
+    (user0, sys0), faults0, t0 = cpu_times(gw.pid), minor_faults(gw.pid), time.time()
     env = dict(os.environ, BODIES=f"{d}/bodies")
     load = subprocess.Popen([wrk, f"-t{a.threads}", f"-c{a.connections}", f"-d{a.seconds}s",
                              "-s", os.path.join(ROOT, "benches/wrk/post_batches.lua"), f"http://{addr}"],
@@ -156,6 +162,7 @@ def main():
             sys.exit("the gateway did not deliver everything it accepted")
         time.sleep(0.05)
     user, system = (now - before for now, before in zip(cpu_times(gw.pid), (user0, sys0)))
+    faults = minor_faults(gw.pid) - faults0
     t_all, cpu = time.time() - t0, user + system
     acc = accepted(get(f"http://{addr}/metrics"))
     refused = re.search(r"refused (\d+)", wrk_out)
@@ -166,6 +173,7 @@ def main():
         "delivered_share_during_load": round(dl_load / max(acc_load, 1), 3),
         "end_to_end_per_s": round(acc / t_all), "cpu_s_per_million": round(cpu / acc * 1e6, 2),
         "user_s_per_million": round(user / acc * 1e6, 2), "system_s_per_million": round(system / acc * 1e6, 2),
+        "page_faults_per_event": round(faults / acc, 3),
         "peak_rss_mib": round(peak_rss_mib(gw.pid)), "idle_rss_mib": round(idle_rss), "refused_requests": int(refused.group(1)) if refused else None,
         "hec_limits": limits,
     }
@@ -173,7 +181,7 @@ def main():
     print(f"accepted {result['accepted_per_s']:,}/s during the load; delivered {result['delivered_during_load_per_s']:,}/s "
           f"({100 * result['delivered_share_during_load']:.0f} %); end to end {result['end_to_end_per_s']:,}/s; "
           f"{result['cpu_s_per_million']} CPU-s per M events ({result['user_s_per_million']} user, "
-          f"{result['system_s_per_million']} system); peak RSS {result['peak_rss_mib']} MiB "
+          f"{result['system_s_per_million']} system; {result['page_faults_per_event']} page faults per event); peak RSS {result['peak_rss_mib']} MiB "
           f"({result['idle_rss_mib']} MiB before the load)")
     print(json.dumps(result))
     gw.terminate(); receiver.terminate()

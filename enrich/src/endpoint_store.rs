@@ -1,9 +1,14 @@
-//! One provider's endpoints, stored compactly: every endpoint's strings one after the other
-//! in a single text, and per endpoint only where they end. Sized for 10^5–10^6 endpoints,
-//! where one allocation per string (five per endpoint, each with its allocator rounding and a
-//! 16-byte pointer) cost more than the strings themselves.
+//! One provider's endpoints, stored compactly: every endpoint's own strings one after the
+//! other in a single text with their ends relative to the endpoint's start, and the runs of
+//! `context.endpoint` that endpoints commonly share (see [`crate::endpoint_json`]) stored once.
+//! Sized for 10^5–10^6 endpoints, where one allocation per string (each with its allocator
+//! rounding and a 16-byte pointer) and a copy of the same OS, model and site per endpoint cost
+//! more than what is particular to each.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use crate::endpoint_json::{is_shared, Members, RUNS};
 
 /// An endpoint as an enrichment reads it, borrowed from its provider's index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,15 +20,15 @@ pub struct IndexedEndpoint<'a> {
     /// The `context.fleet` object of the matching rule, if any.
     pub fleet_json: Option<&'a str>,
     /// The members of `context.endpoint` after `id` (hostname, serial, …, mdm), no braces.
-    pub endpoint_members: &'a str,
+    pub endpoint_members: Members<'a>,
     /// When the provider's snapshot was taken.
     pub snapshot: &'a str,
 }
 
-/// The strings one endpoint is stored with, in the order they lie in the text.
+/// The strings one endpoint is stored with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EndpointText<'a> {
-    pub endpoint_members: &'a str,
+    pub endpoint_members: Members<'a>,
     pub mdm_device_id: &'a str,
     pub endpoint_id: Option<&'a str>,
     pub serial: Option<&'a str>,
@@ -31,30 +36,45 @@ pub struct EndpointText<'a> {
     pub host_key: Option<&'a str>,
 }
 
-const MEMBERS: usize = 0;
-const DEVICE_ID: usize = 1;
-const ENDPOINT_ID: usize = 2;
-const SERIAL: usize = 3;
-const HOST_KEY: usize = 4;
+/// The endpoint's own strings in the text, in this order: its four own runs of members, then
+/// these.
+const OWN_RUNS: usize = RUNS.div_ceil(2);
+const DEVICE_ID: usize = OWN_RUNS;
+const ENDPOINT_ID: usize = OWN_RUNS + 1;
+const SERIAL: usize = OWN_RUNS + 2;
+const HOST_KEY: usize = OWN_RUNS + 3;
+const STRINGS: usize = OWN_RUNS + 4;
 
-/// Where one endpoint's strings end in the text; the first starts where the previous
-/// endpoint's last ends. 48 bytes.
+/// One endpoint: where its strings lie in the text and which shared runs it has. 64 bytes.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
-    ends: [usize; 5],
-    /// Bit `i` set: string `i` is absent (not merely empty).
-    absent: u8,
+    start: usize,
+    /// Ends of its strings, from `start`.
+    ends: [u32; STRINGS],
+    /// Its shared runs, as indices into `shared`.
+    shared: [u32; RUNS / 2],
     /// An index into `fleets`, or `NO_FLEET`.
     fleet: u32,
+    /// Bit `i` set: string `i` is absent (not merely empty).
+    absent: u8,
 }
 
 const NO_FLEET: u32 = u32::MAX;
+
+/// Why an endpoint was not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the record's strings come to 4 GiB or more")]
+pub struct TooLarge;
 
 /// The endpoints of one provider, in snapshot order.
 #[derive(Debug, Default)]
 pub struct EndpointStore {
     text: String,
     slots: Vec<Slot>,
+    /// Each distinct shared run once.
+    shared: Vec<Box<str>>,
+    /// While endpoints are added: the index of each shared run in `shared`.
+    interned: HashMap<Box<str>, u32>,
     /// One `context.fleet` JSON per fleet rule, shared by the endpoints it matches.
     fleets: Vec<Arc<str>>,
     snapshot: Arc<str>,
@@ -65,44 +85,69 @@ impl EndpointStore {
     /// the fleets they may be given.
     pub fn new(capacity: usize, fleets: Vec<Arc<str>>, snapshot: Arc<str>) -> EndpointStore {
         EndpointStore {
-            text: String::new(),
             slots: Vec::with_capacity(capacity),
             fleets,
             snapshot,
+            ..EndpointStore::default()
         }
     }
 
     /// Adds an endpoint; `fleet` indexes the fleets given to `new`.
-    pub fn push(&mut self, text: EndpointText<'_>, fleet: Option<usize>) {
-        let mut slot = Slot {
-            ends: [0; 5],
-            absent: 0,
-            fleet: fleet
-                .filter(|&f| f < self.fleets.len())
-                .and_then(|f| u32::try_from(f).ok())
-                .unwrap_or(NO_FLEET),
-        };
-        let strings = [
-            Some(text.endpoint_members),
+    pub fn push(&mut self, text: EndpointText<'_>, fleet: Option<usize>) -> Result<(), TooLarge> {
+        let runs = text.endpoint_members.runs;
+        let own = runs.iter().enumerate().filter(|(i, _)| !is_shared(*i));
+        let strings = own.map(|(_, run)| Some(*run)).chain([
             Some(text.mdm_device_id),
             text.endpoint_id,
             text.serial,
             text.host_key,
-        ];
-        for (i, s) in strings.into_iter().enumerate() {
+        ]);
+        let start = self.text.len();
+        let mut slot = Slot {
+            start,
+            ends: [0; STRINGS],
+            shared: [0; RUNS / 2],
+            fleet: fleet
+                .filter(|&f| f < self.fleets.len())
+                .and_then(|f| u32::try_from(f).ok())
+                .unwrap_or(NO_FLEET),
+            absent: 0,
+        };
+        for (i, s) in strings.enumerate() {
             match s {
                 Some(s) => self.text.push_str(s),
                 None => slot.absent |= 1 << i,
             }
-            slot.ends[i] = self.text.len();
+            let Ok(end) = u32::try_from(self.text.len() - start) else {
+                self.text.truncate(start);
+                return Err(TooLarge);
+            };
+            slot.ends[i] = end;
+        }
+        for (n, run) in runs.iter().enumerate().filter(|(i, _)| is_shared(*i)) {
+            slot.shared[n / 2] = self.intern(run);
         }
         self.slots.push(slot);
+        Ok(())
     }
 
-    /// Gives back the room reserved for growth, once every endpoint is in.
-    pub fn shrink_to_fit(&mut self) {
+    fn intern(&mut self, run: &str) -> u32 {
+        if let Some(&at) = self.interned.get(run) {
+            return at;
+        }
+        let at = u32::try_from(self.shared.len()).expect("fewer than 2^32 distinct runs");
+        self.shared.push(run.into());
+        self.interned.insert(run.into(), at);
+        at
+    }
+
+    /// Drops what only adding needed and the room reserved for growth, once every endpoint
+    /// is in.
+    pub fn finish(&mut self) {
+        self.interned = HashMap::new();
         self.text.shrink_to_fit();
         self.slots.shrink_to_fit();
+        self.shared.shrink_to_fit();
     }
 
     pub fn len(&self) -> usize {
@@ -113,18 +158,15 @@ impl EndpointStore {
         self.slots.is_empty()
     }
 
-    /// String `which` of endpoint `i`.
+    /// The endpoint's own string `which`.
+    #[inline]
     fn string(&self, i: usize, which: usize) -> Option<&str> {
         let slot = &self.slots[i];
         if slot.absent & (1 << which) != 0 {
             return None;
         }
-        let start = match which {
-            0 if i == 0 => 0,
-            0 => self.slots[i - 1].ends[HOST_KEY],
-            _ => slot.ends[which - 1],
-        };
-        Some(&self.text[start..slot.ends[which]])
+        let from = if which == 0 { 0 } else { slot.ends[which - 1] };
+        Some(&self.text[slot.start + from as usize..slot.start + slot.ends[which] as usize])
     }
 
     pub fn endpoint_id(&self, i: usize) -> Option<&str> {
@@ -139,6 +181,19 @@ impl EndpointStore {
         self.string(i, HOST_KEY)
     }
 
+    fn members(&self, i: usize) -> Members<'_> {
+        let slot = &self.slots[i];
+        let mut runs = [""; RUNS];
+        for (n, run) in runs.iter_mut().enumerate() {
+            *run = if is_shared(n) {
+                &self.shared[slot.shared[n / 2] as usize]
+            } else {
+                self.string(i, n / 2).unwrap_or_default()
+            };
+        }
+        Members { runs }
+    }
+
     /// Endpoint `i` as an enrichment reads it.
     pub fn get(&self, i: usize) -> IndexedEndpoint<'_> {
         let fleet = self.slots[i].fleet;
@@ -146,7 +201,7 @@ impl EndpointStore {
             mdm_device_id: self.string(i, DEVICE_ID).unwrap_or_default(),
             endpoint_id: self.endpoint_id(i),
             fleet_json: (fleet != NO_FLEET).then(|| &*self.fleets[fleet as usize]),
-            endpoint_members: self.string(i, MEMBERS).unwrap_or_default(),
+            endpoint_members: self.members(i),
             snapshot: &self.snapshot,
         }
     }
@@ -155,12 +210,18 @@ impl EndpointStore {
     #[cfg(test)]
     fn text(&self, i: usize) -> EndpointText<'_> {
         EndpointText {
-            endpoint_members: self.string(i, MEMBERS).unwrap_or_default(),
+            endpoint_members: self.members(i),
             mdm_device_id: self.string(i, DEVICE_ID).unwrap_or_default(),
             endpoint_id: self.endpoint_id(i),
             serial: self.serial(i),
             host_key: self.host_key(i),
         }
+    }
+
+    /// The distinct shared runs stored.
+    #[cfg(test)]
+    fn shared_runs(&self) -> usize {
+        self.shared.len()
     }
 }
 
@@ -168,8 +229,12 @@ impl EndpointStore {
 mod tests {
     use super::*;
 
+    fn members(runs: [&str; RUNS]) -> Members<'_> {
+        Members { runs }
+    }
+
     fn text<'a>(
-        members: &'a str,
+        members: Members<'a>,
         id: &'a str,
         endpoint_id: Option<&'a str>,
         serial: Option<&'a str>,
@@ -186,25 +251,32 @@ mod tests {
 
     #[test]
     fn every_endpoint_reads_back_as_pushed() {
+        let shared_os = ",\"os\":\"macOS\"";
         let pushed = [
             text(
-                r#""hostname":"a""#,
+                members(["\"hostname\":\"a\"", shared_os, "", "x", "\"1\"", "", "}"]),
                 "1",
                 Some("ep-1"),
                 Some("S1"),
                 Some("a"),
             ),
             // Absent and empty are told apart; an empty string at either end of the text.
-            text("", "", None, Some(""), None),
-            text(r#""serial":"é""#, "2", Some(""), None, Some("ü")),
-            text("", "3", None, None, Some("")),
+            text(members([""; RUNS]), "", None, Some(""), None),
+            text(
+                members(["é", shared_os, "ü", "y", "\"2\"", ",z", "}"]),
+                "2",
+                Some(""),
+                None,
+                Some("ü"),
+            ),
+            text(members([""; RUNS]), "3", None, None, Some("")),
         ];
         let fleets: Vec<Arc<str>> = vec![r#"{"id":"f"}"#.into()];
         let mut store = EndpointStore::new(1, fleets, "2026-11-28T09:55:00Z".into());
         for (i, t) in pushed.iter().enumerate() {
-            store.push(*t, (i == 2).then_some(0));
+            store.push(*t, (i == 2).then_some(0)).unwrap();
         }
-        store.shrink_to_fit();
+        store.finish();
         assert_eq!(store.len(), pushed.len());
         for (i, t) in pushed.iter().enumerate() {
             assert_eq!(store.text(i), *t, "endpoint {i}");
@@ -215,13 +287,22 @@ mod tests {
             assert_eq!(e.snapshot, "2026-11-28T09:55:00Z");
             assert_eq!(e.fleet_json, (i == 2).then_some(r#"{"id":"f"}"#));
         }
+        // "", the OS run, "x", "y", ",z": each stored once.
+        assert_eq!(store.shared_runs(), 5);
     }
 
     #[test]
     fn a_fleet_that_is_not_one_of_the_stores_is_none() {
         let mut store = EndpointStore::new(0, Vec::new(), "t".into());
-        store.push(text("", "1", None, None, None), Some(0));
-        store.push(text("", "2", None, None, None), Some(usize::MAX));
+        store
+            .push(text(members([""; RUNS]), "1", None, None, None), Some(0))
+            .unwrap();
+        store
+            .push(
+                text(members([""; RUNS]), "2", None, None, None),
+                Some(usize::MAX),
+            )
+            .unwrap();
         assert_eq!(store.get(0).fleet_json, None);
         assert_eq!(store.get(1).fleet_json, None);
     }

@@ -198,7 +198,7 @@ impl Enricher {
                 serde_json::to_writer(&mut *out, id).expect("Vec write");
                 out.push(b',');
             }
-            out.extend_from_slice(endpoint.endpoint_members.as_bytes());
+            endpoint.endpoint_members.write_to(out);
             out.push(b'}');
         }
         if let Some(id) = endpoint_id {

@@ -9,10 +9,11 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 use serde::Serialize;
 use thoth_config::FleetRule;
 
+use crate::endpoint_json::MembersWriter;
 pub use crate::endpoint_store::IndexedEndpoint;
 use crate::endpoint_store::{EndpointStore, EndpointText};
 use crate::fleet::assign_fleet;
-use crate::record::{EndpointRecord, ProviderSnapshot};
+use crate::record::ProviderSnapshot;
 
 /// How an event was matched to an endpoint record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,69 +98,6 @@ pub struct EndpointIndex {
     pub providers: Vec<ProviderSummary>,
 }
 
-#[derive(Serialize)]
-struct MdmJson<'a> {
-    provider: &'a str,
-    device_id: &'a str,
-    managed: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    compliant: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    last_sync: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct EndpointJson<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    hostname: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    serial: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    os: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    os_version: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    owner: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    department: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    site: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    category: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    model: Option<&'a str>,
-    mdm: MdmJson<'a>,
-}
-
-/// The members of `context.endpoint` after `id`, no braces, written to `scratch`.
-fn endpoint_members<'s>(r: &EndpointRecord, kind: &str, scratch: &'s mut Vec<u8>) -> &'s str {
-    scratch.clear();
-    serde_json::to_writer(
-        &mut *scratch,
-        &EndpointJson {
-            hostname: r.hostname.as_deref(),
-            serial: r.serial.as_deref(),
-            os: r.os.as_deref(),
-            os_version: r.os_version.as_deref(),
-            owner: r.owner.as_deref(),
-            department: r.department.as_deref(),
-            site: r.site.as_deref(),
-            category: r.category.as_deref(),
-            model: r.model.as_deref(),
-            mdm: MdmJson {
-                provider: kind,
-                device_id: &r.mdm_device_id,
-                managed: r.managed,
-                compliant: r.compliant,
-                last_sync: r.last_sync.as_deref(),
-            },
-        },
-    )
-    .expect("serializing strings cannot fail");
-    // Strip the braces: `id` is written first at enrichment time.
-    std::str::from_utf8(&scratch[1..scratch.len() - 1]).expect("serde_json writes UTF-8")
-}
-
 impl ProviderIndex {
     /// Indexes one provider's snapshot with the fleet rules. Within the provider, the first
     /// record with a key wins.
@@ -174,7 +112,7 @@ impl ProviderIndex {
             })
             .collect();
         let mut endpoints = EndpointStore::new(snap.records.len(), fleets, snap.taken_at.clone());
-        let mut scratch = Vec::new();
+        let mut members = MembersWriter::default();
         for record in &snap.records {
             let fleet = assign_fleet(rules, &snap.tenant_id, record).map(|rule| {
                 rules
@@ -184,15 +122,17 @@ impl ProviderIndex {
             });
             let host_key = record.hostname.as_deref().map(str::to_lowercase);
             let text = EndpointText {
-                endpoint_members: endpoint_members(record, snap.kind.as_str(), &mut scratch),
+                endpoint_members: members.write(record, snap.kind.as_str()),
                 mdm_device_id: &record.mdm_device_id,
                 endpoint_id: record.endpoint_id.as_deref(),
                 serial: record.serial.as_deref(),
                 host_key: host_key.as_deref(),
             };
-            endpoints.push(text, fleet);
+            if let Err(e) = endpoints.push(text, fleet) {
+                tracing::warn!(provider = %snap.provider, device = %record.mdm_device_id.chars().take(64).collect::<String>(), error = %e, "MDM record not indexed");
+            }
         }
-        endpoints.shrink_to_fit();
+        endpoints.finish();
         let mut part = ProviderIndex {
             tenant_id: snap.tenant_id.clone(),
             endpoints,
@@ -203,7 +143,7 @@ impl ProviderIndex {
             provider: snap.provider.clone(),
             tenant_id: snap.tenant_id.clone(),
             kind: snap.kind.as_str(),
-            endpoints: snap.records.len(),
+            endpoints: part.endpoints.len(),
             snapshot: snap.taken_at.to_string(),
         });
         part
@@ -328,6 +268,7 @@ impl EndpointIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::EndpointRecord;
     use thoth_config::MdmKind;
 
     fn rec(id: &str, ep: Option<&str>, serial: Option<&str>, host: Option<&str>) -> EndpointRecord {
@@ -454,7 +395,7 @@ mod tests {
         );
         let (ie, _) = index.lookup("acme", None, Some("S1"), None).unwrap();
         assert_eq!(
-            ie.endpoint_members,
+            ie.endpoint_members.to_string(),
             r#""hostname":"h","serial":"S1","mdm":{"provider":"jamf","device_id":"1","managed":true}"#
         );
     }

@@ -3,6 +3,7 @@
 
 mod checkin_outbox;
 mod checkins;
+mod endpoint_json;
 mod endpoint_store;
 mod enricher;
 mod error;
