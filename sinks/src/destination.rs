@@ -107,6 +107,18 @@ pub trait Destination: Send + Sync + 'static {
     /// to `out`. An error dead-letters that event with the reason.
     fn encode_event(&self, event: &EnrichedRecord, out: &mut Vec<u8>) -> Result<(), EncodeError>;
 
+    /// For a destination that sends the event's JSON unchanged inside an envelope: appends
+    /// what `encode_event` would, without the JSON, and returns where in `out` the JSON goes.
+    /// The HTTP driver then sends the record's own bytes there instead of a copy of them.
+    /// `None` (the default): `encode_event` is used.
+    fn encode_envelope(
+        &self,
+        _event: &EnrichedRecord,
+        _out: &mut Vec<u8>,
+    ) -> Option<Result<usize, EncodeError>> {
+        None
+    }
+
     /// The request for an encoded body (add it with [`RequestBody::attach`]).
     fn request(&self, client: &reqwest::Client, body: &RequestBody<'_>) -> reqwest::RequestBuilder;
 

@@ -87,14 +87,16 @@ const TOKEN_CODES: [i64; 6] = [1, 2, 3, 4, 21, 22];
 /// "Server is busy" and "HEC is unhealthy" codes: back off and retry.
 const BUSY_CODES: [i64; 4] = [9, 18, 19, 20];
 
-impl Destination for SplunkHec {
-    fn framing(&self) -> Framing {
-        // Concatenated JSON objects: no array, no separators.
-        Framing::CONCATENATED
-    }
-
-    fn encode_event(&self, event: &EnrichedRecord, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        let (json, view) = (&event.json[..], event.view()?);
+impl SplunkHec {
+    /// The HEC envelope of `event` with `json` as its `event` (without it when `None`); returns
+    /// where in `out` the JSON is (or goes).
+    fn envelope(
+        &self,
+        event: &EnrichedRecord,
+        json: Option<&[u8]>,
+        out: &mut Vec<u8>,
+    ) -> Result<usize, EncodeError> {
+        let view = event.view()?;
         out.extend_from_slice(b"{\"time\":");
         if !view.write_epoch_seconds_ms(out) {
             thoth_event::write_epoch_ms(out, thoth_event::now_unix_ms().into());
@@ -116,7 +118,10 @@ impl Destination for SplunkHec {
             write_json_string(out, index);
         }
         out.extend_from_slice(b",\"event\":");
-        out.extend_from_slice(json);
+        let json_at = out.len();
+        if let Some(json) = json {
+            out.extend_from_slice(json);
+        }
         out.extend_from_slice(b",\"fields\":{");
         let mut first = true;
         for (key, value) in [
@@ -138,7 +143,26 @@ impl Destination for SplunkHec {
             }
         }
         out.extend_from_slice(b"}}");
-        Ok(())
+        Ok(json_at)
+    }
+}
+
+impl Destination for SplunkHec {
+    fn framing(&self) -> Framing {
+        // Concatenated JSON objects: no array, no separators.
+        Framing::CONCATENATED
+    }
+
+    fn encode_event(&self, event: &EnrichedRecord, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        self.envelope(event, Some(&event.json), out).map(|_| ())
+    }
+
+    fn encode_envelope(
+        &self,
+        event: &EnrichedRecord,
+        out: &mut Vec<u8>,
+    ) -> Option<Result<usize, EncodeError>> {
+        Some(self.envelope(event, None, out))
     }
 
     fn request(&self, client: &reqwest::Client, body: &RequestBody<'_>) -> reqwest::RequestBuilder {
@@ -341,6 +365,38 @@ mod tests {
         assert!(String::from_utf8(out)
             .unwrap()
             .starts_with("{\"time\":1795860000.120,"));
+    }
+
+    #[test]
+    fn the_envelope_alone_with_the_json_where_it_says_is_the_whole_encoding() {
+        let record = |json: &[u8]| EnrichedRecord::new("acme", Bytes::copy_from_slice(json));
+        for json in [
+            &br#"{"type":"decision","time":"2026-11-28T10:00:00.120Z","tenant_id":"acme","endpoint_id":"ep-1","risk":"high","decision":"block","context":{"fleet":{"id":"eng"},"endpoint":{"hostname":"mbp"}}}"#[..],
+            br#"{"time":"1969-12-31T23:59:59.999Z"}"#,
+            br#"{"type":"we\"ird","time":"2026-11-28T10:00:00Z","event":"x"}"#,
+        ] {
+            let whole = envelope(json);
+            // Appended after what the buffer already holds, as in a batch.
+            let mut out = b"earlier".to_vec();
+            let at = hec(false)
+                .encode_envelope(&record(json), &mut out)
+                .expect("HEC sends the JSON unchanged")
+                .unwrap();
+            assert!(out[..at].ends_with(b",\"event\":"));
+            let spliced = [&out[7..at], json, &out[at..]].concat();
+            assert_eq!(
+                String::from_utf8(spliced).unwrap(),
+                String::from_utf8(whole).unwrap()
+            );
+        }
+        // Refused the same way, before anything is written.
+        let mut out = Vec::new();
+        let err = hec(false)
+            .encode_envelope(&record(br#"{"risk":4}"#), &mut out)
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err.to_string(), "field `risk` must be a string");
+        assert!(out.is_empty());
     }
 
     #[test]

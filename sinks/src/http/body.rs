@@ -15,19 +15,19 @@ pub struct Body {
     pub plain: Bytes,
 }
 
-/// The body of `encoded` events in `framing`; `gzip` compresses it, `keep_plain` keeps the
-/// uncompressed body too.
+/// The body of `encoded` events (each in up to three parts sent one after the other) in
+/// `framing`; `gzip` compresses it, `keep_plain` keeps the uncompressed body too.
 pub fn assemble<'a>(
     framing: Framing,
-    encoded: impl Iterator<Item = &'a [u8]> + Clone,
+    encoded: impl Iterator<Item = [&'a [u8]; 3]> + Clone,
     gzip: bool,
     keep_plain: bool,
     capacity: usize,
 ) -> Body {
     let parts = || {
-        let events = encoded.clone().enumerate().flat_map(|(i, e)| {
+        let events = encoded.clone().enumerate().flat_map(|(i, [a, b, c])| {
             let separator = if i > 0 { framing.separator } else { &b""[..] };
-            [separator, e]
+            [separator, a, b, c]
         });
         std::iter::once(framing.prefix)
             .chain(events)
@@ -218,7 +218,12 @@ mod tests {
 
     #[test]
     fn bodies_are_framed_the_same_compressed_or_not() {
-        let events: Vec<&[u8]> = vec![b"{\"a\":1}", b"{\"b\":2}", b"{\"c\":3}"];
+        // An event in three parts (an envelope around a record's JSON), in one, in two.
+        let events: Vec<[&[u8]; 3]> = vec![
+            [b"{\"a\"", b":", b"1}"],
+            [b"{\"b\":2}", b"", b""],
+            [b"", b"{\"c\":", b"3}"],
+        ];
         let plain = assemble(Framing::JSON_ARRAY, events.iter().copied(), false, false, 0);
         assert_eq!(&plain.sent[..], b"[{\"a\":1},{\"b\":2},{\"c\":3}]");
         assert_eq!(plain.plain, plain.sent);

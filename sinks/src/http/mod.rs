@@ -32,11 +32,34 @@ pub struct HttpDelivery {
 }
 
 /// An event and its encoding for the destination: a slice of the one buffer its batch was
-/// encoded into (one allocation per batch, not one per event; a part of the batch sent again
-/// keeps the whole buffer until it is settled, at most one batch).
+/// encoded into (one allocation per batch, not per event; a part of the batch sent again
+/// keeps the whole buffer until it is settled, at most one batch). Where the destination wraps
+/// the event's JSON unchanged (`json_at`), the buffer holds only the envelope and the JSON is
+/// sent from the record itself: no copy of it while the batch is in flight.
 pub(crate) struct Item {
     event: Event,
     encoded: Bytes,
+    /// Where in `encoded` the event's JSON goes, when it is not in it.
+    json_at: Option<usize>,
+}
+
+impl Item {
+    /// What is sent for this item, in order.
+    fn parts(&self) -> [&[u8]; 3] {
+        match self.json_at {
+            Some(at) => [
+                &self.encoded[..at],
+                &self.event.sent().json[..],
+                &self.encoded[at..],
+            ],
+            None => [&self.encoded[..], &[], &[]],
+        }
+    }
+
+    /// The bytes sent for this item.
+    fn len(&self) -> usize {
+        self.parts().iter().map(|p| p.len()).sum()
+    }
 }
 
 impl Carries for Item {
@@ -79,7 +102,7 @@ impl HttpDelivery {
         }
         let groups = body::split_to_fit(
             items,
-            |i| i.encoded.len(),
+            Item::len,
             self.destination.framing(),
             self.destination.max_request_bytes(),
         );
@@ -114,26 +137,34 @@ fn encode(destination: &dyn Destination, events: Vec<Event>) -> (Vec<Item>, Vec<
     let count = events.len();
     let mut json_left: usize = events.iter().map(|e| e.sent().json.len()).sum();
     let mut buf = Vec::new();
-    let mut encoded: Vec<(Event, Range<usize>)> = Vec::with_capacity(count);
+    let mut encoded: Vec<(Event, Range<usize>, Option<usize>)> = Vec::with_capacity(count);
     let mut failed = Vec::new();
     for (n, event) in events.into_iter().enumerate() {
         let json = event.sent().json.len();
-        match n {
-            0 => buf.reserve(json + FIRST_GUESS),
-            1 => {
+        match (n, encoded.first()) {
+            (0, _) => buf.reserve(json + FIRST_GUESS),
+            (1, first) => {
                 // The first event's envelope, with a margin for longer ids, sizes the buffer
-                // for the rest: little slack, and rarely a growth that copies the batch.
-                let envelope = encoded.first().map_or(FIRST_GUESS, |(e, range)| {
-                    range.len().saturating_sub(e.sent().json.len()) + 64
+                // for the rest (without their JSON where it is sent from the record): little
+                // slack, and rarely a growth that copies the batch.
+                let (envelope, with_json) = first.map_or((FIRST_GUESS, true), |(e, range, at)| {
+                    let json = if at.is_some() { 0 } else { e.sent().json.len() };
+                    (range.len().saturating_sub(json) + 64, at.is_none())
                 });
-                buf.reserve(json_left + envelope * (count - 1));
+                buf.reserve(if with_json { json_left } else { 0 } + envelope * (count - 1));
             }
             _ => {}
         }
         json_left -= json;
         let start = buf.len();
-        match destination.encode_event(event.sent(), &mut buf) {
-            Ok(()) => encoded.push((event, start..buf.len())),
+        let written = match destination.encode_envelope(event.sent(), &mut buf) {
+            Some(envelope) => envelope.map(|at| Some(at - start)),
+            None => destination
+                .encode_event(event.sent(), &mut buf)
+                .map(|()| None),
+        };
+        match written {
+            Ok(json_at) => encoded.push((event, start..buf.len(), json_at)),
             Err(e) => {
                 buf.truncate(start);
                 failed.push((event, format!("cannot encode: {e}")));
@@ -143,9 +174,10 @@ fn encode(destination: &dyn Destination, events: Vec<Event>) -> (Vec<Item>, Vec<
     let buf = Bytes::from(buf);
     let items = encoded
         .into_iter()
-        .map(|(event, range)| Item {
+        .map(|(event, range, json_at)| Item {
             event,
             encoded: buf.slice(range),
+            json_at,
         })
         .collect();
     (items, failed)
@@ -203,6 +235,79 @@ mod tests {
         fn classify(&self, _: &Reply<'_>) -> Outcome {
             Outcome::Delivered
         }
+    }
+
+    /// Wraps the JSON in `<` `>` without copying it, or fails midway for events holding `bad`.
+    struct Wraps;
+
+    impl Destination for Wraps {
+        fn framing(&self) -> Framing {
+            Framing::CONCATENATED
+        }
+        fn encode_event(&self, e: &EnrichedRecord, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+            let at = self.encode_envelope(e, out).unwrap()?;
+            out.splice(at..at, e.json.iter().copied());
+            Ok(())
+        }
+        fn encode_envelope(
+            &self,
+            e: &EnrichedRecord,
+            out: &mut Vec<u8>,
+        ) -> Option<Result<usize, EncodeError>> {
+            out.push(b'<');
+            let at = out.len();
+            if e.json.windows(3).any(|w| w == b"bad") {
+                return Some(Err(EncodeError::Invalid("bad".into())));
+            }
+            out.push(b'>');
+            Some(Ok(at))
+        }
+        fn request(
+            &self,
+            client: &reqwest::Client,
+            _: &RequestBody<'_>,
+        ) -> reqwest::RequestBuilder {
+            client.get("http://127.0.0.1:9")
+        }
+        fn classify(&self, _: &Reply<'_>) -> Outcome {
+            Outcome::Delivered
+        }
+    }
+
+    #[test]
+    fn an_envelope_is_encoded_without_a_copy_of_the_json() {
+        let events = ["{\"a\":1}", "{\"bad\":2}", "{\"c\":3}"].map(event);
+        let (items, failed) = encode(&Wraps, events.into());
+        let sent: Vec<Vec<u8>> = items.iter().map(|i| i.parts().concat()).collect();
+        assert_eq!(sent, [&b"<{\"a\":1}>"[..], b"<{\"c\":3}>"]);
+        assert_eq!(items.iter().map(Item::len).collect::<Vec<_>>(), [9, 9]);
+        // The buffer holds the envelopes only, back to back; the JSON is the record's.
+        let buffer: Vec<&[u8]> = items.iter().map(|i| &i.encoded[..]).collect();
+        assert_eq!(buffer, [&b"<>"[..], b"<>"]);
+        assert_eq!(
+            items[0].encoded.as_ptr() as usize + 2,
+            items[1].encoded.as_ptr() as usize
+        );
+        assert!(std::ptr::eq(
+            items[1].parts()[1].as_ptr(),
+            items[1].event.sent().json.as_ptr()
+        ));
+        assert_eq!(failed.len(), 1);
+        // The body of a group is what encode_event would have written, event after event.
+        let body = body::assemble(
+            Framing::CONCATENATED,
+            items.iter().map(Item::parts),
+            false,
+            false,
+            0,
+        );
+        let mut whole = Vec::new();
+        for json in ["{\"a\":1}", "{\"c\":3}"] {
+            Wraps
+                .encode_event(&event(json).sent().clone(), &mut whole)
+                .unwrap();
+        }
+        assert_eq!(&body.sent[..], &whole[..]);
     }
 
     fn event(json: &str) -> Event {

@@ -29,10 +29,10 @@ pub async fn send(d: &HttpDelivery, items: &[Item]) -> Sent {
         };
     }
     let framing = d.destination.framing();
-    let capacity = items.iter().map(|i| i.encoded.len() + 1).sum();
+    let capacity = items.iter().map(|i| i.len() + 1).sum();
     let body = super::body::assemble(
         framing,
-        items.iter().map(|i| &i.encoded[..]),
+        items.iter().map(Item::parts),
         d.gzip,
         d.destination.reads_plain_body(),
         capacity,
