@@ -96,6 +96,15 @@ pub fn write_destination_id(tenant_id: &str, event_id: &str, out: &mut Vec<u8>) 
     }
 }
 
+/// Where an envelope ([`Destination::encode_envelope`]) takes the event's JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Embedded {
+    /// The position in the output, which holds the envelope only.
+    pub at: usize,
+    /// The bytes of the record's JSON sent there.
+    pub json: std::ops::Range<usize>,
+}
+
 /// A destination: one small module per SIEM / SOAR / HTTP target.
 pub trait Destination: Send + Sync + 'static {
     /// How the encoded events of a batch are framed.
@@ -108,14 +117,14 @@ pub trait Destination: Send + Sync + 'static {
     fn encode_event(&self, event: &EnrichedRecord, out: &mut Vec<u8>) -> Result<(), EncodeError>;
 
     /// For a destination that sends the event's JSON unchanged inside an envelope: appends
-    /// what `encode_event` would, without the JSON, and returns where in `out` the JSON goes.
-    /// The HTTP driver then sends the record's own bytes there instead of a copy of them.
-    /// `None` (the default): `encode_event` is used.
+    /// what `encode_event` would, without the JSON, and says where the JSON goes. The HTTP
+    /// driver then sends the record's own bytes there instead of a copy of them. `None` (the
+    /// default): `encode_event` is used.
     fn encode_envelope(
         &self,
         _event: &EnrichedRecord,
         _out: &mut Vec<u8>,
-    ) -> Option<Result<usize, EncodeError>> {
+    ) -> Option<Result<Embedded, EncodeError>> {
         None
     }
 

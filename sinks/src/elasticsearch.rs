@@ -19,7 +19,7 @@ use thoth_event::{parse_rfc3339, write_json_string, EnrichedView};
 use thoth_wal::record::EnrichedRecord;
 
 use crate::destination::{
-    body_excerpt, retry_after, write_destination_id, Destination, EncodeError, Framing,
+    body_excerpt, retry_after, write_destination_id, Destination, Embedded, EncodeError, Framing,
     ItemOutcome, Outcome, Reply, RequestBody,
 };
 use crate::SinkError;
@@ -101,10 +101,23 @@ fn risk_numbers(risk: &str) -> Option<(u32, u32)> {
 /// JSON tree of the event only to print it again cost three quarters of this sink's time.
 /// `json` must be the JSON object `view` was parsed from.
 pub fn write_ecs_document(json: &[u8], view: &EnrichedView<'_>, out: &mut Vec<u8>) {
+    let (at, thoth) = write_ecs_envelope(json, view, out);
+    out.splice(at..at, json[thoth].iter().copied());
+}
+
+/// The ECS document without the event under `thoth`: returns where in `out` it goes and
+/// which bytes of `json` it is (the object without surrounding whitespace).
+fn write_ecs_envelope(
+    json: &[u8],
+    view: &EnrichedView<'_>,
+    out: &mut Vec<u8>,
+) -> (usize, std::ops::Range<usize>) {
     write_ecs_fields(view, out);
     out.extend_from_slice(b",\"thoth\":");
-    out.extend_from_slice(json.trim_ascii());
+    let at = out.len();
     out.push(b'}');
+    let start = json.len() - json.trim_ascii_start().len();
+    (at, start..start.max(json.trim_ascii_end().len()))
 }
 
 /// Writes `"key":"value"` (with a leading comma unless `first`).
@@ -240,14 +253,15 @@ struct BulkReply {
     items: Vec<serde_json::Map<String, serde_json::Value>>,
 }
 
-impl Destination for Elasticsearch {
-    fn framing(&self) -> Framing {
-        // Each encoded event is two lines, each ending in a newline.
-        Framing::CONCATENATED
-    }
-
-    fn encode_event(&self, event: &EnrichedRecord, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        let (tenant_id, json, view) = (&event.tenant_id, &event.json[..], event.view()?);
+impl Elasticsearch {
+    /// Writes the bulk action line of `event` and returns its view, for the document after
+    /// it; nothing is written when it fails.
+    fn write_action<'e>(
+        &self,
+        event: &'e EnrichedRecord,
+        out: &mut Vec<u8>,
+    ) -> Result<EnrichedView<'e>, EncodeError> {
+        let view = event.view()?;
         let id = view
             .event_id
             .as_deref()
@@ -255,14 +269,38 @@ impl Destination for Elasticsearch {
         let index = self.index_for(view.time.as_deref());
         out.extend_from_slice(b"{\"create\":{\"_id\":\"");
         // Unique per tenant: `event.id` keeps the event's own id.
-        write_destination_id(tenant_id, id, out);
+        write_destination_id(&event.tenant_id, id, out);
         out.push(b'"');
         out.extend_from_slice(b",\"_index\":");
         write_json_string(out, &index);
         out.extend_from_slice(b"}}\n");
-        write_ecs_document(json, &view, out);
+        Ok(view)
+    }
+}
+
+impl Destination for Elasticsearch {
+    fn framing(&self) -> Framing {
+        // Each encoded event is two lines, each ending in a newline.
+        Framing::CONCATENATED
+    }
+
+    fn encode_event(&self, event: &EnrichedRecord, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        let view = self.write_action(event, out)?;
+        write_ecs_document(&event.json, &view, out);
         out.push(b'\n');
         Ok(())
+    }
+
+    fn encode_envelope(
+        &self,
+        event: &EnrichedRecord,
+        out: &mut Vec<u8>,
+    ) -> Option<Result<Embedded, EncodeError>> {
+        Some(self.write_action(event, out).map(|view| {
+            let (at, json) = write_ecs_envelope(&event.json, &view, out);
+            out.push(b'\n');
+            Embedded { at, json }
+        }))
     }
 
     fn request(&self, client: &reqwest::Client, body: &RequestBody<'_>) -> reqwest::RequestBuilder {
@@ -400,6 +438,42 @@ mod tests {
             String::from_utf8(out).unwrap(),
             r#"{"@timestamp":null,"ecs":{"version":"9.4.0"},"event":{"action":"webhook_test","category":["configuration"],"dataset":"thoth.events","id":"t\"1","kind":"event","module":"thoth","outcome":"unknown","type":["info"]},"organization":{"id":"acme"},"thoth":{"type":"webhook_test","tenant_id":"acme","event_id":"t\"1"}}"#
         );
+    }
+
+    #[test]
+    fn the_envelope_with_the_json_where_it_says_is_the_whole_encoding() {
+        let es = es(ElasticTarget::DataStream(
+            "logs-thoth.events-default".into(),
+        ));
+        let record = |json: &[u8]| EnrichedRecord::new("acme", Bytes::copy_from_slice(json));
+        let padded = [&b" \n"[..], EVENT, b"\t "].concat();
+        for json in [EVENT, &padded[..]] {
+            let mut whole = Vec::new();
+            es.encode_event(&record(json), &mut whole).unwrap();
+            let mut out = b"earlier".to_vec();
+            let Embedded { at, json: range } = es
+                .encode_envelope(&record(json), &mut out)
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                &json[range.clone()],
+                json.trim_ascii(),
+                "without the whitespace"
+            );
+            let spliced = [&out[7..at], &json[range], &out[at..]].concat();
+            assert_eq!(
+                String::from_utf8(spliced).unwrap(),
+                String::from_utf8(whole).unwrap()
+            );
+        }
+        // Refused the same way, before anything is written.
+        let mut out = Vec::new();
+        let err = es
+            .encode_envelope(&record(br#"{"type":"decision"}"#), &mut out)
+            .unwrap()
+            .unwrap_err();
+        assert!(err.to_string().contains("event_id"), "{err}");
+        assert!(out.is_empty());
     }
 
     #[test]

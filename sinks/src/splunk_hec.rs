@@ -16,8 +16,8 @@ use thoth_event::write_json_string;
 use thoth_wal::record::EnrichedRecord;
 
 use crate::destination::{
-    body_excerpt, retry_after, BoxFuture, Destination, EncodeError, Framing, ItemOutcome, Outcome,
-    Reply, RequestBody,
+    body_excerpt, retry_after, BoxFuture, Destination, Embedded, EncodeError, Framing, ItemOutcome,
+    Outcome, Reply, RequestBody,
 };
 use crate::SinkError;
 
@@ -161,8 +161,11 @@ impl Destination for SplunkHec {
         &self,
         event: &EnrichedRecord,
         out: &mut Vec<u8>,
-    ) -> Option<Result<usize, EncodeError>> {
-        Some(self.envelope(event, None, out))
+    ) -> Option<Result<Embedded, EncodeError>> {
+        Some(self.envelope(event, None, out).map(|at| Embedded {
+            at,
+            json: 0..event.json.len(),
+        }))
     }
 
     fn request(&self, client: &reqwest::Client, body: &RequestBody<'_>) -> reqwest::RequestBuilder {
@@ -378,10 +381,11 @@ mod tests {
             let whole = envelope(json);
             // Appended after what the buffer already holds, as in a batch.
             let mut out = b"earlier".to_vec();
-            let at = hec(false)
+            let Embedded { at, json: range } = hec(false)
                 .encode_envelope(&record(json), &mut out)
                 .expect("HEC sends the JSON unchanged")
                 .unwrap();
+            assert_eq!(range, 0..json.len());
             assert!(out[..at].ends_with(b",\"event\":"));
             let spliced = [&out[7..at], json, &out[at..]].concat();
             assert_eq!(

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 use crate::concurrency::Slots;
 use crate::context::SinkContext;
-use crate::destination::{BoxFuture, Destination, Outcome};
+use crate::destination::{BoxFuture, Destination, Embedded, Outcome};
 use crate::driver::{Delivery, Event, ProbeResult};
 use crate::retry::{deliver_groups, Attempt, Carries};
 use crate::SinkError;
@@ -39,18 +39,18 @@ pub struct HttpDelivery {
 pub(crate) struct Item {
     event: Event,
     encoded: Bytes,
-    /// Where in `encoded` the event's JSON goes, when it is not in it.
-    json_at: Option<usize>,
+    /// Where in `encoded` the event's JSON goes, and which of its bytes, when it is not in it.
+    json_at: Option<Embedded>,
 }
 
 impl Item {
     /// What is sent for this item, in order.
     fn parts(&self) -> [&[u8]; 3] {
-        match self.json_at {
-            Some(at) => [
-                &self.encoded[..at],
-                &self.event.sent().json[..],
-                &self.encoded[at..],
+        match &self.json_at {
+            Some(Embedded { at, json }) => [
+                &self.encoded[..*at],
+                &self.event.sent().json[json.clone()],
+                &self.encoded[*at..],
             ],
             None => [&self.encoded[..], &[], &[]],
         }
@@ -137,7 +137,7 @@ fn encode(destination: &dyn Destination, events: Vec<Event>) -> (Vec<Item>, Vec<
     let count = events.len();
     let mut json_left: usize = events.iter().map(|e| e.sent().json.len()).sum();
     let mut buf = Vec::new();
-    let mut encoded: Vec<(Event, Range<usize>, Option<usize>)> = Vec::with_capacity(count);
+    let mut encoded: Vec<(Event, Range<usize>, Option<Embedded>)> = Vec::with_capacity(count);
     let mut failed = Vec::new();
     for (n, event) in events.into_iter().enumerate() {
         let json = event.sent().json.len();
@@ -158,7 +158,7 @@ fn encode(destination: &dyn Destination, events: Vec<Event>) -> (Vec<Item>, Vec<
         json_left -= json;
         let start = buf.len();
         let written = match destination.encode_envelope(event.sent(), &mut buf) {
-            Some(envelope) => envelope.map(|at| Some(at - start)),
+            Some(envelope) => envelope.and_then(|e| embedded_in(event.sent(), start, &buf, e)),
             None => destination
                 .encode_event(event.sent(), &mut buf)
                 .map(|()| None),
@@ -181,6 +181,28 @@ fn encode(destination: &dyn Destination, events: Vec<Event>) -> (Vec<Item>, Vec<
         })
         .collect();
     (items, failed)
+}
+
+/// An envelope written from `start` in `buf`, with its position made relative to its own
+/// bytes; a position or range a destination got wrong is an encoding error, not a panic.
+fn embedded_in(
+    record: &EnrichedRecord,
+    start: usize,
+    buf: &[u8],
+    e: Embedded,
+) -> Result<Option<Embedded>, crate::destination::EncodeError> {
+    let fits = (start..=buf.len()).contains(&e.at)
+        && e.json.start <= e.json.end
+        && e.json.end <= record.json.len();
+    if !fits {
+        return Err(crate::destination::EncodeError::Invalid(
+            "the destination placed the event outside its envelope".into(),
+        ));
+    }
+    Ok(Some(Embedded {
+        at: e.at - start,
+        json: e.json,
+    }))
 }
 
 impl Attempt<Item> for HttpDelivery {
@@ -245,22 +267,24 @@ mod tests {
             Framing::CONCATENATED
         }
         fn encode_event(&self, e: &EnrichedRecord, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-            let at = self.encode_envelope(e, out).unwrap()?;
-            out.splice(at..at, e.json.iter().copied());
+            let Embedded { at, json } = self.encode_envelope(e, out).unwrap()?;
+            out.splice(at..at, e.json[json].iter().copied());
             Ok(())
         }
         fn encode_envelope(
             &self,
             e: &EnrichedRecord,
             out: &mut Vec<u8>,
-        ) -> Option<Result<usize, EncodeError>> {
+        ) -> Option<Result<Embedded, EncodeError>> {
             out.push(b'<');
             let at = out.len();
             if e.json.windows(3).any(|w| w == b"bad") {
                 return Some(Err(EncodeError::Invalid("bad".into())));
             }
             out.push(b'>');
-            Some(Ok(at))
+            // A JSON with `lost` is placed out of range: refused, not a panic.
+            let end = e.json.len() + usize::from(e.json.windows(4).any(|w| w == b"lost"));
+            Some(Ok(Embedded { at, json: 0..end }))
         }
         fn request(
             &self,
@@ -276,7 +300,7 @@ mod tests {
 
     #[test]
     fn an_envelope_is_encoded_without_a_copy_of_the_json() {
-        let events = ["{\"a\":1}", "{\"bad\":2}", "{\"c\":3}"].map(event);
+        let events = ["{\"a\":1}", "{\"bad\":2}", "{\"c\":3}", "{\"lost\":4}"].map(event);
         let (items, failed) = encode(&Wraps, events.into());
         let sent: Vec<Vec<u8>> = items.iter().map(|i| i.parts().concat()).collect();
         assert_eq!(sent, [&b"<{\"a\":1}>"[..], b"<{\"c\":3}>"]);
@@ -292,7 +316,14 @@ mod tests {
             items[1].parts()[1].as_ptr(),
             items[1].event.sent().json.as_ptr()
         ));
-        assert_eq!(failed.len(), 1);
+        let reasons: Vec<&str> = failed.iter().map(|(_, r)| r.as_str()).collect();
+        assert_eq!(
+            reasons,
+            [
+                "cannot encode: bad",
+                "cannot encode: the destination placed the event outside its envelope"
+            ]
+        );
         // The body of a group is what encode_event would have written, event after event.
         let body = body::assemble(
             Framing::CONCATENATED,
