@@ -230,12 +230,35 @@ mod tests {
     use super::*;
     use crate::destination::{EncodeError, Framing, Reply, RequestBody};
 
-    /// Writes `<json>|`, or half of it and an error for events holding `bad`.
-    struct Halves;
+    /// Writes `<json>|`, or half of it and an error for events holding `bad`. With `envelope`,
+    /// writes only the `|` and sends the JSON from the record, placing a JSON that holds
+    /// `lost` out of its range.
+    struct Halves {
+        envelope: bool,
+    }
+
+    const HALVES: Halves = Halves { envelope: false };
 
     impl Destination for Halves {
         fn framing(&self) -> Framing {
             Framing::CONCATENATED
+        }
+        fn encode_envelope(
+            &self,
+            e: &EnrichedRecord,
+            out: &mut Vec<u8>,
+        ) -> Option<Result<Embedded, EncodeError>> {
+            if !self.envelope {
+                return None;
+            }
+            if e.json.windows(3).any(|w| w == b"bad") {
+                out.push(b'|'); // a failure midway
+                return Some(Err(EncodeError::Invalid("bad".into())));
+            }
+            let at = out.len();
+            out.push(b'|');
+            let end = e.json.len() + usize::from(e.json.windows(4).any(|w| w == b"lost"));
+            Some(Ok(Embedded { at, json: 0..end }))
         }
         fn encode_event(&self, e: &EnrichedRecord, out: &mut Vec<u8>) -> Result<(), EncodeError> {
             let json = &e.json[..];
@@ -259,57 +282,19 @@ mod tests {
         }
     }
 
-    /// Wraps the JSON in `<` `>` without copying it, or fails midway for events holding `bad`.
-    struct Wraps;
-
-    impl Destination for Wraps {
-        fn framing(&self) -> Framing {
-            Framing::CONCATENATED
-        }
-        fn encode_event(&self, e: &EnrichedRecord, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-            let Embedded { at, json } = self.encode_envelope(e, out).unwrap()?;
-            out.splice(at..at, e.json[json].iter().copied());
-            Ok(())
-        }
-        fn encode_envelope(
-            &self,
-            e: &EnrichedRecord,
-            out: &mut Vec<u8>,
-        ) -> Option<Result<Embedded, EncodeError>> {
-            out.push(b'<');
-            let at = out.len();
-            if e.json.windows(3).any(|w| w == b"bad") {
-                return Some(Err(EncodeError::Invalid("bad".into())));
-            }
-            out.push(b'>');
-            // A JSON with `lost` is placed out of range: refused, not a panic.
-            let end = e.json.len() + usize::from(e.json.windows(4).any(|w| w == b"lost"));
-            Some(Ok(Embedded { at, json: 0..end }))
-        }
-        fn request(
-            &self,
-            client: &reqwest::Client,
-            _: &RequestBody<'_>,
-        ) -> reqwest::RequestBuilder {
-            client.get("http://127.0.0.1:9")
-        }
-        fn classify(&self, _: &Reply<'_>) -> Outcome {
-            Outcome::Delivered
-        }
-    }
-
     #[test]
     fn an_envelope_is_encoded_without_a_copy_of_the_json() {
+        let envelope = Halves { envelope: true };
         let events = ["{\"a\":1}", "{\"bad\":2}", "{\"c\":3}", "{\"lost\":4}"].map(event);
-        let (items, failed) = encode(&Wraps, events.into());
+        let (items, failed) = encode(&envelope, events.into());
         let sent: Vec<Vec<u8>> = items.iter().map(|i| i.parts().concat()).collect();
-        assert_eq!(sent, [&b"<{\"a\":1}>"[..], b"<{\"c\":3}>"]);
-        assert_eq!(items.iter().map(Item::len).collect::<Vec<_>>(), [9, 9]);
+        assert_eq!(sent, [&b"{\"a\":1}|"[..], b"{\"c\":3}|"]);
+        assert_eq!(items.iter().map(Item::len).collect::<Vec<_>>(), [8, 8]);
         // The buffer holds the envelopes only, back to back; the JSON is the record's.
         let buffer: Vec<&[u8]> = items.iter().map(|i| &i.encoded[..]).collect();
-        assert_eq!(buffer, [&b"<>"[..], b"<>"]);
+        assert_eq!(buffer, [&b"|"[..], b"|"]);
         assert_eq!(
-            items[0].encoded.as_ptr() as usize + 2,
+            items[0].encoded.as_ptr() as usize + 1,
             items[1].encoded.as_ptr() as usize
         );
         assert!(std::ptr::eq(
@@ -324,7 +309,7 @@ mod tests {
                 "cannot encode: the destination placed the event outside its envelope"
             ]
         );
-        // The body of a group is what encode_event would have written, event after event.
+        // The body of a group is what encode_event writes, event after event.
         let body = body::assemble(
             Framing::CONCATENATED,
             items.iter().map(Item::parts),
@@ -332,13 +317,7 @@ mod tests {
             false,
             0,
         );
-        let mut whole = Vec::new();
-        for json in ["{\"a\":1}", "{\"c\":3}"] {
-            Wraps
-                .encode_event(&event(json).sent().clone(), &mut whole)
-                .unwrap();
-        }
-        assert_eq!(&body.sent[..], &whole[..]);
+        assert_eq!(&body.sent[..], b"{\"a\":1}|{\"c\":3}|");
     }
 
     fn event(json: &str) -> Event {
@@ -351,7 +330,7 @@ mod tests {
     #[test]
     fn a_batch_is_encoded_into_one_buffer_without_what_failed() {
         let events = ["{\"a\":1}", "{\"bad\":2}", "{\"c\":3}", "{\"bad\":4}"].map(event);
-        let (items, failed) = encode(&Halves, events.into());
+        let (items, failed) = encode(&HALVES, events.into());
         let encoded: Vec<&[u8]> = items.iter().map(|i| &i.encoded[..]).collect();
         assert_eq!(encoded, [&b"{\"a\":1}|"[..], b"{\"c\":3}|"]);
         // Slices of one buffer, back to back: a failure leaves none of its bytes.
@@ -370,6 +349,6 @@ mod tests {
                 (b"{\"bad\":4}", "cannot encode: bad")
             ]
         );
-        assert!(encode(&Halves, Vec::new()).0.is_empty());
+        assert!(encode(&HALVES, Vec::new()).0.is_empty());
     }
 }
