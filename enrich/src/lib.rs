@@ -17,6 +17,7 @@ mod sync;
 
 pub use checkin_outbox::{unix_ms, CheckinOutbox};
 pub use checkins::{status as health_status, CheckinTracker, HealthStatus};
+pub use endpoint_json::Members;
 pub use enricher::Enricher;
 pub use error::MdmError;
 pub use fleet::{assign_fleet, glob_match};
