@@ -9,8 +9,8 @@ and this script only watches (/proc, /metrics, the receiver's /stats) once a sec
 
 Prints, from the gateway's own counters and the receiver's: accepted/s and delivered/s while
 wrk ran, the delivered share, end to end (everything accepted delivered) events/s, gateway
-CPU-seconds per million events, page faults per event, peak RSS (VmHWM), refused requests, the HEC limit once a
-second; and one JSON line with all of it.
+CPU-seconds per million events, page faults per event, peak RSS (VmHWM), refused requests, the HEC limit and
+mean round trip once a second; and one JSON line with all of it.
 """
 import argparse, json, os, re, shutil, subprocess, sys, tempfile, time, urllib.request
 
@@ -145,14 +145,21 @@ def main():
     load = subprocess.Popen([wrk, f"-t{a.threads}", f"-c{a.connections}", f"-d{a.seconds}s",
                              "-s", os.path.join(ROOT, "benches/wrk/post_batches.lua"), f"http://{addr}"],
                             env=env, stdout=subprocess.PIPE, text=True)
-    limits, samples = [], []
+    limits, round_trips, samples = [], [], []
+    hec = 'sink="splunk"'
+    requests = lambda m: (metric(m, "thoth_sink_request_seconds_sum", hec), metric(m, "thoth_sink_request_seconds_count", hec))
+    before = requests(get(f"http://{addr}/metrics"))
     while load.poll() is None:
         time.sleep(1)
         m = get(f"http://{addr}/metrics")
-        limits.append(metric(m, "thoth_sink_concurrency_limit", 'sink="splunk"'))
+        limits.append(metric(m, "thoth_sink_concurrency_limit", hec))
+        now = requests(m)
+        # The mean HEC round trip in the last second: what the adaptive limit reads.
+        round_trips.append(round(1000 * (now[0] - before[0]) / max(now[1] - before[1], 1), 1))
+        before = now
         samples.append((time.time() - t0, accepted(m), delivered(), peak_rss_mib(gw.pid)))
         print(f"{samples[-1][0]:5.1f}s accepted {samples[-1][1]:>10,.0f} delivered {samples[-1][2]:>10,.0f} "
-              f"limit {limits[-1]:.0f} rss {samples[-1][3]:.0f} MiB", file=sys.stderr)
+              f"limit {limits[-1]:.0f} round trip {round_trips[-1]} ms rss {samples[-1][3]:.0f} MiB", file=sys.stderr)
     wrk_out = load.stdout.read()
     t_load = time.time() - t0
     m = get(f"http://{addr}/metrics")
@@ -175,7 +182,7 @@ def main():
         "user_s_per_million": round(user / acc * 1e6, 2), "system_s_per_million": round(system / acc * 1e6, 2),
         "page_faults_per_event": round(faults / acc, 3),
         "peak_rss_mib": round(peak_rss_mib(gw.pid)), "idle_rss_mib": round(idle_rss), "refused_requests": int(refused.group(1)) if refused else None,
-        "hec_limits": limits,
+        "hec_limits": limits, "hec_round_trip_ms": round_trips,
     }
     print(wrk_out.strip())
     print(f"accepted {result['accepted_per_s']:,}/s during the load; delivered {result['delivered_during_load_per_s']:,}/s "
