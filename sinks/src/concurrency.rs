@@ -1,7 +1,8 @@
 //! How many requests an HTTP sink keeps in flight: a fixed number, or adaptive (AIMD).
 //!
 //! Adaptive: the limit starts at 1 and grows by one after every window of answers in which
-//! the sink used its whole limit and the round trip did not rise; it shrinks by a fifth after a
+//! the limit bound (at least half of the requests were sent with every slot taken, in the
+//! window and on the mean over windows) and the round trip did not rise; it shrinks by a fifth after a
 //! window with a back-pressure answer (429, 503, HEC code 9, a timeout, any retryable failure)
 //! or with a round trip that rose — the sign that the destination queues requests instead of
 //! serving them. A rise is read two ways, both on round trips smoothed over windows (an
@@ -15,7 +16,9 @@
 //!   baseline is taken afresh.
 //!
 //! So a sink settles near the concurrency its destination serves best instead of flooding it
-//! or crawling.
+//! or crawling. A limit that binds only in bursts does not grow: a sink that keeps up with
+//! five requests in flight and now and then reaches sixteen gains nothing from the other
+//! slots but the memory of the batches they hold.
 //!
 //! [`AimdLimit`] is the pure rule; [`Slots`] applies a limit to requests in flight.
 
@@ -32,8 +35,12 @@ const DECREASE: f64 = 0.8;
 /// back-pressure answers still act at once.
 const RTT_TOLERANCE: f64 = 1.5;
 const RTT_SLACK: f64 = 0.025;
-/// The weight of the newest window in the smoothed round trip and its variance.
+/// The weight of the newest window in the smoothed round trip and its variance, and in the
+/// smoothed share of requests sent at the limit.
 const RTT_SMOOTHING: f64 = 0.3;
+/// The limit grows only while at least this share of requests (smoothed) is sent with every
+/// slot taken: one window of a few answers is too few to tell a burst from demand.
+const BINDING_SHARE: f64 = 0.5;
 /// A window's mean more than this many standard deviations (and `RTT_SLACK`) above the
 /// smoothed round trip is a sudden queue.
 const RTT_DEVIATIONS: f64 = 2.5;
@@ -75,12 +82,15 @@ pub struct AimdLimit {
     lowest_since: f64,
     /// Windows the halved limit has been held for to check the baseline (0: not probing).
     probe_windows: u32,
+    /// The share of requests sent with every slot taken, smoothed over windows.
+    at_limit_share: f64,
     /// Windows measured so far, up to `WARMUP_WINDOWS`.
     warmup_windows: u32,
     window_rtt_sum: f64,
     window_answers: u32,
     window_back_pressure: bool,
-    window_saturated: bool,
+    /// Answers in the window that were sent with every slot taken.
+    window_at_limit: u32,
 }
 
 impl AimdLimit {
@@ -94,11 +104,12 @@ impl AimdLimit {
             baseline_age: 0,
             lowest_since: f64::INFINITY,
             probe_windows: 0,
+            at_limit_share: 1.0,
             warmup_windows: 0,
             window_rtt_sum: 0.0,
             window_answers: 0,
             window_back_pressure: false,
-            window_saturated: false,
+            window_at_limit: 0,
         }
     }
 
@@ -117,7 +128,7 @@ impl AimdLimit {
         }
         self.window_answers += 1;
         if in_flight >= self.limit() {
-            self.window_saturated = true;
+            self.window_at_limit += 1;
         }
         if self.window_answers as usize >= self.limit() {
             self.close_window();
@@ -126,6 +137,11 @@ impl AimdLimit {
 
     fn close_window(&mut self) {
         let served = self.window_answers;
+        let share = f64::from(self.window_at_limit) / f64::from(served.max(1));
+        self.at_limit_share += RTT_SMOOTHING * (share - self.at_limit_share);
+        // Both this window and the smoothed share: the window alone is noisy, the smoothed
+        // share alone lags behind the limit it grows.
+        let bound = share >= BINDING_SHARE && self.at_limit_share >= BINDING_SHARE;
         let mean = (served > 0).then(|| self.window_rtt_sum / f64::from(served));
         if self.window_back_pressure {
             self.limit = (self.limit * DECREASE).max(1.0);
@@ -140,7 +156,7 @@ impl AimdLimit {
             let baseline = self.update_baseline(smoothed);
             if sudden || smoothed > baseline * RTT_TOLERANCE + RTT_SLACK {
                 self.limit = (self.limit * DECREASE).max(1.0);
-            } else if self.window_saturated && self.probe_windows == 0 {
+            } else if bound && self.probe_windows == 0 {
                 self.limit = (self.limit + 1.0).min(self.max);
             }
         }
@@ -151,7 +167,7 @@ impl AimdLimit {
         self.window_rtt_sum = 0.0;
         self.window_answers = 0;
         self.window_back_pressure = false;
-        self.window_saturated = false;
+        self.window_at_limit = 0;
     }
 
     /// Whether a window's mean is above the smoothed round trip by more than its jitter.
@@ -443,6 +459,31 @@ mod tests {
         });
         assert_eq!(*seen.last().unwrap(), 16);
         assert!(seen.iter().all(|l| *l <= 16));
+    }
+
+    #[test]
+    fn a_limit_that_binds_only_in_bursts_does_not_grow() {
+        // Five requests in flight keep up; one answer in five was sent in a burst that took
+        // every slot there was. Flat round trips: only the share at the limit says stop.
+        let mut state = 0x0bad_cafe_f00d_1234_u64;
+        let mut limit = AimdLimit::new(16);
+        let mut seen = Vec::new();
+        for _ in 0..2000 {
+            let burst = coin(&mut state) < 0.2;
+            let in_flight = if burst {
+                limit.limit()
+            } else {
+                5.min(limit.limit())
+            };
+            limit.record(Duration::from_millis(5), Answer::Served, in_flight);
+            seen.push(limit.limit());
+        }
+        // The sink needs five: the limit reaches six (at five every request is sent at the
+        // limit), and a burst may now and then look like demand for one more, never for the
+        // sixteen there are. (Growing whenever a window had one request at the limit, as the
+        // rule once did, went to sixteen.)
+        assert!(seen.iter().all(|l| *l <= 7), "{seen:?}");
+        assert!(*seen.last().unwrap() >= 6, "{seen:?}");
     }
 
     #[test]
